@@ -1,1 +1,219 @@
-pub fn x(){}
+//! `uploadfile-sink`: an independent receiving server for multipart uploads.
+//!
+//! Built on hyper 1 + hyper-util (HTTP/1.1 and h2), multer (multipart
+//! parsing), tokio-rustls and rcgen (a throw-away CA and a leaf certificate),
+//! so that it checks the `uploadfile` client with an implementation that is
+//! not the client's own. It is used by the library's integration tests and
+//! benchmarks and by the CLI's `demo` and `serve` commands.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use uploadfile_sink::{Sink, SinkConfig};
+//! let sink = Sink::start(SinkConfig::default()).await?;
+//! println!("upload to {}", sink.url("/upload?delay_ms=100"));
+//! // ... run a client against it, then:
+//! println!("{} requests", sink.stats().requests);
+//! sink.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What it answers
+//!
+//! For a request whose `Content-Type` is `multipart/form-data` (and not in
+//! discard mode), the body is parsed with multer, file parts are streamed
+//! through SHA-256, and the answer is a JSON verdict:
+//!
+//! ```json
+//! {"method":"POST","path":"/upload","query":"","contentType":"multipart/form-data; boundary=...",
+//!  "contentLength":1234,"receivedBytes":1234,
+//!  "fields":[{"name":"user","value":"test","size":4}],
+//!  "files":[{"field":"file","filename":"a.txt","contentType":"text/plain","size":123,"sha256":"..."}],
+//!  "headers":{"content-type":"...","host":"..."},
+//!  "connection":{"id":1,"request":1},"protocol":"HTTP/1.1",
+//!  "serverTiming":{"headReceivedMs":1.7e12,"bodyReceivedMs":1.7e12}}
+//! ```
+//!
+//! Any other body is read, counted and hashed as a whole: `"fields":[]`,
+//! `"files":[]` and `"bodySha256"`. A bad multipart body is answered with
+//! 400 and `{"error":"..."}`. In discard mode the answer is
+//! `{"receivedBytes":N}`. Every response carries an
+//! `x-sink-connection: ID/INDEX` header.
+//!
+//! # Per-request knobs
+//!
+//! Query parameters override the [`SinkConfig`] for one request:
+//! `status=500`, `delay_ms=200`, `body_size=100000` (answer exactly that
+//! many `'x'` bytes instead of JSON; `none` for JSON), `early=1` (answer
+//! before reading the body, then close), `close=1` (close without a response
+//! after the head), `close_after=4096` (with `close`: after that many body
+//! bytes), `keepalive=0` (answer with `Connection: close`), `discard=1`.
+//! Booleans accept `1/0`, `true/false`, `yes/no`, `on/off`, or no value
+//! (true). Unknown parameters are ignored; a bad value of a known one is
+//! answered with 400 without reading the body.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod body;
+mod config;
+mod server;
+mod service;
+mod stats;
+mod tls;
+mod verdict;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::SinkConfig;
+pub use stats::{now_ms, RequestRecord, SinkStats};
+
+use service::Shared;
+use stats::StatsInner;
+
+/// The receiving server. See [`Sink::start`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sink;
+
+impl Sink {
+    /// Binds `config.listen` and serves on the current tokio runtime until
+    /// the returned handle is shut down or dropped.
+    ///
+    /// With `config.tls`, a fresh CA and a leaf certificate for `localhost`,
+    /// `127.0.0.1` and `::1` are made first; the CA's PEM is
+    /// [`SinkHandle::ca_pem`].
+    pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
+        let tls = if config.tls { Some(tls::generate()?) } else { None };
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(StatsInner::default());
+        let shared = Arc::new(Shared {
+            config,
+            stats: stats.clone(),
+        });
+        let shutdown = CancellationToken::new();
+        let (idle_tx, idle_rx) = watch::channel(0u64);
+        let (ca_pem, acceptor) = match tls {
+            Some(m) => (
+                Some(m.ca_pem),
+                Some(tokio_rustls::TlsAcceptor::from(m.server_config)),
+            ),
+            None => (None, None),
+        };
+        let server = server::Server {
+            listener,
+            shared,
+            tls: acceptor,
+            shutdown: shutdown.clone(),
+            idle: idle_rx,
+        };
+        let task = tokio::spawn(server.run());
+        Ok(SinkHandle {
+            addr,
+            ca_pem,
+            stats,
+            shutdown,
+            idle_tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running sink. Dropping it stops the server and every task it spawned.
+#[derive(Debug)]
+pub struct SinkHandle {
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+    stats: Arc<StatsInner>,
+    shutdown: CancellationToken,
+    idle_tx: watch::Sender<u64>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SinkHandle {
+    /// The address the sink listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the sink serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.ca_pem.is_some()
+    }
+
+    /// A URL for `path` on this sink: `http://127.0.0.1:PORT/path`, or
+    /// `https://localhost:PORT/path` with TLS. `path` may carry a query; a
+    /// missing leading `/` is added.
+    pub fn url(&self, path: &str) -> String {
+        let slash = if path.starts_with('/') { "" } else { "/" };
+        let port = self.addr.port();
+        if self.is_tls() {
+            format!("https://localhost:{port}{slash}{path}")
+        } else {
+            let host = match self.addr {
+                SocketAddr::V4(a) if a.ip().is_unspecified() => "127.0.0.1".to_string(),
+                SocketAddr::V4(a) => a.ip().to_string(),
+                SocketAddr::V6(a) if a.ip().is_unspecified() => "[::1]".to_string(),
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            };
+            format!("http://{host}:{port}{slash}{path}")
+        }
+    }
+
+    /// PEM of the CA certificate a client must trust (`None` without TLS).
+    /// The server's leaf certificate, signed by it, is valid for
+    /// `localhost`, `127.0.0.1` and `::1`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Writes [`ca_pem`](Self::ca_pem) to `path`; an error without TLS.
+    pub fn write_ca_pem(&self, path: &Path) -> io::Result<()> {
+        match &self.ca_pem {
+            Some(pem) => std::fs::write(path, pem),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the sink does not serve TLS: no CA to write",
+            )),
+        }
+    }
+
+    /// A snapshot of the counters and per-request records.
+    pub fn stats(&self) -> SinkStats {
+        self.stats.snapshot()
+    }
+
+    /// Gracefully closes every connection that is not in the middle of a
+    /// request (HTTP/1: closed at once; h2: GOAWAY). Connections busy with a
+    /// request are left alone. Takes effect asynchronously, right after.
+    pub fn close_idle_connections(&self) {
+        self.idle_tx.send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops accepting, closes every connection and waits for the server's
+    /// tasks to end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SinkHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            // Aborting the accept task drops its JoinSet, which aborts every
+            // connection task; their h2 stream tasks follow their tokens.
+            task.abort();
+        }
+    }
+}

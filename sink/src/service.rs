@@ -1,0 +1,401 @@
+//! The request handler: reads (or refuses to read) the body, verifies
+//! multipart uploads and answers according to the knobs in force.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode, Version};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{CountedBody, ResponseBody, SharedBody};
+use crate::config::{Knobs, SinkConfig};
+use crate::stats::{now_ms, RequestRecord, StatsInner};
+use crate::verdict::{
+    to_json, ConnectionVerdict, DiscardVerdict, EarlyVerdict, ErrorVerdict, FieldVerdict,
+    FileVerdict, TimingVerdict, Verdict, FIELD_VALUE_LIMIT,
+};
+
+/// State shared by the whole sink.
+pub(crate) struct Shared {
+    pub config: SinkConfig,
+    pub stats: Arc<StatsInner>,
+}
+
+/// State of one accepted connection.
+pub(crate) struct ConnCtx {
+    /// Connection id, from 1.
+    pub id: u64,
+    pub shared: Arc<Shared>,
+    next_request: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
+    /// Cancelled to drop the connection at once, without a response.
+    pub abort: CancellationToken,
+    /// Set when an HTTP/1 response went out before the body was read: the
+    /// connection task then reads and discards for a moment before closing.
+    pub linger: AtomicBool,
+}
+
+impl ConnCtx {
+    pub fn new(id: u64, shared: Arc<Shared>) -> Self {
+        ConnCtx {
+            id,
+            shared,
+            next_request: AtomicU64::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            abort: CancellationToken::new(),
+            linger: AtomicBool::new(false),
+        }
+    }
+
+    /// Requests whose response is not yet fully handed to the connection.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Builds the response of one request and ties it to its stats record.
+struct Reply {
+    stats: Arc<StatsInner>,
+    slot: usize,
+    in_flight: InFlight,
+    http1: bool,
+    connection_id: u64,
+    request_index: u64,
+}
+
+impl Reply {
+    fn respond(self, status: u16, content_type: &str, body: ResponseBody, close: bool) -> Response<ResponseBody> {
+        let Reply {
+            stats,
+            slot,
+            in_flight,
+            http1,
+            connection_id,
+            request_index,
+        } = self;
+        stats.update(slot, |r| r.status = Some(status));
+        let body = body.on_done(Box::new(move |sent| {
+            if sent {
+                stats.update(slot, |r| r.response_sent_ms = Some(now_ms()));
+            }
+            drop(in_flight);
+        }));
+        let mut res = Response::new(body);
+        *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = res.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+        if let Ok(v) = HeaderValue::from_str(&format!("{connection_id}/{request_index}")) {
+            h.insert("x-sink-connection", v);
+        }
+        if close && http1 {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        res
+    }
+
+    fn json(self, status: u16, json: Vec<u8>, close: bool) -> Response<ResponseBody> {
+        self.respond(status, "application/json", ResponseBody::bytes(json), close)
+    }
+
+    /// The JSON, or the padding the knobs ask for instead.
+    fn verdict(self, knobs: &Knobs, json: Vec<u8>) -> Response<ResponseBody> {
+        let close = !knobs.keep_alive;
+        match knobs.body_size {
+            Some(n) => self.respond(knobs.status, "text/plain", ResponseBody::padding(n), close),
+            None => self.json(knobs.status, json, close),
+        }
+    }
+}
+
+/// What reading the body gave.
+enum Outcome {
+    /// Discard mode: counted only.
+    Discarded,
+    /// A multipart body, parsed.
+    Multipart(Vec<FieldVerdict>, Vec<FileVerdict>),
+    /// Any other body, hashed as a whole.
+    Whole(String),
+    /// The request was bad (multipart parse error): answer 400.
+    BadRequest(String),
+    /// Reading the body failed (the client went away): no answer.
+    Failed(String),
+}
+
+/// Serves one request.
+pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<ResponseBody>, io::Error> {
+    let head_ms = now_ms();
+    let request_index = ctx.next_request.fetch_add(1, Ordering::SeqCst) + 1;
+    let in_flight = InFlight::enter(&ctx.in_flight);
+    let (parts, body) = req.into_parts();
+    let protocol = format!("{:?}", parts.version);
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let stats = ctx.shared.stats.clone();
+    let slot = stats.begin(RequestRecord {
+        connection_id: ctx.id,
+        request_index,
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        protocol: protocol.clone(),
+        received_bytes: 0,
+        status: None,
+        head_received_ms: head_ms,
+        body_received_ms: None,
+        response_sent_ms: None,
+    });
+    let http1 = parts.version < Version::HTTP_2;
+    let reply = Reply {
+        stats: stats.clone(),
+        slot,
+        in_flight,
+        http1,
+        connection_id: ctx.id,
+        request_index,
+    };
+    let connection = || ConnectionVerdict {
+        id: ctx.id,
+        request: request_index,
+    };
+
+    let knobs = match Knobs::resolve(&ctx.shared.config, parts.uri.query()) {
+        Ok(k) => k,
+        Err(error) => {
+            // Refused without reading the body: never send 100 Continue.
+            drop(body);
+            ctx.linger.store(http1, Ordering::SeqCst);
+            return Ok(reply.json(400, to_json(&ErrorVerdict { error }), true));
+        }
+    };
+
+    if knobs.close {
+        let mut counted = CountedBody::new(body, stats.clone());
+        if knobs.close_after > 0 {
+            let _ = counted.read_at_least(knobs.close_after).await;
+        }
+        stats.update(slot, |r| r.received_bytes = counted.received());
+        ctx.abort.cancel();
+        return Err(io::Error::other("close_early: dropping the connection without a response"));
+    }
+
+    if knobs.early {
+        drop(body);
+        ctx.linger.store(http1, Ordering::SeqCst);
+        if !knobs.delay.is_zero() {
+            tokio::time::sleep(knobs.delay).await;
+        }
+        let json = to_json(&EarlyVerdict {
+            answered_before_body: true,
+            received_bytes: 0,
+            connection: connection(),
+        });
+        let res = match knobs.body_size {
+            Some(n) => reply.respond(knobs.status, "text/plain", ResponseBody::padding(n), true),
+            None => reply.json(knobs.status, json, true),
+        };
+        return Ok(res);
+    }
+
+    let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
+    let counted = CountedBody::new(body, stats.clone());
+    let (outcome, received, ended) = if knobs.discard {
+        discard(counted).await
+    } else if content_type.as_deref().is_some_and(is_multipart) {
+        multipart(counted, content_type.as_deref().unwrap_or("")).await
+    } else {
+        whole(counted).await
+    };
+    let body_ms = now_ms();
+    stats.update(slot, |r| {
+        r.received_bytes = received;
+        if ended {
+            r.body_received_ms = Some(body_ms);
+        }
+    });
+
+    let (fields, files, body_sha256) = match outcome {
+        Outcome::Failed(e) => return Err(io::Error::other(format!("reading the request body: {e}"))),
+        Outcome::BadRequest(error) => {
+            return Ok(reply.json(400, to_json(&ErrorVerdict { error }), !knobs.keep_alive));
+        }
+        Outcome::Discarded => {
+            delay(&knobs).await;
+            let json = to_json(&DiscardVerdict { received_bytes: received });
+            return Ok(reply.verdict(&knobs, json));
+        }
+        Outcome::Multipart(fields, files) => (fields, files, None),
+        Outcome::Whole(sha) => (Vec::new(), Vec::new(), Some(sha)),
+    };
+    let verdict = Verdict {
+        method: parts.method.to_string(),
+        path,
+        query,
+        content_type,
+        content_length: header_str(&parts.headers, CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse().ok()),
+        received_bytes: received,
+        fields,
+        files,
+        body_sha256,
+        headers: headers_map(&parts.headers),
+        connection: connection(),
+        protocol,
+        server_timing: TimingVerdict {
+            head_received_ms: head_ms,
+            body_received_ms: body_ms,
+        },
+    };
+    delay(&knobs).await;
+    Ok(reply.verdict(&knobs, to_json(&verdict)))
+}
+
+async fn delay(knobs: &Knobs) {
+    if !knobs.delay.is_zero() {
+        tokio::time::sleep(knobs.delay).await;
+    }
+}
+
+/// Counts the body, nothing else.
+async fn discard(mut body: CountedBody) -> (Outcome, u64, bool) {
+    let outcome = match body.drain().await {
+        Ok(()) => Outcome::Discarded,
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    (outcome, body.received(), body.ended())
+}
+
+/// Hashes a non-multipart body as a whole.
+async fn whole(mut body: CountedBody) -> (Outcome, u64, bool) {
+    let mut hasher = Sha256::new();
+    let outcome = loop {
+        match body.chunk().await {
+            Ok(Some(chunk)) => hasher.update(&chunk),
+            Ok(None) => break Outcome::Whole(hex::encode(hasher.finalize())),
+            Err(e) => break Outcome::Failed(e.to_string()),
+        }
+    };
+    (outcome, body.received(), body.ended())
+}
+
+/// Parses a multipart/form-data body with multer, streaming file parts
+/// through SHA-256, then drains whatever multer left (the epilogue).
+async fn multipart(body: CountedBody, content_type: &str) -> (Outcome, u64, bool) {
+    let shared = SharedBody::new(body);
+    let parsed = match multer::parse_boundary(content_type) {
+        Ok(boundary) => parse_parts(multer::Multipart::new(shared.clone(), boundary)).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match parsed {
+        Err(multer::Error::StreamReadFailed(e)) => Outcome::Failed(e.to_string()),
+        Err(e) => match shared.drain().await {
+            Ok(()) => Outcome::BadRequest(format!("bad multipart body: {e}")),
+            Err(read) => Outcome::Failed(read.to_string()),
+        },
+        Ok((fields, files)) => match shared.drain().await {
+            Ok(()) => Outcome::Multipart(fields, files),
+            Err(read) => Outcome::Failed(read.to_string()),
+        },
+    };
+    (outcome, shared.received(), shared.ended())
+}
+
+async fn parse_parts(
+    mut mp: multer::Multipart<'static>,
+) -> Result<(Vec<FieldVerdict>, Vec<FileVerdict>), multer::Error> {
+    let mut fields = Vec::new();
+    let mut files = Vec::new();
+    while let Some(mut field) = mp.next_field().await? {
+        let name = field.name().unwrap_or("").to_string();
+        if let Some(filename) = field.file_name().map(str::to_string) {
+            let content_type = field.content_type().map(|m| m.to_string());
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = field.chunk().await? {
+                size += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            files.push(FileVerdict {
+                field: name,
+                filename,
+                content_type,
+                size,
+                sha256: hex::encode(hasher.finalize()),
+            });
+        } else {
+            let mut value = Vec::new();
+            let mut size = 0u64;
+            while let Some(chunk) = field.chunk().await? {
+                size += chunk.len() as u64;
+                let room = FIELD_VALUE_LIMIT.saturating_sub(value.len());
+                value.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            fields.push(FieldVerdict {
+                name,
+                value: String::from_utf8_lossy(&value).into_owned(),
+                size,
+            });
+        }
+    }
+    Ok((fields, files))
+}
+
+fn is_multipart(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .get(..19)
+        .is_some_and(|p| p.eq_ignore_ascii_case("multipart/form-data"))
+}
+
+fn header_str(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Lower-case header names to values; repeated headers joined with ", ".
+fn headers_map(headers: &hyper::HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_detection() {
+        assert!(is_multipart("multipart/form-data; boundary=x"));
+        assert!(is_multipart("Multipart/Form-Data;boundary=x"));
+        assert!(!is_multipart("multipart/mixed; boundary=x"));
+        assert!(!is_multipart("text/plain"));
+    }
+}

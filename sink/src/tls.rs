@@ -1,0 +1,81 @@
+//! A throw-away PKI made at start: a self-signed CA and a leaf certificate
+//! for `localhost`, `127.0.0.1` and `::1`, signed by that CA.
+//!
+//! A CA that signs a separate leaf (rather than one self-signed certificate)
+//! is what webpki accepts: it rejects a self-signed end-entity certificate
+//! that is marked as a CA (`CaUsedAsEndEntity`), and a trust anchor that is
+//! not a CA cannot be used either.
+
+use std::io;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::ServerConfig;
+
+/// The server's TLS configuration and the CA a client must trust.
+pub(crate) struct TlsMaterial {
+    /// PEM of the CA certificate.
+    pub ca_pem: String,
+    /// rustls configuration offering ALPN `h2` and `http/1.1`.
+    pub server_config: Arc<ServerConfig>,
+}
+
+/// Names the leaf certificate is valid for.
+pub(crate) const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+fn to_io(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("tls setup: {e}"))
+}
+
+/// Makes a fresh CA + leaf and the rustls server configuration using them.
+pub(crate) fn generate() -> io::Result<TlsMaterial> {
+    let ca_key = KeyPair::generate().map_err(to_io)?;
+    let mut ca_params = CertificateParams::default();
+    let mut ca_dn = DistinguishedName::new();
+    ca_dn.push(DnType::CommonName, "uploadfile-sink test CA");
+    ca_dn.push(DnType::OrganizationName, "uploadfile-sink");
+    ca_params.distinguished_name = ca_dn;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(to_io)?;
+
+    let leaf_key = KeyPair::generate().map_err(to_io)?;
+    let names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut leaf_params = CertificateParams::new(names).map_err(to_io)?;
+    let mut leaf_dn = DistinguishedName::new();
+    leaf_dn.push(DnType::CommonName, "localhost");
+    leaf_params.distinguished_name = leaf_dn;
+    leaf_params.is_ca = IsCa::ExplicitNoCa;
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_cert = leaf_params
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .map_err(to_io)?;
+
+    let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+
+    // An explicit provider: the process-wide default is ambiguous when some
+    // other crate in the build also enables aws-lc-rs.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(to_io)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(to_io)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        server_config: Arc::new(config),
+    })
+}

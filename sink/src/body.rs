@@ -39,7 +39,10 @@ impl CountedBody {
     }
 
     /// Polls the next non-empty data chunk; trailers are skipped.
-    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, hyper::Error>>> {
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, hyper::Error>>> {
         loop {
             if self.ended {
                 return Poll::Ready(None);
@@ -67,7 +70,9 @@ impl CountedBody {
 
     /// The next non-empty data chunk, or `None` at the end of the body.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
-        std::future::poll_fn(|cx| self.poll_chunk(cx)).await.transpose()
+        std::future::poll_fn(|cx| self.poll_chunk(cx))
+            .await
+            .transpose()
     }
 
     /// Reads (and drops) the rest of the body.

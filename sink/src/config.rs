@@ -104,7 +104,10 @@ impl Knobs {
             }
         }
         if !(200..=999).contains(&k.status) {
-            return Err(format!("status {} is not a final status (200..=999)", k.status));
+            return Err(format!(
+                "status {} is not a final status (200..=999)",
+                k.status
+            ));
         }
         Ok(k)
     }

@@ -90,7 +90,11 @@ impl Sink {
     /// `127.0.0.1` and `::1` are made first; the CA's PEM is
     /// [`SinkHandle::ca_pem`].
     pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
-        let tls = if config.tls { Some(tls::generate()?) } else { None };
+        let tls = if config.tls {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(StatsInner::default());

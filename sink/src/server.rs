@@ -122,8 +122,12 @@ fn builder(token: &CancellationToken) -> auto::Builder<ConnExecutor> {
     b
 }
 
-async fn run_http<S>(io: S, ctx: Arc<ConnCtx>, token: CancellationToken, mut idle: watch::Receiver<u64>)
-where
+async fn run_http<S>(
+    io: S,
+    ctx: Arc<ConnCtx>,
+    token: CancellationToken,
+    mut idle: watch::Receiver<u64>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (back_tx, back_rx) = oneshot::channel();
@@ -199,7 +203,11 @@ impl<S: Unpin> ReturningIo<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReturningIo<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.io() {
             Ok(s) => s.poll_read(cx, buf),
             Err(e) => Poll::Ready(Err(e)),
@@ -208,7 +216,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReturningIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for ReturningIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.io() {
             Ok(s) => s.poll_write(cx, buf),
             Err(e) => Poll::Ready(Err(e)),

@@ -85,7 +85,13 @@ struct Reply {
 }
 
 impl Reply {
-    fn respond(self, status: u16, content_type: &str, body: ResponseBody, close: bool) -> Response<ResponseBody> {
+    fn respond(
+        self,
+        status: u16,
+        content_type: &str,
+        body: ResponseBody,
+        close: bool,
+    ) -> Response<ResponseBody> {
         let Reply {
             stats,
             slot,
@@ -102,9 +108,14 @@ impl Reply {
             drop(in_flight);
         }));
         let mut res = Response::new(body);
-        *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *res.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        );
         if let Ok(v) = HeaderValue::from_str(&format!("{connection_id}/{request_index}")) {
             h.insert("x-sink-connection", v);
         }
@@ -143,7 +154,10 @@ enum Outcome {
 }
 
 /// Serves one request.
-pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<ResponseBody>, io::Error> {
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response<ResponseBody>, io::Error> {
     let head_ms = now_ms();
     let request_index = ctx.next_request.fetch_add(1, Ordering::SeqCst) + 1;
     let in_flight = InFlight::enter(&ctx.in_flight);
@@ -196,7 +210,9 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<
         }
         stats.update(slot, |r| r.received_bytes = counted.received());
         ctx.abort.cancel();
-        return Err(io::Error::other("close_early: dropping the connection without a response"));
+        return Err(io::Error::other(
+            "close_early: dropping the connection without a response",
+        ));
     }
 
     if knobs.early {
@@ -235,13 +251,17 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<
     });
 
     let (fields, files, body_sha256) = match outcome {
-        Outcome::Failed(e) => return Err(io::Error::other(format!("reading the request body: {e}"))),
+        Outcome::Failed(e) => {
+            return Err(io::Error::other(format!("reading the request body: {e}")))
+        }
         Outcome::BadRequest(error) => {
             return Ok(reply.json(400, to_json(&ErrorVerdict { error }), !knobs.keep_alive));
         }
         Outcome::Discarded => {
             delay(&knobs).await;
-            let json = to_json(&DiscardVerdict { received_bytes: received });
+            let json = to_json(&DiscardVerdict {
+                received_bytes: received,
+            });
             return Ok(reply.verdict(&knobs, json));
         }
         Outcome::Multipart(fields, files) => (fields, files, None),
@@ -252,7 +272,8 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<
         path,
         query,
         content_type,
-        content_length: header_str(&parts.headers, CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse().ok()),
+        content_length: header_str(&parts.headers, CONTENT_LENGTH.as_str())
+            .and_then(|v| v.trim().parse().ok()),
         received_bytes: received,
         fields,
         files,

@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
 async fn sink() -> SinkHandle {
-    Sink::start(SinkConfig::default()).await.expect("start sink")
+    Sink::start(SinkConfig::default())
+        .await
+        .expect("start sink")
 }
 
 async fn connect(sink: &SinkHandle) -> BufReader<TcpStream> {
@@ -18,7 +20,12 @@ async fn connect(sink: &SinkHandle) -> BufReader<TcpStream> {
 }
 
 /// Sends one request with a body and reads the response.
-async fn exchange(conn: &mut BufReader<TcpStream>, target: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
     let mut req = head("POST", target, headers, Some(body.len()));
     req.extend_from_slice(body);
     conn.get_mut().write_all(&req).await.unwrap();
@@ -41,7 +48,13 @@ async fn multipart_fields_and_file_are_verified() {
     ]);
     let ct = multipart_type();
     let mut conn = connect(&sink).await;
-    let res = exchange(&mut conn, "/upload?x=1", &[("Content-Type", &ct), ("X-Custom", "yes")], &body).await;
+    let res = exchange(
+        &mut conn,
+        "/upload?x=1",
+        &[("Content-Type", &ct), ("X-Custom", "yes")],
+        &body,
+    )
+    .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-type"), Some("application/json"));
     let v = res.json();
@@ -97,7 +110,12 @@ async fn chunked_multipart_body() {
         },
     ]);
     let ct = multipart_type();
-    let mut req = head("POST", "/up", &[("Content-Type", &ct), ("Transfer-Encoding", "chunked")], None);
+    let mut req = head(
+        "POST",
+        "/up",
+        &[("Content-Type", &ct), ("Transfer-Encoding", "chunked")],
+        None,
+    );
     for chunk in body.chunks(10_000) {
         req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         req.extend_from_slice(chunk);
@@ -118,16 +136,24 @@ async fn non_multipart_body_is_hashed_whole() {
     let sink = sink().await;
     let body = data(123_457);
     let mut conn = connect(&sink).await;
-    let v = exchange(&mut conn, "/raw", &[("Content-Type", "application/octet-stream")], &body)
-        .await
-        .json();
+    let v = exchange(
+        &mut conn,
+        "/raw",
+        &[("Content-Type", "application/octet-stream")],
+        &body,
+    )
+    .await
+    .json();
     assert_eq!(v["receivedBytes"], body.len() as u64);
     assert_eq!(v["bodySha256"], sha256_hex(&body).as_str());
     assert_eq!(v["files"].as_array().unwrap().len(), 0);
     assert_eq!(v["fields"].as_array().unwrap().len(), 0);
 
     // A GET without a body works too.
-    conn.get_mut().write_all(&head("GET", "/", &[], None)).await.unwrap();
+    conn.get_mut()
+        .write_all(&head("GET", "/", &[], None))
+        .await
+        .unwrap();
     let v = read_response(&mut conn).await.unwrap().json();
     assert_eq!(v["method"], "GET");
     assert_eq!(v["receivedBytes"], 0);
@@ -139,12 +165,24 @@ async fn bad_multipart_is_400_json() {
     let sink = sink().await;
     let mut conn = connect(&sink).await;
     let ct = multipart_type();
-    let res = exchange(&mut conn, "/", &[("Content-Type", &ct)], b"this is not multipart at all").await;
+    let res = exchange(
+        &mut conn,
+        "/",
+        &[("Content-Type", &ct)],
+        b"this is not multipart at all",
+    )
+    .await;
     assert_eq!(res.status, 400);
     assert!(res.json()["error"].as_str().unwrap().contains("multipart"));
 
     // Missing boundary.
-    let res = exchange(&mut conn, "/", &[("Content-Type", "multipart/form-data")], b"x").await;
+    let res = exchange(
+        &mut conn,
+        "/",
+        &[("Content-Type", "multipart/form-data")],
+        b"x",
+    )
+    .await;
     assert_eq!(res.status, 400);
     assert!(res.json()["error"].is_string());
 
@@ -164,9 +202,17 @@ async fn expect_100_continue() {
     let body = multipart(&[Part::Field("user", "test")]);
     let ct = multipart_type();
     let mut conn = connect(&sink).await;
-    let req = head("POST", "/upload", &[("Content-Type", &ct), ("Expect", "100-continue")], Some(body.len()));
+    let req = head(
+        "POST",
+        "/upload",
+        &[("Content-Type", &ct), ("Expect", "100-continue")],
+        Some(body.len()),
+    );
     conn.get_mut().write_all(&req).await.unwrap();
-    let (status, _) = tokio::time::timeout(WAIT, read_head(&mut conn)).await.unwrap().unwrap();
+    let (status, _) = tokio::time::timeout(WAIT, read_head(&mut conn))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, 100);
     conn.get_mut().write_all(&body).await.unwrap();
     let res = read_response(&mut conn).await.unwrap();
@@ -178,7 +224,12 @@ async fn expect_100_continue() {
 async fn early_answer_does_not_send_100_continue() {
     let sink = sink().await;
     let mut conn = connect(&sink).await;
-    let req = head("POST", "/upload?early=1&status=413", &[("Expect", "100-continue")], Some(1 << 20));
+    let req = head(
+        "POST",
+        "/upload?early=1&status=413",
+        &[("Expect", "100-continue")],
+        Some(1 << 20),
+    );
     conn.get_mut().write_all(&req).await.unwrap();
     let res = read_response(&mut conn).await.unwrap();
     assert_eq!(res.status, 413);
@@ -186,7 +237,10 @@ async fn early_answer_does_not_send_100_continue() {
     assert_eq!(res.json()["answeredBeforeBody"], true);
     expect_closed(&mut conn).await;
     let r = &sink.stats().records[0];
-    assert_eq!((r.status, r.received_bytes, r.body_received_ms), (Some(413), 0, None));
+    assert_eq!(
+        (r.status, r.received_bytes, r.body_received_ms),
+        (Some(413), 0, None)
+    );
 }
 
 #[tokio::test]
@@ -202,7 +256,8 @@ async fn early_answer_while_client_keeps_sending() {
     let (rd, mut wr) = stream.into_split();
     let total = 64usize << 20;
     let writer = tokio::spawn(async move {
-        wr.write_all(&head("POST", "/upload", &[], Some(total))).await?;
+        wr.write_all(&head("POST", "/upload", &[], Some(total)))
+            .await?;
         let chunk = vec![b'a'; 64 * 1024];
         let mut sent = 0;
         while sent < total {
@@ -212,11 +267,15 @@ async fn early_answer_while_client_keeps_sending() {
         Ok::<_, std::io::Error>(sent)
     });
     let mut rd = BufReader::new(rd);
-    let res = read_response(&mut rd).await.expect("the early answer is readable");
+    let res = read_response(&mut rd)
+        .await
+        .expect("the early answer is readable");
     assert_eq!(res.status, 413);
     expect_closed(&mut rd).await;
     // The writer fails (reset / broken pipe) or ends; it must not hang.
-    let _ = tokio::time::timeout(WAIT, writer).await.expect("writer ends");
+    let _ = tokio::time::timeout(WAIT, writer)
+        .await
+        .expect("writer ends");
 }
 
 #[tokio::test]
@@ -224,7 +283,13 @@ async fn query_knobs_status_delay_body_size() {
     let sink = sink().await;
     let mut conn = connect(&sink).await;
     let started = Instant::now();
-    let res = exchange(&mut conn, "/x?status=500&delay_ms=200&body_size=100000", &[], b"abc").await;
+    let res = exchange(
+        &mut conn,
+        "/x?status=500&delay_ms=200&body_size=100000",
+        &[],
+        b"abc",
+    )
+    .await;
     let elapsed = started.elapsed();
     assert_eq!(res.status, 500);
     assert_eq!(res.body.len(), 100_000);
@@ -336,12 +401,14 @@ async fn discard_mode_counts_bytes() {
     let ct = multipart_type();
     let res = exchange(&mut conn, "/", &[("Content-Type", &ct)], &body).await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.json(), serde_json::json!({ "receivedBytes": body.len() }));
+    assert_eq!(
+        res.json(),
+        serde_json::json!({ "receivedBytes": body.len() })
+    );
     let res = exchange(&mut conn, "/?status=202&delay_ms=50", &[], b"12345").await;
     assert_eq!(res.status, 202);
     assert_eq!(res.json()["receivedBytes"], 5);
     assert_eq!(sink.stats().body_bytes, body.len() as u64 + 5);
-
 }
 
 #[tokio::test]
@@ -349,7 +416,13 @@ async fn discard_knob_on_a_parsing_sink() {
     let sink = sink().await;
     let mut conn = connect(&sink).await;
     let ct = multipart_type();
-    let res = exchange(&mut conn, "/?discard=1", &[("Content-Type", &ct)], b"garbage").await;
+    let res = exchange(
+        &mut conn,
+        "/?discard=1",
+        &[("Content-Type", &ct)],
+        b"garbage",
+    )
+    .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json(), serde_json::json!({ "receivedBytes": 7 }));
 }
@@ -383,12 +456,18 @@ async fn url_and_plain_handle() {
     let port = sink.addr().port();
     assert!(!sink.is_tls());
     assert_eq!(sink.ca_pem(), None);
-    assert_eq!(sink.url("/upload?a=1"), format!("http://127.0.0.1:{port}/upload?a=1"));
+    assert_eq!(
+        sink.url("/upload?a=1"),
+        format!("http://127.0.0.1:{port}/upload?a=1")
+    );
     assert_eq!(sink.url("x"), format!("http://127.0.0.1:{port}/x"));
     let dir = std::env::temp_dir().join(format!("sink-ca-{port}.pem"));
     assert!(sink.write_ca_pem(&dir).is_err());
     let mut conn = connect(&sink).await;
-    conn.get_mut().write_all(&head("GET", "/", &[], None)).await.unwrap();
+    conn.get_mut()
+        .write_all(&head("GET", "/", &[], None))
+        .await
+        .unwrap();
     let res = read_response(&mut conn).await.unwrap();
     assert_eq!(res.status, 200);
 }

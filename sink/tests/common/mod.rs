@@ -35,21 +35,34 @@ impl RawResponse {
 }
 
 /// Reads one response head (status line and headers).
-pub async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> io::Result<(u16, Vec<(String, String)>)> {
+pub async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+) -> io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     if r.read_line(&mut line).await? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF before a response"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "EOF before a response",
+        ));
     }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
     let mut headers = Vec::new();
     loop {
         line.clear();
         if r.read_line(&mut line).await? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in headers"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "EOF in headers",
+            ));
         }
         let l = line.trim_end();
         if l.is_empty() {
@@ -76,7 +89,11 @@ pub async fn read_response<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> io::Re
                 .unwrap_or(0);
             let mut body = vec![0u8; len];
             r.read_exact(&mut body).await?;
-            return Ok(RawResponse { status, headers, body });
+            return Ok(RawResponse {
+                status,
+                headers,
+                body,
+            });
         }
     })
     .await
@@ -88,13 +105,21 @@ pub async fn expect_closed<R: AsyncRead + Unpin>(r: &mut R) {
     let mut buf = [0u8; 1024];
     match tokio::time::timeout(WAIT, r.read(&mut buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) => {}
-        Ok(Ok(n)) => panic!("expected EOF, got {n} bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Ok(Ok(n)) => panic!(
+            "expected EOF, got {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
         Err(_) => panic!("connection not closed in time"),
     }
 }
 
 /// A request head (with Host and, if `body_len` is given, Content-Length).
-pub fn head(method: &str, target: &str, headers: &[(&str, &str)], body_len: Option<usize>) -> Vec<u8> {
+pub fn head(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body_len: Option<usize>,
+) -> Vec<u8> {
     let mut h = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for (n, v) in headers {
         h.push_str(&format!("{n}: {v}\r\n"));
@@ -126,7 +151,9 @@ pub fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
         b.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
         match p {
             Part::Field(name, value) => {
-                b.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+                b.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                );
                 b.extend_from_slice(value.as_bytes());
             }
             Part::File {

@@ -19,7 +19,8 @@ pub struct SinkConfig {
     pub discard: bool,
     /// Status code to answer with. Default 200. Query: `status=500`.
     pub status: u16,
-    /// Wait this long after reading the body, before answering. Default 0.
+    /// Wait this long after reading the body, before answering (with
+    /// `answer_before_body`: before that early answer). Default 0.
     /// Query: `delay_ms=200`.
     pub delay: Duration,
     /// If `Some(n)`, answer a body of exactly `n` bytes of `'x'` instead of

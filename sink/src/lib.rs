@@ -42,7 +42,8 @@
 //! # Per-request knobs
 //!
 //! Query parameters override the [`SinkConfig`] for one request:
-//! `status=500`, `delay_ms=200`, `body_size=100000` (answer exactly that
+//! `status=500`, `delay_ms=200` (after the body is read),
+//! `body_size=100000` (answer exactly that
 //! many `'x'` bytes instead of JSON; `none` for JSON), `early=1` (answer
 //! before reading the body, then close), `close=1` (close without a response
 //! after the head), `close_after=4096` (with `close`: after that many body
@@ -50,6 +51,17 @@
 //! Booleans accept `1/0`, `true/false`, `yes/no`, `on/off`, or no value
 //! (true). Unknown parameters are ignored; a bad value of a known one is
 //! answered with 400 without reading the body.
+//!
+//! An answer given before the body was read (`early`, or a bad knob) on
+//! HTTP/1.1 carries `Connection: close`; the sink then shuts its side down
+//! and keeps reading (discarding) for up to 2 s before closing, so that the
+//! client is not reset before it reads the answer. On h2 only the stream
+//! ends. `close` drops the whole connection (TCP, also on h2) at once.
+//!
+//! Each request is recorded in [`SinkHandle::stats`] with server-side
+//! timestamps ([`now_ms`]: ms since the Unix epoch) of the head, the end of
+//! the body and the moment the response's last byte was handed to the
+//! connection.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

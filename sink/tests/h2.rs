@@ -164,3 +164,40 @@ async fn h2_close_idle_sends_goaway() {
         .expect("client connection ends")
         .unwrap();
 }
+
+#[tokio::test]
+async fn no_task_outlives_the_handle() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let sink = Sink::start(SinkConfig::default()).await.unwrap();
+    let base = format!("http://{}", sink.addr());
+    // An h2 stream stuck in a long delay (its task is spawned by hyper), and
+    // an idle HTTP/1.1 connection.
+    let tcp = TcpStream::connect(sink.addr()).await.unwrap();
+    let (mut sender, client_task) = h2_over(tcp).await;
+    let stuck = tokio::spawn(async move {
+        let req = Request::post(format!("{base}/?delay_ms=60000"))
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap();
+        let _ = sender.send_request(req).await;
+    });
+    let _idle = TcpStream::connect(sink.addr()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(metrics.num_alive_tasks() >= baseline + 5);
+    drop(sink);
+    let _ = tokio::time::timeout(WAIT, stuck)
+        .await
+        .expect("client request ends");
+    let _ = tokio::time::timeout(WAIT, client_task)
+        .await
+        .expect("client connection ends");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.num_alive_tasks() > baseline {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} tasks left",
+            metrics.num_alive_tasks()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

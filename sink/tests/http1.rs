@@ -367,10 +367,15 @@ async fn close_idle_connections_closes_only_idle_ones() {
 
     // A connection in the middle of a (delayed) request.
     let mut busy = connect(&sink).await;
-    let mut req = head("POST", "/?delay_ms=500", &[], Some(1));
+    let mut req = head("POST", "/?delay_ms=1000", &[], Some(1));
     req.push(b'b');
     busy.get_mut().write_all(&req).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Wait until the sink is serving it.
+    let deadline = Instant::now() + WAIT;
+    while sink.stats().requests < 2 {
+        assert!(Instant::now() < deadline, "busy request not seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     sink.close_idle_connections();
     expect_closed(&mut idle).await;

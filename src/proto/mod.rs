@@ -1,1 +1,101 @@
-//! Sans-IO protocol core (being written).
+//! The sans-IO protocol core: HTTP/1.1 and `multipart/form-data` as pure
+//! functions of bytes.
+//!
+//! Nothing in this module opens a socket, reads a file, looks at a clock or
+//! spawns a task. It turns values into bytes to send ([`RequestHead`],
+//! [`BodyPlan`]) and received bytes into events ([`ResponseDecoder`]); the
+//! async driver around it moves the bytes and decides what happens next.
+//!
+//! # Why sans-IO
+//!
+//! - **Testable without sockets.** Every framing rule — chunked trailers,
+//!   `100 Continue` before the final response, a connection closed mid-body
+//!   — is a unit test that feeds a byte string, including the same bytes
+//!   split at every position. No server, no ports, no flakiness.
+//! - **Fuzzable.** The decoder is a deterministic function of its input, so
+//!   a fuzzer can drive it directly. It never panics: every malformed input
+//!   is a [`ProtoError`], and lengths use checked `u64` arithmetic.
+//! - **Timing belongs to the driver.** Upload timing (first byte sent, last
+//!   byte sent, first response byte, ...) is measured at I/O boundaries.
+//!   Only the driver sees those boundaries, so only it reads the clock; the
+//!   core reports *what* arrived ([`ResponseDecoder::head_started`],
+//!   [`ResponseDecoder::wire_bytes`]) and the driver stamps *when*.
+//! - **One owner per decision.** The core knows HTTP/1.1 syntax; the driver
+//!   owns policy (which headers to send, timeouts, whether to wait for
+//!   `100 Continue`), so neither has to guess the other's intent.
+//!
+//! The split follows hyper's h1 encode/decode halves and ureq-proto; head
+//! parsing is httparse's.
+//!
+//! # Walk-through
+//!
+//! ```
+//! use uploadfile::proto::{
+//!     guess_content_type, BodyFraming, BodyPlan, FileField, FormField, RequestHead,
+//!     ResponseDecoder, ResponseEvent,
+//! };
+//!
+//! // 1. Plan the multipart body. The file's bytes are not needed: the
+//! //    driver streams them between the preamble and the epilogue.
+//! let file = FileField {
+//!     name: "photo".into(),
+//!     file_name: "cat.png".into(),
+//!     content_type: guess_content_type("cat.png").into(),
+//!     len: 4,
+//! };
+//! let fields = [FormField { name: "user".into(), value: "42".into() }];
+//! let plan = BodyPlan::new(&fields, &file);
+//! assert_eq!(plan.content_length(), plan.preamble().len() as u64 + 4 + plan.epilogue().len() as u64);
+//!
+//! // 2. Encode the request head; the driver validates user headers first.
+//! let headers = vec![
+//!     ("Host".to_string(), "example.com".to_string()),
+//!     ("Content-Type".to_string(), plan.content_type()),
+//!     ("Content-Length".to_string(), plan.content_length().to_string()),
+//!     ("Expect".to_string(), "100-continue".to_string()),
+//! ];
+//! let head = RequestHead { method: "POST", target: "/upload", headers: &headers };
+//! head.validate()?;
+//! let wire = head.encode();
+//! assert!(wire.starts_with(b"POST /upload HTTP/1.1\r\nHost: example.com\r\n"));
+//! assert_eq!(wire.len(), head.encoded_len());
+//! // ... the driver sends `wire`, then (after 100 Continue) `plan.preamble()`,
+//! // the file's 4 bytes and `plan.epilogue()`.
+//!
+//! // 3. Decode the response, pushing bytes as they arrive, split anywhere.
+//! let mut decoder = ResponseDecoder::new(false);
+//! decoder.push(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le");
+//! assert!(matches!(decoder.poll_event()?, Some(ResponseEvent::Interim(h)) if h.status == 100));
+//! assert!(decoder.head_started()); // the final response's first bytes are here
+//! assert_eq!(decoder.poll_event()?, None); // need more input
+//! decoder.push(b"ngth: 2\r\n\r\nok");
+//! let mut body = Vec::new();
+//! while let Some(event) = decoder.poll_event()? {
+//!     match event {
+//!         ResponseEvent::Head(h) => assert_eq!(h.status, 200),
+//!         ResponseEvent::Body(bytes) => body.extend_from_slice(&bytes),
+//!         ResponseEvent::End => break,
+//!         ResponseEvent::Interim(_) => unreachable!(),
+//!     }
+//! }
+//! assert_eq!(body, b"ok");
+//! assert_eq!(decoder.body_framing(), Some(BodyFraming::Length(2)));
+//! assert!(decoder.keep_alive()); // the connection may carry another request
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod chunked;
+pub mod mime;
+pub mod multipart;
+pub mod request;
+pub mod response;
+
+pub use mime::guess_content_type;
+pub use multipart::{escape_quoted, BodyPlan, Boundary, FileField, FormField, PlanError};
+pub use request::{
+    is_token, validate_header, validate_header_name, validate_header_value, HeaderError,
+    RequestHead,
+};
+pub use response::{
+    BodyFraming, DecoderLimits, ProtoError, ResponseDecoder, ResponseEvent, ResponseHead,
+};

@@ -1,2 +1,58 @@
-//! uploadfile: the mini-program `uploadFile` API for Rust (work in progress).
+//! # uploadfile
+//!
+//! The mini-program API `uploadFile` (WeChat `wx.uploadFile`, Alipay `my.uploadFile`, Mpx
+//! `mpx.uploadFile`) for Rust: upload a local file to a server as `multipart/form-data`, with
+//! the original's options, result, `errMsg` and — the reason this crate exists — a `profile`
+//! whose every timestamp is measured where the I/O happens, on a connection layer written here
+//! (tokio + rustls + httparse; no high-level HTTP crate).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), uploadfile::UploadError> {
+//! use uploadfile::{upload_file, UploadOptions};
+//!
+//! let task = upload_file(
+//!     UploadOptions::new("https://example.com/upload", "/tmp/photo.png", "file")
+//!         .form_data("user", "test"),
+//! );
+//! task.on_progress_update(|p| eprintln!("{}% ({} / {})", p.progress, p.total_bytes_sent, p.total_bytes_expected_to_send));
+//! let res = task.await?;
+//! println!("{} {}", res.status_code, res.data);
+//! let profile = res.profile.unwrap();
+//! println!("TLS took {:.3} ms", profile.ssl_connection_end - profile.ssl_connection_start);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layers
+//!
+//! - [`Client`], [`UploadOptions`], [`UploadTask`]: the API, in the original's terms.
+//! - `call`: one upload: queue, connect or reuse, exchange; owns the timeline.
+//! - [`proto`]: the sans-IO core: multipart body plan, request encoder, response decoder.
+//! - `transport`: DNS, TCP, TLS, the keep-alive pool.
+//!
+//! See `docs/architecture.md`, `docs/profile.md` and `docs/errors.md` in the repository.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod call;
+mod client;
+pub mod clock;
+mod error;
+mod headers;
+mod options;
+mod profile;
 pub mod proto;
+mod success;
+mod task;
+mod transport;
+
+pub use client::{
+    read_pem_file, upload_file, upload_file_with_callbacks, Callbacks, Client, ClientBuilder,
+    ClientConfig,
+};
+pub use error::{ErrorKind, UploadError};
+pub use headers::ResponseHeaders;
+pub use options::{UploadOptions, DEFAULT_TIMEOUT_MS};
+pub use profile::{Profile, ProfileExtensions, Protocol};
+pub use success::UploadSuccess;
+pub use task::{HeadersReceived, ListenerId, ProgressUpdate, TaskHandle, UploadTask};

@@ -1,0 +1,361 @@
+//! One HTTP/1.1 exchange on a connection: write the request while watching for the response.
+//!
+//! The driver writes the head, the multipart preamble, the file (streamed in large chunks, never
+//! whole in memory) and the epilogue, and reads at the same time: a server may answer early (a
+//! 413 before it has read the body), and that answer is the result, not the broken pipe that
+//! follows it. The sans-IO [`ResponseDecoder`] turns the bytes read into events; this driver
+//! takes the timestamps around the reads and writes that carry them:
+//!
+//! - `requestStart`: just before the write that carries the first byte of the head;
+//! - `requestEnd`: when the flush after the write carrying the last body byte returns (the bytes
+//!   are in the kernel / TLS layer; what the peer acknowledged is a later extension);
+//! - `responseStart`: when the read returned that carried the first byte of the *final*
+//!   response (after any 1xx interim responses);
+//! - `responseEnd`: when the read returned that completed the response, or that saw EOF for a
+//!   close-delimited body.
+
+use std::io::SeekFrom;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::error::{ErrorKind, UploadError};
+use crate::headers::ResponseHeaders;
+use crate::profile::{ExchangeFacts, Timeline};
+use crate::proto::multipart::BodyPlan;
+use crate::proto::response::{BodyFraming, ResponseDecoder, ResponseEvent, ResponseHead};
+use crate::task::{HeadersReceived, TaskShared};
+use crate::transport::stream::Stream;
+
+/// What the exchange needs besides the connection.
+pub(crate) struct ExchangeInput<'a> {
+    pub head: &'a Bytes,
+    pub plan: &'a BodyPlan,
+    pub file: &'a mut tokio::fs::File,
+    /// `Some(wait)` when the head carries `Expect: 100-continue`.
+    pub expect_continue: Option<Duration>,
+    pub max_response_body: usize,
+    pub chunk_size: usize,
+    pub task: &'a TaskShared,
+}
+
+/// A complete response.
+pub(crate) struct ExchangeOutput {
+    pub head: ResponseHead,
+    pub body: Vec<u8>,
+    /// The connection may carry another request.
+    pub reusable: bool,
+}
+
+/// A failed exchange, with what the caller needs to decide on a retry.
+pub(crate) struct ExchangeFailure {
+    pub error: UploadError,
+    /// Some byte of a response had arrived.
+    pub response_seen: bool,
+}
+
+/// Where the request writer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Send {
+    Head,
+    AwaitContinue(tokio::time::Instant),
+    Preamble,
+    File,
+    Epilogue,
+    Flush,
+    Done,
+    /// Stopped before the end: an early final response, or a write error.
+    Stopped,
+}
+
+impl Send {
+    fn is_sending(self) -> bool {
+        !matches!(self, Send::Done | Send::Stopped)
+    }
+}
+
+pub(crate) async fn exchange(
+    stream: &mut Stream,
+    input: ExchangeInput<'_>,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<ExchangeOutput, ExchangeFailure> {
+    let fail = |error: UploadError, response_seen: bool| ExchangeFailure {
+        error,
+        response_seen,
+    };
+    input
+        .file
+        .seek(SeekFrom::Start(0))
+        .await
+        .map_err(|e| fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false))?;
+
+    let plan = input.plan;
+    let total_body = plan.content_length();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut decoder = ResponseDecoder::new(false);
+    let mut read_buf = vec![0u8; 64 * 1024];
+    let mut file_buf = vec![0u8; input.chunk_size.max(4096)];
+    let (mut file_pos, mut file_filled) = (0usize, 0usize);
+    let mut file_left = plan.file_len();
+
+    let mut send = Send::Head;
+    let mut offset = 0usize; // within the head, preamble or epilogue
+    let mut head_written = 0u64;
+    let mut body_sent = 0u64;
+    let mut write_error: Option<std::io::Error> = None;
+
+    let mut response: Option<ResponseHead> = None;
+    let mut body: Vec<u8> = Vec::new();
+    let mut complete = false;
+    let mut eof = false;
+    // Instant of the read that carried the first byte of the response being parsed now.
+    let mut pending_start: Option<Instant> = None;
+    facts.expect_continue = input.expect_continue.is_some();
+
+    loop {
+        if complete {
+            if send.is_sending() {
+                // The server answered before it had the whole request: the answer stands, the
+                // connection cannot carry another request.
+                facts.early_response = true;
+                send = Send::Stopped;
+            }
+            break;
+        }
+        if eof {
+            // push_eof made the decoder either finish a close-delimited body (complete) or fail.
+            return Err(fail(
+                UploadError::new(
+                    ErrorKind::ConnectionClosed,
+                    match &write_error {
+                        Some(e) => format!("while sending the request: {e}"),
+                        None => "before the response was complete".into(),
+                    },
+                ),
+                decoder.wire_bytes() > 0,
+            ));
+        }
+        if send == Send::File && file_pos == file_filled {
+            if file_left == 0 {
+                send = Send::Epilogue;
+                offset = 0;
+            } else {
+                let want = (file_left.min(file_buf.len() as u64)) as usize;
+                let n = input.file.read(&mut file_buf[..want]).await.map_err(|e| {
+                    fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false)
+                })?;
+                if n == 0 {
+                    return Err(fail(
+                        UploadError::new(
+                            ErrorKind::FileChanged,
+                            format!(
+                                "the file ended after {} of {} bytes",
+                                plan.file_len() - file_left,
+                                plan.file_len()
+                            ),
+                        ),
+                        decoder.wire_bytes() > 0,
+                    ));
+                }
+                file_pos = 0;
+                file_filled = n;
+                file_left -= n as u64;
+            }
+        }
+        let pending: &[u8] = match send {
+            Send::Head => &input.head[offset..],
+            Send::Preamble => &plan.preamble()[offset..],
+            Send::File => &file_buf[file_pos..file_filled],
+            Send::Epilogue => &plan.epilogue()[offset..],
+            _ => &[],
+        };
+        let writing = !pending.is_empty() && write_error.is_none();
+        let flushing = send == Send::Flush && write_error.is_none();
+        let continue_deadline = match send {
+            Send::AwaitContinue(deadline) => Some(deadline),
+            _ => None,
+        };
+        let before_write = Instant::now();
+
+        tokio::select! {
+            biased;
+            r = rd.read(&mut read_buf) => {
+                let now = Instant::now();
+                match r {
+                    Ok(0) => {
+                        eof = true;
+                        decoder.push_eof();
+                    }
+                    Ok(n) => {
+                        pending_start.get_or_insert(now);
+                        decoder.push(&read_buf[..n]);
+                    }
+                    Err(e) => {
+                        let seen = decoder.wire_bytes() > 0 || pending_start.is_some();
+                        return Err(fail(UploadError::from_io(&e, "reading the response"), seen));
+                    }
+                }
+                loop {
+                    let event = decoder.poll_event().map_err(|e| {
+                        let kind = if eof { ErrorKind::ConnectionClosed } else { ErrorKind::InvalidResponse };
+                        fail(UploadError::new(kind, e.to_string()), true)
+                    })?;
+                    match event {
+                        None => break,
+                        Some(ResponseEvent::Interim(head)) => {
+                            if timeline.first_interim.is_none() {
+                                timeline.first_interim = pending_start.or(Some(now));
+                                facts.first_interim_status = head.status;
+                            }
+                            if head.status == 100 && matches!(send, Send::AwaitContinue(_)) {
+                                send = Send::Preamble;
+                                offset = 0;
+                            }
+                            pending_start = (decoder.buffered_len() > 0).then_some(now);
+                        }
+                        Some(ResponseEvent::Head(head)) => {
+                            timeline.response_start = pending_start.or(Some(now));
+                            if let Some(BodyFraming::Length(n)) = decoder.body_framing() {
+                                if n > input.max_response_body as u64 {
+                                    return Err(fail(too_large(input.max_response_body, Some(n)), true));
+                                }
+                            }
+                            input.task.emit_headers(&HeadersReceived {
+                                header: ResponseHeaders::new(head.headers.clone()),
+                                status_code: head.status,
+                            });
+                            response = Some(head);
+                        }
+                        Some(ResponseEvent::Body(bytes)) => {
+                            if body.len() + bytes.len() > input.max_response_body {
+                                return Err(fail(too_large(input.max_response_body, None), true));
+                            }
+                            body.extend_from_slice(&bytes);
+                        }
+                        Some(ResponseEvent::End) => {
+                            timeline.response_end = Some(now);
+                            complete = true;
+                            break;
+                        }
+                    }
+                }
+                if eof && !complete {
+                    // The decoder accepted EOF without finishing: treat as closed early.
+                    continue;
+                }
+            }
+            step = write_or_flush(&mut wr, pending, flushing), if writing || flushing => {
+                let now = Instant::now();
+                match step {
+                    Step::Flushed(Ok(())) => {
+                        timeline.request_end = Some(now);
+                        send = Send::Done;
+                    }
+                    Step::Flushed(Err(e)) => {
+                        write_error = Some(e);
+                        send = Send::Stopped;
+                    }
+                    Step::Wrote(w) => match w {
+                    Ok(0) => {
+                        write_error = Some(std::io::ErrorKind::WriteZero.into());
+                        send = Send::Stopped;
+                    }
+                    Ok(n) => {
+                        match send {
+                            Send::Head => {
+                                if offset == 0 {
+                                    timeline.request_start = Some(before_write);
+                                }
+                                offset += n;
+                                head_written += n as u64;
+                                if offset == input.head.len() {
+                                    timeline.request_head_end = Some(now);
+                                    offset = 0;
+                                    send = match input.expect_continue {
+                                        Some(wait) => Send::AwaitContinue(tokio::time::Instant::from_std(now) + wait),
+                                        None => Send::Preamble,
+                                    };
+                                }
+                            }
+                            Send::Preamble | Send::Epilogue => {
+                                offset += n;
+                                body_sent += n as u64;
+                                let len = if send == Send::Preamble { plan.preamble().len() } else { plan.epilogue().len() };
+                                if offset == len {
+                                    offset = 0;
+                                    send = if send == Send::Preamble { Send::File } else { Send::Flush };
+                                }
+                            }
+                            Send::File => {
+                                file_pos += n;
+                                body_sent += n as u64;
+                            }
+                            _ => {}
+                        }
+                        if body_sent > 0 {
+                            input.task.emit_progress(body_sent, total_body);
+                        }
+                    }
+                    Err(e) => {
+                        // Keep reading: the server may have answered before closing.
+                        write_error = Some(e);
+                        send = Send::Stopped;
+                    }
+                    },
+                }
+            }
+            _ = tokio::time::sleep_until(continue_deadline.unwrap_or_else(tokio::time::Instant::now)), if continue_deadline.is_some() => {
+                // No 100 Continue in time: send the body anyway, as curl and browsers do.
+                send = Send::Preamble;
+                offset = 0;
+            }
+        }
+    }
+
+    facts.sent_bytes = head_written + body_sent;
+    facts.body_bytes_sent = body_sent;
+    facts.received_bytes = decoder.wire_bytes();
+    facts.response_body_bytes = body.len() as u64;
+    let head = response.ok_or_else(|| {
+        fail(
+            UploadError::new(ErrorKind::InvalidResponse, "response ended without a head"),
+            true,
+        )
+    })?;
+    let reusable = send == Send::Done && write_error.is_none() && decoder.keep_alive();
+    Ok(ExchangeOutput {
+        head,
+        body,
+        reusable,
+    })
+}
+
+/// One step of the request writer: a write of the pending bytes, or the final flush.
+enum Step {
+    Wrote(std::io::Result<usize>),
+    Flushed(std::io::Result<()>),
+}
+
+async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    pending: &[u8],
+    flushing: bool,
+) -> Step {
+    if flushing {
+        Step::Flushed(wr.flush().await)
+    } else {
+        Step::Wrote(wr.write(pending).await)
+    }
+}
+
+fn too_large(cap: usize, announced: Option<u64>) -> UploadError {
+    UploadError::new(
+        ErrorKind::ResponseTooLarge,
+        match announced {
+            Some(n) => format!("Content-Length {n} exceeds the cap of {cap} bytes"),
+            None => format!("the body exceeds the cap of {cap} bytes"),
+        },
+    )
+}

@@ -1,0 +1,318 @@
+//! Checking the options and planning the request, before any byte is sent.
+//!
+//! Everything that can be refused is refused here, with a clear reason: a missing field, a URL
+//! we cannot use, a header the original forbids (`Referer`) or that would break the framing, a
+//! file that is missing or not a regular file. The file is opened here and its length taken from
+//! the opened handle, so the `Content-Length` matches the file we will stream.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use url::{Host, Url};
+
+use crate::client::ClientConfig;
+use crate::error::{ErrorKind, UploadError};
+use crate::options::UploadOptions;
+use crate::proto::mime::guess_content_type;
+use crate::proto::multipart::{BodyPlan, FileField, FormField};
+use crate::proto::request::{validate_header_name, validate_header_value, RequestHead};
+use crate::transport::Origin;
+
+/// Headers the client owns: a user value would break the message framing or the connection
+/// management, so it is refused rather than silently sent.
+const MANAGED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "expect",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A checked upload, ready to go on a connection.
+pub(crate) struct Prepared {
+    pub origin: Origin,
+    /// The encoded HTTP/1.1 request head.
+    pub head: Bytes,
+    pub plan: BodyPlan,
+    pub file: tokio::fs::File,
+    pub expect_continue: bool,
+}
+
+pub(crate) async fn prepare(
+    options: &UploadOptions,
+    config: &ClientConfig,
+) -> Result<Prepared, UploadError> {
+    if options.url.is_empty() {
+        return Err(invalid_options("url is required"));
+    }
+    if options.name.is_empty() {
+        return Err(invalid_options("name is required"));
+    }
+    if options.file_path.as_os_str().is_empty() {
+        return Err(invalid_options("filePath is required"));
+    }
+    if options.timeout == Some(0) {
+        return Err(invalid_options(
+            "timeout must be a positive number of milliseconds",
+        ));
+    }
+    let target = parse_url(&options.url)?;
+    let fields = form_fields(options)?;
+    let user_headers = user_headers(&options.header)?;
+
+    let (file, len) = open_file(&options.file_path).await?;
+    let file_name = options
+        .file_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if file_name.contains('\0') {
+        return Err(invalid_options("the file name contains NUL"));
+    }
+    let file_field = FileField {
+        name: options.name.clone(),
+        content_type: guess_content_type(&file_name).to_string(),
+        file_name,
+        len,
+    };
+    let plan = BodyPlan::new(&fields, &file_field);
+
+    let expect_continue =
+        matches!(config.expect_continue_threshold, Some(t) if plan.content_length() > t);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + user_headers.len());
+    headers.push(("Host".into(), target.host_header.clone()));
+    let user_has = |name: &str| {
+        user_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    if !user_has("user-agent") {
+        headers.push(("User-Agent".into(), config.user_agent.clone()));
+    }
+    if !user_has("accept") {
+        headers.push(("Accept".into(), "*/*".into()));
+    }
+    headers.extend(user_headers.iter().cloned());
+    headers.push(("Content-Type".into(), plan.content_type()));
+    headers.push(("Content-Length".into(), plan.content_length().to_string()));
+    if expect_continue {
+        headers.push(("Expect".into(), "100-continue".into()));
+    }
+    let head = RequestHead {
+        method: "POST",
+        target: &target.request_target,
+        headers: &headers,
+    }
+    .encode();
+
+    Ok(Prepared {
+        origin: target.origin,
+        head,
+        plan,
+        file,
+        expect_continue,
+    })
+}
+
+fn invalid_options(detail: &str) -> UploadError {
+    UploadError::new(ErrorKind::InvalidOptions, detail)
+}
+
+struct Target {
+    origin: Origin,
+    request_target: String,
+    host_header: String,
+}
+
+fn parse_url(raw: &str) -> Result<Target, UploadError> {
+    let bad = |detail: String| UploadError::new(ErrorKind::InvalidUrl, detail);
+    let url = Url::parse(raw).map_err(|e| bad(format!("{raw}: {e}")))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(bad(format!(
+                "unsupported scheme `{other}` (only http and https)"
+            )))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not allowed; send an Authorization header instead".into(),
+        ));
+    }
+    let host = match url.host() {
+        Some(Host::Domain(d)) if !d.is_empty() => d.to_ascii_lowercase(),
+        Some(Host::Ipv4(ip)) => ip.to_string(),
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(bad(format!("{raw}: no host"))),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| bad(format!("{raw}: no port")))?;
+    let host_in_header = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let host_header = match url.port() {
+        Some(p) => format!("{host_in_header}:{p}"),
+        None => host_in_header,
+    };
+    let mut request_target = url.path().to_string();
+    if let Some(q) = url.query() {
+        request_target.push('?');
+        request_target.push_str(q);
+    }
+    Ok(Target {
+        origin: Origin { tls, host, port },
+        request_target,
+        host_header,
+    })
+}
+
+fn form_fields(options: &UploadOptions) -> Result<Vec<FormField>, UploadError> {
+    options
+        .form_data
+        .iter()
+        .map(|(name, value)| {
+            if name.contains('\0') {
+                return Err(invalid_options(&format!(
+                    "form field name {name:?} contains NUL"
+                )));
+            }
+            Ok(FormField {
+                name: name.clone(),
+                value: value.clone(),
+            })
+        })
+        .collect()
+}
+
+fn user_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, UploadError> {
+    let bad = |detail: String| UploadError::new(ErrorKind::InvalidHeader, detail);
+    let mut out = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        validate_header_name(name).map_err(|e| bad(e.to_string()))?;
+        validate_header_value(value).map_err(|e| bad(format!("{name}: {e}")))?;
+        let lower = name.to_ascii_lowercase();
+        if lower == "referer" {
+            return Err(bad(
+                "Referer cannot be set (uploadFile forbids it in header)".into(),
+            ));
+        }
+        if MANAGED_HEADERS.contains(&lower.as_str()) {
+            return Err(bad(format!(
+                "{name} is set by the client and cannot be given"
+            )));
+        }
+        if lower == "content-type" {
+            // The multipart Content-Type must carry our boundary: ours replaces the user's, as
+            // the original does.
+            continue;
+        }
+        out.push((name.clone(), value.clone()));
+    }
+    Ok(out)
+}
+
+async fn open_file(path: &Path) -> Result<(tokio::fs::File, u64), UploadError> {
+    let shown = path.display().to_string();
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| file_error(&e, path))?;
+    if meta.is_dir() {
+        return Err(UploadError::new(
+            ErrorKind::NotAFile,
+            format!("{shown} is a directory"),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(UploadError::new(
+            ErrorKind::NotAFile,
+            format!("{shown} is not a regular file (FIFO, socket or device)"),
+        ));
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| file_error(&e, path))?;
+    let meta = file.metadata().await.map_err(|e| file_error(&e, path))?;
+    if !meta.is_file() {
+        return Err(UploadError::new(
+            ErrorKind::NotAFile,
+            format!("{shown} is not a regular file"),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+fn file_error(e: &std::io::Error, path: &Path) -> UploadError {
+    let shown: PathBuf = path.to_path_buf();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            UploadError::new(ErrorKind::FileNotFound, shown.display().to_string())
+        }
+        _ => UploadError::new(ErrorKind::FileRead, format!("{}: {e}", shown.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        let t = parse_url("https://Example.COM/up/load?x=1#frag").unwrap();
+        assert_eq!(t.origin.host, "example.com");
+        assert_eq!(t.origin.port, 443);
+        assert!(t.origin.tls);
+        assert_eq!(t.request_target, "/up/load?x=1");
+        assert_eq!(t.host_header, "example.com");
+        let t = parse_url("http://[::1]:8080").unwrap();
+        assert_eq!(t.origin.host, "::1");
+        assert_eq!(t.host_header, "[::1]:8080");
+        assert_eq!(t.request_target, "/");
+        for bad in [
+            "not a url",
+            "ftp://h/x",
+            "http://user:pw@h/",
+            "http://user@h/",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(
+                parse_url(bad).err().unwrap().kind(),
+                ErrorKind::InvalidUrl,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_rules() {
+        let ok = user_headers(&[
+            ("X-Token".into(), "abc".into()),
+            ("content-type".into(), "multipart/form-data".into()),
+        ])
+        .unwrap();
+        assert_eq!(ok, vec![("X-Token".to_string(), "abc".to_string())]);
+        for (n, v) in [
+            ("Referer", "http://a/"),
+            ("REFERER", "x"),
+            ("X-A", "a\r\nInjected: 1"),
+            ("X-A", "a\nb"),
+            ("X-A", "a\0b"),
+            ("Bad Name", "v"),
+            ("Bad\r\nName", "v"),
+            ("Content-Length", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Host", "evil"),
+        ] {
+            let e = user_headers(&[(n.into(), v.into())]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidHeader, "{n:?}: {v:?}");
+        }
+    }
+}

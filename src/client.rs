@@ -1,0 +1,383 @@
+//! The client: configuration, the connection pool, the concurrency queue, and the entry points.
+//!
+//! A [`Client`] is cheap to clone (an `Arc`); clones share the pool and the queue. Uploads run
+//! as tasks on the tokio runtime the client was built in (or, outside any runtime, on a small
+//! runtime this library starts once), so an [`UploadTask`] can be awaited from anywhere, and the
+//! upload goes on even if nobody awaits it, as in the original.
+//!
+//! The free function [`upload_file`] uses a process-wide default client that always runs on the
+//! library's own runtime, so its pooled connections never outlive the runtime they belong to.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::CertificateDer;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::error::{ErrorKind, UploadError};
+use crate::options::UploadOptions;
+use crate::success::UploadSuccess;
+use crate::task::{TaskShared, UploadTask};
+use crate::transport::{tls, Pool};
+
+/// The client's settings. Build one with [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Uploads in flight at once; more wait in the queue (`queueStart`/`queueEnd`). Default 10,
+    /// as in the original.
+    pub max_concurrent_uploads: usize,
+    /// How long an idle connection stays in the pool. Default 60 s.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per origin. Default 16.
+    pub pool_max_idle_per_origin: usize,
+    /// `User-Agent` sent unless the options set one. Default `uploadfile/<version>`.
+    pub user_agent: String,
+    /// Send `Expect: 100-continue` for bodies larger than this many bytes; `None` never.
+    /// Default 1 MiB, as curl does.
+    pub expect_continue_threshold: Option<u64>,
+    /// How long to wait for `100 Continue` before sending the body anyway. Default 1 s.
+    pub expect_continue_timeout: Duration,
+    /// Largest response body accepted; a larger one fails with `response too large`.
+    /// Default 16 MiB.
+    pub max_response_body: usize,
+    /// Bytes read from the file per write. Default 256 KiB.
+    pub chunk_size: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            max_concurrent_uploads: 10,
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_origin: 16,
+            user_agent: concat!("uploadfile/", env!("CARGO_PKG_VERSION")).to_string(),
+            expect_continue_threshold: Some(1024 * 1024),
+            expect_continue_timeout: Duration::from_secs(1),
+            max_response_body: 16 * 1024 * 1024,
+            chunk_size: 256 * 1024,
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    config: ClientConfig,
+    root_pems: Vec<Vec<u8>>,
+}
+
+impl ClientBuilder {
+    /// Uploads in flight at once (at least 1).
+    pub fn max_concurrent_uploads(mut self, n: usize) -> Self {
+        self.config.max_concurrent_uploads = n.max(1);
+        self
+    }
+
+    /// Idle timeout of pooled connections.
+    pub fn pool_idle_timeout(mut self, d: Duration) -> Self {
+        self.config.pool_idle_timeout = d;
+        self
+    }
+
+    /// Idle connections kept per origin (0 turns keep-alive reuse off).
+    pub fn pool_max_idle_per_origin(mut self, n: usize) -> Self {
+        self.config.pool_max_idle_per_origin = n;
+        self
+    }
+
+    /// The default `User-Agent`.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.config.user_agent = ua.into();
+        self
+    }
+
+    /// `Expect: 100-continue` above this body size; `None` turns it off.
+    pub fn expect_continue_threshold(mut self, bytes: Option<u64>) -> Self {
+        self.config.expect_continue_threshold = bytes;
+        self
+    }
+
+    /// How long to wait for `100 Continue`.
+    pub fn expect_continue_timeout(mut self, d: Duration) -> Self {
+        self.config.expect_continue_timeout = d;
+        self
+    }
+
+    /// Cap on the response body.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.config.max_response_body = bytes;
+        self
+    }
+
+    /// Bytes read from the file per write (at least 4 KiB).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.config.chunk_size = bytes.max(4096);
+        self
+    }
+
+    /// Trust the certificates in this PEM bundle as roots, besides the webpki roots.
+    pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_pems.push(pem.into());
+        self
+    }
+
+    /// Build the client. Fails on an unusable root certificate.
+    pub fn build(self) -> Result<Client, UploadError> {
+        let mut roots: Vec<CertificateDer<'static>> = Vec::new();
+        for pem in &self.root_pems {
+            roots.extend(tls::parse_pem_certificates(pem)?);
+        }
+        let tls = tls::client_config(&roots)?;
+        let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
+        Ok(Client::from_parts(self.config, tls, runtime))
+    }
+}
+
+/// The shared state behind a [`Client`].
+pub(crate) struct ClientInner {
+    pub config: ClientConfig,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub pool: Pool,
+    pub queue: Semaphore,
+    runtime: Handle,
+    next_connection_id: AtomicU64,
+}
+
+impl ClientInner {
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// An upload client: configuration, connection pool and concurrency queue.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), uploadfile::UploadError> {
+/// use uploadfile::{Client, UploadOptions};
+/// let client = Client::builder().max_concurrent_uploads(4).build()?;
+/// let res = client
+///     .upload_file(UploadOptions::new("https://example.com/upload", "a.png", "file").form_data("user", "test"))
+///     .await?;
+/// assert!(res.profile.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client with the default configuration.
+    pub fn new() -> Client {
+        ClientBuilder::default()
+            .build()
+            .expect("the default configuration has no certificate to reject")
+    }
+
+    /// A builder for a configured client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    fn from_parts(config: ClientConfig, tls: Arc<rustls::ClientConfig>, runtime: Handle) -> Client {
+        crate::clock::init();
+        Client {
+            inner: Arc::new(ClientInner {
+                pool: Pool::new(config.pool_idle_timeout, config.pool_max_idle_per_origin),
+                queue: Semaphore::new(config.max_concurrent_uploads.max(1)),
+                config,
+                tls,
+                runtime,
+                next_connection_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Start an upload (`uploadFile`). It runs at once; await the task for its result.
+    pub fn upload_file(&self, options: UploadOptions) -> UploadTask {
+        let invoke = Instant::now();
+        let shared = TaskShared::new();
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let task = shared.clone();
+        self.inner.runtime.spawn(async move {
+            let result = crate::call::run(inner, options, task, invoke).await;
+            let _ = tx.send(result);
+        });
+        UploadTask::new(shared, rx)
+    }
+
+    /// Start an upload with the original's callbacks: `success` or `fail`, then `complete`,
+    /// each exactly once, `complete` always last (even if `success` or `fail` panics). The
+    /// returned task still offers abort and listeners, and resolves to the same result.
+    pub fn upload_file_with_callbacks(
+        &self,
+        options: UploadOptions,
+        callbacks: Callbacks,
+    ) -> UploadTask {
+        let invoke = Instant::now();
+        let shared = TaskShared::new();
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let task = shared.clone();
+        self.inner.runtime.spawn(async move {
+            let result = crate::call::run(inner, options, task, invoke).await;
+            callbacks.deliver(&result);
+            let _ = tx.send(result);
+        });
+        UploadTask::new(shared, rx)
+    }
+
+    /// Close every idle pooled connection.
+    pub fn close_idle_connections(&self) {
+        self.inner.pool.clear();
+    }
+
+    /// Idle connections in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.idle_count()
+    }
+}
+
+type SuccessFn = Box<dyn FnOnce(&UploadSuccess) + Send>;
+type FailFn = Box<dyn FnOnce(&UploadError) + Send>;
+type CompleteFn = Box<dyn FnOnce(&Result<UploadSuccess, UploadError>) + Send>;
+
+/// The original's `success` / `fail` / `complete` callbacks.
+#[derive(Default)]
+pub struct Callbacks {
+    success: Option<SuccessFn>,
+    fail: Option<FailFn>,
+    complete: Option<CompleteFn>,
+}
+
+impl Callbacks {
+    /// No callbacks yet.
+    pub fn new() -> Self {
+        Callbacks::default()
+    }
+
+    /// Called with the result when the upload succeeded (any HTTP status).
+    pub fn success(mut self, f: impl FnOnce(&UploadSuccess) + Send + 'static) -> Self {
+        self.success = Some(Box::new(f));
+        self
+    }
+
+    /// Called with the error when the upload failed.
+    pub fn fail(mut self, f: impl FnOnce(&UploadError) + Send + 'static) -> Self {
+        self.fail = Some(Box::new(f));
+        self
+    }
+
+    /// Called last, either way.
+    pub fn complete(
+        mut self,
+        f: impl FnOnce(&Result<UploadSuccess, UploadError>) + Send + 'static,
+    ) -> Self {
+        self.complete = Some(Box::new(f));
+        self
+    }
+
+    fn deliver(self, result: &Result<UploadSuccess, UploadError>) {
+        // A panicking callback must not stop `complete` from running.
+        match result {
+            Ok(res) => {
+                if let Some(f) = self.success {
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(res)));
+                }
+            }
+            Err(err) => {
+                if let Some(f) = self.fail {
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(err)));
+                }
+            }
+        }
+        if let Some(f) = self.complete {
+            let _ = catch_unwind(AssertUnwindSafe(|| f(result)));
+        }
+    }
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("success", &self.success.is_some())
+            .field("fail", &self.fail.is_some())
+            .field("complete", &self.complete.is_some())
+            .finish()
+    }
+}
+
+/// The runtime this library starts once for callers outside any tokio runtime and for the
+/// default client.
+fn library_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("uploadfile")
+            .enable_all()
+            .build()
+            .expect("cannot start the uploadfile runtime threads")
+    })
+}
+
+fn default_client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let config = ClientConfig::default();
+        let tls = tls::client_config(&[]).expect("the webpki roots are valid");
+        Client::from_parts(config, tls, library_runtime().handle().clone())
+    })
+}
+
+/// `uploadFile` on the process-wide default client.
+///
+/// ```no_run
+/// # async fn demo() {
+/// let task = uploadfile::upload_file(uploadfile::UploadOptions::from_json(
+///     r#"{"url":"http://127.0.0.1:8080/upload","filePath":"a.txt","name":"file","formData":{"user":"test"}}"#,
+/// ).unwrap());
+/// match task.await {
+///     Ok(res) => println!("{} {}", res.status_code, res.data),
+///     Err(e) => eprintln!("{}", e.err_msg()),
+/// }
+/// # }
+/// ```
+pub fn upload_file(options: UploadOptions) -> UploadTask {
+    default_client().upload_file(options)
+}
+
+/// `uploadFile` with callbacks on the default client.
+pub fn upload_file_with_callbacks(options: UploadOptions, callbacks: Callbacks) -> UploadTask {
+    default_client().upload_file_with_callbacks(options, callbacks)
+}
+
+/// Read a PEM file of root certificates (helper for command-line tools).
+pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, UploadError> {
+    std::fs::read(path)
+        .map_err(|e| UploadError::new(ErrorKind::Config, format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,129 @@
+//! Opening a connection: resolve, TCP connect, TLS handshake — each phase timed at its call.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::dns;
+use super::stream::Stream;
+use crate::error::{ErrorKind, UploadError};
+use crate::profile::Timeline;
+
+/// Where a connection goes: the pool's key. Two URLs with the same origin share connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub tls: bool,
+    /// Lower-case host name, or an IP literal without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An open connection and what is known about it.
+pub(crate) struct Connection {
+    pub stream: Stream,
+    /// The client's id of this connection (1-based, in opening order).
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// Requests this connection has completed.
+    pub requests: u64,
+    /// When it was last put back into the pool.
+    pub idle_since: Instant,
+    /// Connection attempts it took to open it.
+    pub attempts: u32,
+    pub tls_version: String,
+    pub cipher_suite: String,
+    pub alpn: String,
+}
+
+/// Open a new connection to `origin`, recording DNS, TCP and TLS times into `timeline`.
+pub(crate) async fn connect(
+    origin: &Origin,
+    tls: &Arc<rustls::ClientConfig>,
+    id: u64,
+    timeline: &mut Timeline,
+) -> Result<Connection, UploadError> {
+    let addrs = dns::resolve(&origin.host, origin.port, timeline).await?;
+    let mut attempts = 0;
+    let mut last_error = None;
+    let mut connected = None;
+    for addr in addrs {
+        attempts += 1;
+        let start = Instant::now();
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                timeline.connect_start = Some(start);
+                connected = Some((tcp, addr));
+                break;
+            }
+            Err(e) => last_error = Some(format!("{addr}: {e}")),
+        }
+    }
+    let Some((tcp, peer)) = connected else {
+        return Err(UploadError::new(
+            ErrorKind::Connect,
+            last_error.unwrap_or_else(|| format!("{origin}: no address to connect to")),
+        ));
+    };
+    tcp.set_nodelay(true)
+        .map_err(|e| UploadError::new(ErrorKind::Connect, format!("TCP_NODELAY: {e}")))?;
+
+    let mut conn = Connection {
+        stream: Stream::Plain(tcp),
+        id,
+        peer,
+        requests: 0,
+        idle_since: Instant::now(),
+        attempts,
+        tls_version: String::new(),
+        cipher_suite: String::new(),
+        alpn: String::new(),
+    };
+    if origin.tls {
+        let Stream::Plain(tcp) = conn.stream else {
+            unreachable!("a new connection starts as plain TCP")
+        };
+        let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
+            UploadError::new(ErrorKind::InvalidUrl, format!("{}: {e}", origin.host))
+        })?;
+        timeline.ssl_start = Some(Instant::now());
+        let tls_stream = TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| UploadError::new(ErrorKind::Tls, format!("{origin}: {e}")))?;
+        timeline.ssl_end = Some(Instant::now());
+        let session = tls_stream.get_ref().1;
+        conn.tls_version = session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .replace("TLSv1_", "TLSv1.");
+        conn.cipher_suite = session
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or_default()
+            .to_string();
+        conn.alpn = session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        conn.stream = Stream::Tls(Box::new(tls_stream));
+    }
+    timeline.connect_end = Some(Instant::now());
+    Ok(conn)
+}

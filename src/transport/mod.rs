@@ -1,0 +1,14 @@
+//! The connection layer: name resolution, TCP, TLS and the keep-alive pool.
+//!
+//! Each step records its own timestamps into the upload's [`Timeline`](crate::profile::Timeline)
+//! right around the call that performs it, so the profile's `domainLookUp*`, `connect*` and
+//! `SSLconnection*` fields mean exactly what `docs/profile.md` says.
+
+pub(crate) mod connect;
+pub(crate) mod dns;
+pub(crate) mod pool;
+pub(crate) mod stream;
+pub(crate) mod tls;
+
+pub(crate) use connect::{connect, Connection, Origin};
+pub(crate) use pool::Pool;

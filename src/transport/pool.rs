@@ -1,0 +1,94 @@
+//! The keep-alive pool: idle HTTP/1.1 connections per origin.
+//!
+//! A connection goes back only after a clean, complete exchange whose response allowed
+//! keep-alive. Checkout takes the most recently used connection (warmest), drops those idle
+//! longer than the idle timeout, and checks that the peer has not closed the connection in the
+//! meantime (a read that would not block: EOF or stray bytes mean it is dead). A connection the
+//! server closes just after that check is caught by the driver, which retries once on a fresh
+//! connection when no response byte had arrived.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::connect::{Connection, Origin};
+
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<Origin, Vec<Connection>>>,
+    idle_timeout: Duration,
+    max_idle_per_origin: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(idle_timeout: Duration, max_idle_per_origin: usize) -> Self {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            idle_timeout,
+            max_idle_per_origin,
+        }
+    }
+
+    /// A live idle connection to `origin`, if there is one.
+    pub(crate) fn checkout(&self, origin: &Origin) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(origin)?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some(mut conn) = list.pop() {
+            if now.duration_since(conn.idle_since) > self.idle_timeout {
+                continue; // expired: dropped, which closes it
+            }
+            if is_closed_by_peer(&mut conn) {
+                continue;
+            }
+            found = Some(conn);
+            break;
+        }
+        if list.is_empty() {
+            idle.remove(origin);
+        }
+        found
+    }
+
+    /// Return a connection after a clean exchange.
+    pub(crate) fn checkin(&self, origin: Origin, mut conn: Connection) {
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(origin).or_default();
+        // Drop the expired ones while we are here, and the oldest beyond the cap.
+        let timeout = self.idle_timeout;
+        list.retain(|c| c.idle_since.elapsed() <= timeout);
+        if list.len() >= self.max_idle_per_origin {
+            list.remove(0);
+        }
+        list.push(conn);
+    }
+
+    /// Idle connections held now (for tests and stats).
+    #[allow(dead_code)]
+    pub(crate) fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
+    /// Close every idle connection.
+    pub(crate) fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Poll one read without blocking: an idle HTTP/1.1 connection must have nothing to read. EOF
+/// (the peer closed), an error, or unexpected bytes all mean it cannot carry a request.
+fn is_closed_by_peer(conn: &mut Connection) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    match Pin::new(&mut conn.stream).poll_read(&mut cx, &mut buf) {
+        Poll::Pending => false,
+        Poll::Ready(_) => true,
+    }
+}

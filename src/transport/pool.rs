@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
@@ -87,8 +87,7 @@ fn is_closed_by_peer(conn: &mut Connection) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
-    match Pin::new(&mut conn.stream).poll_read(&mut cx, &mut buf) {
-        Poll::Pending => false,
-        Poll::Ready(_) => true,
-    }
+    Pin::new(&mut conn.stream)
+        .poll_read(&mut cx, &mut buf)
+        .is_ready()
 }

@@ -1,1 +1,59 @@
-fn main(){}
+//! `uploadfile`: the command-line face of the `uploadfile` library.
+//!
+//! - `upload`: upload one file and show the answer and the measured timing phases;
+//! - `serve`: run the `uploadfile-sink` receiving server until Ctrl-C;
+//! - `demo`: both at once, on loopback, with verification of what arrived.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod json;
+mod phases;
+mod serve;
+mod upload;
+
+/// Multipart file uploads (the mini-program API `uploadFile`) with a precisely measured profile.
+#[derive(Debug, Parser)]
+#[command(
+    name = "uploadfile",
+    version,
+    after_help = "Examples:\n  \
+        uploadfile demo\n  \
+        uploadfile serve --listen 127.0.0.1:8080\n  \
+        uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Upload(upload::Args),
+    Serve(serve::Args),
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("uploadfile: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Upload(args) => upload::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}

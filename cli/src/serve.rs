@@ -1,0 +1,209 @@
+//! `uploadfile serve`: run the `uploadfile-sink` receiving server until Ctrl-C.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use uploadfile_sink::{RequestRecord, Sink, SinkConfig, SinkHandle};
+
+use crate::phases::group;
+
+/// Default file the CA certificate of `serve --tls` is written to.
+pub const DEFAULT_CA_OUT: &str = "uploadfile-sink-ca.pem";
+
+/// Run the receiving server (uploadfile-sink) until Ctrl-C.
+///
+/// It answers every multipart upload with a JSON verdict: the form fields, and each file's
+/// field name, filename, size and SHA-256.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Per-request knobs go in the query string: status=500, delay_ms=200, body_size=100000,
+early=1, close=1, close_after=4096, keepalive=0, discard=1.
+
+Examples:
+  uploadfile serve
+  uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test
+
+  uploadfile serve --listen 127.0.0.1:8443 --tls --ca-out /tmp/sink-ca.pem
+  uploadfile upload https://localhost:8443/upload photo.png --cacert /tmp/sink-ca.pem")]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Serve HTTPS with a throw-away CA and a certificate for localhost, 127.0.0.1 and ::1
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Where to write the CA certificate (PEM) with --tls
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CA_OUT, requires = "tls")]
+    pub ca_out: PathBuf,
+
+    /// Only count the body bytes; answer {"receivedBytes":N} without parsing
+    #[arg(long)]
+    pub discard: bool,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let config = SinkConfig {
+        listen: args.listen,
+        tls: args.tls,
+        discard: args.discard,
+        ..SinkConfig::default()
+    };
+    let sink = match Sink::start(config).await {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("uploadfile serve: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = sink.url("/upload");
+    println!("listening on {}", sink.addr());
+    println!("upload to   {url}");
+    if args.tls {
+        if let Err(e) = sink.write_ca_pem(&args.ca_out) {
+            eprintln!(
+                "uploadfile serve: cannot write the CA certificate to {}: {e}",
+                args.ca_out.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        println!("CA cert     {}", args.ca_out.display());
+        println!(
+            "try         uploadfile upload {url} FILE --cacert {}",
+            args.ca_out.display()
+        );
+    } else {
+        println!("try         uploadfile upload {url} FILE -F user=test");
+    }
+    println!("press Ctrl-C to stop");
+    let _ = std::io::stdout().flush();
+
+    let mut log = RequestLog::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // One future for the whole loop: a signal between two ticks is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => log.print_new(&sink, false),
+            res = &mut ctrl_c => {
+                if let Err(e) = res {
+                    eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
+                }
+                break;
+            }
+        }
+    }
+    log.print_new(&sink, true);
+    let stats = sink.stats();
+    println!(
+        "stopped: {} connection(s), {} request(s), {} body bytes",
+        stats.connections_accepted,
+        stats.requests,
+        group(stats.body_bytes)
+    );
+    shutdown(sink).await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown(sink: SinkHandle) {
+    // A connection busy with a slow client must not keep the process alive.
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.shutdown()).await;
+}
+
+/// Prints one line per request once it has been answered (or, at the end, as it stands).
+#[derive(Default)]
+struct RequestLog {
+    printed: HashSet<usize>,
+}
+
+impl RequestLog {
+    fn print_new(&mut self, sink: &SinkHandle, all: bool) {
+        let stats = sink.stats();
+        if self.printed.len() == stats.records.len() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        for (i, r) in stats.records.iter().enumerate() {
+            if self.printed.contains(&i) || !(all || r.response_sent_ms.is_some()) {
+                continue;
+            }
+            self.printed.insert(i);
+            let _ = writeln!(stdout, "{}", log_line(r));
+        }
+        let _ = stdout.flush();
+    }
+}
+
+fn log_line(r: &RequestRecord) -> String {
+    let status = r
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "---".to_string());
+    let query = if r.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", r.query)
+    };
+    let took = match r.body_received_ms {
+        Some(end) => format!("  body in {:.3} ms", end - r.head_received_ms),
+        None => "  body not read to its end".to_string(),
+    };
+    format!(
+        "{status} {} {}{query}  {}  {} bytes  conn {} req {}{took}",
+        r.method,
+        r.path,
+        r.protocol,
+        group(r.received_bytes),
+        r.connection_id,
+        r.request_index
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn defaults() {
+        let a = Cli::try_parse_from(["x"]).unwrap().args;
+        assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(!a.tls && !a.discard);
+        assert_eq!(a.ca_out, PathBuf::from(DEFAULT_CA_OUT));
+        assert!(Cli::try_parse_from(["x", "--ca-out", "a.pem"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn log_lines() {
+        let r = RequestRecord {
+            connection_id: 2,
+            request_index: 1,
+            method: "POST".into(),
+            path: "/upload".into(),
+            query: "delay_ms=5".into(),
+            protocol: "HTTP/1.1".into(),
+            received_bytes: 4096,
+            status: Some(200),
+            head_received_ms: 1000.0,
+            body_received_ms: Some(1001.5),
+            response_sent_ms: Some(1002.0),
+        };
+        assert_eq!(
+            log_line(&r),
+            "200 POST /upload?delay_ms=5  HTTP/1.1  4,096 bytes  conn 2 req 1  body in 1.500 ms"
+        );
+    }
+}

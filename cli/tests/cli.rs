@@ -1,0 +1,528 @@
+//! The `uploadfile` binary, run as a process against sinks started in the test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use assert_cmd::Command;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+
+/// Every field name of the original's `profile` (the seed's table, in its order).
+const PROFILE_FIELDS: [&str; 31] = [
+    "invokeStart",
+    "httpDNSDomainLookUpStart",
+    "httpDNSDomainLookUpEnd",
+    "queueStart",
+    "queueEnd",
+    "redirectStart",
+    "redirectEnd",
+    "fetchStart",
+    "domainLookUpStart",
+    "domainLookUpEnd",
+    "connectStart",
+    "connectEnd",
+    "SSLconnectionStart",
+    "SSLconnectionEnd",
+    "requestStart",
+    "requestEnd",
+    "responseStart",
+    "responseEnd",
+    "rtt",
+    "estimate_nettype",
+    "httpRttEstimate",
+    "transportRttEstimate",
+    "downstreamThroughputKbpsEstimate",
+    "throughputKbps",
+    "peerIP",
+    "port",
+    "socketReused",
+    "sendBytesCount",
+    "receivedBytedCount",
+    "protocol",
+    "usingHighPerformanceMode",
+];
+
+/// A sink running on its own runtime for the duration of a test.
+struct TestSink {
+    handle: Option<SinkHandle>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestSink {
+    fn start(tls: bool) -> TestSink {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handle = runtime
+            .block_on(Sink::start(SinkConfig {
+                tls,
+                ..SinkConfig::default()
+            }))
+            .expect("start sink");
+        TestSink {
+            handle: Some(handle),
+            runtime,
+        }
+    }
+
+    fn sink(&self) -> &SinkHandle {
+        self.handle.as_ref().expect("running")
+    }
+
+    fn url(&self) -> String {
+        self.sink().url("/upload")
+    }
+}
+
+impl Drop for TestSink {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.runtime.block_on(h.shutdown());
+        }
+    }
+}
+
+fn uploadfile() -> Command {
+    let mut cmd = cargo_bin_cmd!("uploadfile");
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// A file of `size` bytes with varied content, and its sha256.
+fn test_file(dir: &Path, name: &str, size: usize) -> (PathBuf, String) {
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, &data).unwrap();
+    (path, hex::encode(Sha256::digest(&data)))
+}
+
+fn one_json_line(stdout: &[u8]) -> Value {
+    let text = std::str::from_utf8(stdout).expect("utf-8 stdout");
+    assert!(text.ends_with('\n'), "no final newline: {text:?}");
+    assert_eq!(text.lines().count(), 1, "not one line: {text:?}");
+    serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn upload_json_prints_the_original_result_with_every_profile_field() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sha) = test_file(dir.path(), "a.bin", 300_000);
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .args(["-F", "user=test", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = one_json_line(&out.stdout);
+
+    assert_eq!(v["errMsg"], "uploadFile:ok");
+    assert_eq!(v["statusCode"], 200);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["errMsg", "data", "statusCode", "profile"]);
+
+    let profile = v["profile"].as_object().expect("profile object");
+    for name in PROFILE_FIELDS {
+        assert!(
+            profile.contains_key(name),
+            "profile lacks {name}: {profile:?}"
+        );
+    }
+    let extra: Vec<&String> = profile
+        .keys()
+        .filter(|k| !PROFILE_FIELDS.contains(&k.as_str()))
+        .collect();
+    assert!(extra.is_empty(), "profile has extra fields {extra:?}");
+    assert_eq!(profile.len(), 31);
+    assert_eq!(profile["protocol"], "http1.1");
+    assert_eq!(profile["peerIP"], "127.0.0.1");
+    assert_eq!(profile["port"], sink.sink().addr().port());
+    assert_eq!(profile["socketReused"], false);
+    assert_eq!(profile["SSLconnectionStart"], 0.0);
+    let t = |k: &str| profile[k].as_f64().unwrap();
+    assert!(t("invokeStart") > 1.5e12, "ms since the epoch");
+    assert!(t("invokeStart") <= t("requestStart"));
+    assert!(t("requestStart") <= t("responseEnd"));
+    assert!(profile["sendBytesCount"].as_u64().unwrap() > 300_000);
+
+    // `data` is the sink's verdict: what it received.
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["files"][0]["field"], "file");
+    assert_eq!(verdict["files"][0]["filename"], "a.bin");
+    assert_eq!(verdict["files"][0]["size"], 300_000);
+    assert_eq!(verdict["files"][0]["sha256"], sha);
+    assert_eq!(verdict["fields"][0]["name"], "user");
+    assert_eq!(verdict["fields"][0]["value"], "test");
+}
+
+#[test]
+fn upload_prints_status_body_and_timing_table() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sha) = test_file(dir.path(), "b.bin", 10_000);
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("statusCode 200\n"), "{text}");
+    assert!(text.contains(&sha), "body with the verdict: {text}");
+    for phase in [
+        "queue",
+        "DNS",
+        "TCP connect",
+        "TLS",
+        "request sent",
+        "waiting",
+        "response",
+        "total",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(phase)),
+            "no {phase} row: {text}"
+        );
+    }
+    assert!(text.contains("(plain http)"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    let ms: Vec<&str> = total.split_whitespace().collect();
+    assert!(
+        ms[1].contains('.') && ms[1].split('.').nth(1).unwrap().len() == 3,
+        "3 decimals: {total}"
+    );
+    assert!(text.contains("protocol http1.1"), "{text}");
+    assert!(
+        text.contains(&format!("peer 127.0.0.1:{}", sink.sink().addr().port())),
+        "{text}"
+    );
+    assert!(text.contains("socketReused false"), "{text}");
+    assert!(
+        text.contains("sent ") && text.contains("received "),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_file_fails_with_the_original_error() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.bin");
+
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&missing)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    let msg = v["errMsg"].as_str().unwrap();
+    assert!(msg.starts_with("uploadFile:fail file not found"), "{msg}");
+    assert!(v["errno"].is_u64(), "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+
+    // Without --json: one line on stderr, nothing on stdout.
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("uploadFile:fail file not found"), "{err}");
+
+    // Nothing reached the sink.
+    assert_eq!(sink.sink().stats().requests, 0);
+}
+
+#[test]
+fn tls_upload_needs_the_ca() {
+    let sink = TestSink::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sha) = test_file(dir.path(), "c.bin", 50_000);
+    let ca = dir.path().join("ca.pem");
+    sink.sink().write_ca_pem(&ca).unwrap();
+
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert_eq!(v["errMsg"], "uploadFile:ok");
+    assert_eq!(v["statusCode"], 200);
+    let p = &v["profile"];
+    let ssl_start = p["SSLconnectionStart"].as_f64().unwrap();
+    let ssl_end = p["SSLconnectionEnd"].as_f64().unwrap();
+    assert!(ssl_start > 0.0 && ssl_end >= ssl_start, "{p}");
+    assert!(
+        p["connectEnd"].as_f64().unwrap() >= ssl_end,
+        "connectEnd includes TLS: {p}"
+    );
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["files"][0]["sha256"], sha);
+
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    let msg = v["errMsg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("uploadFile:fail ssl handshake failed"),
+        "{msg}"
+    );
+
+    // An unreadable --cacert is an error of its own, in the same form.
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(dir.path().join("no-such-ca.pem"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert!(v["errMsg"]
+        .as_str()
+        .unwrap()
+        .starts_with("uploadFile:fail "));
+}
+
+#[test]
+fn form_fields_and_headers_reach_the_server() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = test_file(dir.path(), "d.txt", 100);
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .args(["--name", "avatar"])
+        .args(["-F", "user=test", "-F", "eq=a=b", "--form", "empty="])
+        .args(["-H", "X-Demo: hello world", "--header", "X-Time:12:30:00"])
+        .args(["--timeout", "10000", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    let fields: Vec<(String, String)> = verdict["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("user".to_string(), "test".to_string()),
+            ("eq".to_string(), "a=b".to_string()),
+            ("empty".to_string(), String::new()),
+        ]
+    );
+    assert_eq!(verdict["files"][0]["field"], "avatar");
+    assert_eq!(verdict["headers"]["x-demo"], "hello world");
+    assert_eq!(verdict["headers"]["x-time"], "12:30:00");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["upload", "http://127.0.0.1:1/", "f", "-H", "NoColon"][..],
+        &["upload", "http://127.0.0.1:1/", "f", "-H", ": empty name"],
+        &["upload", "http://127.0.0.1:1/", "f", "-F", "novalue"],
+        &["upload", "http://127.0.0.1:1/", "f", "--timeout", "soon"],
+        &["upload", "http://127.0.0.1:1/"],
+        &["serve", "--listen", "not-an-address"],
+        &["nosuchcommand"],
+    ] {
+        let out = uploadfile().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = uploadfile()
+        .args(["upload", "http://127.0.0.1:1/", "f", "-H", "NoColon"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no colon"), "{err}");
+}
+
+#[test]
+fn a_refused_header_is_an_upload_error_not_a_usage_error() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = test_file(dir.path(), "e.bin", 10);
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .args(["-H", "Referer: http://x/", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert!(
+        v["errMsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("uploadFile:fail invalid header"),
+        "{v}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for sub in [
+        &["--help"][..],
+        &["upload", "--help"],
+        &["serve", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = uploadfile().args(sub).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sub:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Example"), "{sub:?}: {text}");
+        assert!(text.contains("uploadfile "), "{sub:?}: {text}");
+    }
+}
+
+#[test]
+fn demo_verifies_every_upload() {
+    let out = uploadfile()
+        .args(["demo", "--size", "1048576"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("ok    sha256 matches").count(), 3, "{text}");
+    assert!(text.contains("socketReused true"), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains("all 3 uploads verified"), "{text}");
+}
+
+#[test]
+fn demo_with_the_default_file() {
+    let out = uploadfile().arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("4,194,304 bytes"), "{text}");
+    assert_eq!(text.matches("ok    sha256 matches").count(), 3, "{text}");
+}
+
+/// Kills the child on drop, so a failing test leaves no server behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_with_tls_until_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("sink-ca.pem");
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls", "--ca-out"])
+        .arg(&ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+
+    // Read the banner up to the URL.
+    let mut url = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while url.is_none() && Instant::now() < deadline {
+        let line = lines.next().expect("serve printed its banner").unwrap();
+        if let Some(rest) = line.strip_prefix("upload to") {
+            url = Some(rest.trim().to_string());
+        }
+    }
+    let url = url.expect("serve printed its URL");
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let banner_ca = lines.next().unwrap().unwrap();
+    assert!(banner_ca.contains(ca.to_str().unwrap()), "{banner_ca}");
+    assert!(std::fs::read_to_string(&ca)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+
+    let (file, sha) = test_file(dir.path(), "f.bin", 20_000);
+    let out = uploadfile()
+        .args(["upload", &url])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert!(v["data"].as_str().unwrap().contains(&sha));
+
+    // Ctrl-C: the server logs the request and stops cleanly.
+    let pid = server.0.id().to_string();
+    let status = StdCommand::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send(rest.join("\n"));
+    });
+    let rest = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("serve closed its stdout after SIGINT");
+    assert!(rest.contains("200 POST /upload"), "{rest}");
+    assert!(
+        rest.contains("stopped: 1 connection(s), 1 request(s)"),
+        "{rest}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -56,3 +56,8 @@ pub use options::{UploadOptions, DEFAULT_TIMEOUT_MS};
 pub use profile::{Profile, ProfileExtensions, Protocol};
 pub use success::UploadSuccess;
 pub use task::{HeadersReceived, ListenerId, ProgressUpdate, TaskHandle, UploadTask};
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -81,7 +81,11 @@ pub fn phases(p: &Profile) -> Vec<Phase> {
         Phase {
             name: "request sent",
             span: between(p.request_start, p.request_end),
-            note: "",
+            note: if p.request_start > 0.0 && p.request_end == 0.0 {
+                "body not completely sent"
+            } else {
+                ""
+            },
         },
         Phase {
             name: "waiting",
@@ -330,6 +334,16 @@ mod tests {
         let ph = phases(&p);
         assert!(duration(&ph, "waiting").unwrap() < 0.0);
         assert!(render_table(&p, "").contains("early response"));
+    }
+
+    #[test]
+    fn unfinished_body_is_labelled() {
+        let mut p = fresh_tls();
+        p.request_end = 0.0;
+        let ph = phases(&p);
+        assert_eq!(duration(&ph, "request sent"), None);
+        assert_eq!(duration(&ph, "waiting"), None);
+        assert!(render_table(&p, "").contains("(body not completely sent)"));
     }
 
     #[test]

@@ -498,8 +498,8 @@ fn serve_with_tls_until_ctrl_c() {
 
     // Ctrl-C: the server logs the request and stops cleanly.
     let pid = server.0.id().to_string();
-    let status = StdCommand::new("kill")
-        .args(["-INT", &pid])
+    let status = StdCommand::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
         .status()
         .unwrap();
     assert!(status.success());

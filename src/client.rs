@@ -218,16 +218,7 @@ impl Client {
 
     /// Start an upload (`uploadFile`). It runs at once; await the task for its result.
     pub fn upload_file(&self, options: UploadOptions) -> UploadTask {
-        let invoke = Instant::now();
-        let shared = TaskShared::new();
-        let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
-        let task = shared.clone();
-        self.inner.runtime.spawn(async move {
-            let result = crate::call::run(inner, options, task, invoke).await;
-            let _ = tx.send(result);
-        });
-        UploadTask::new(shared, rx)
+        self.spawn_upload(options, None)
     }
 
     /// Start an upload with the original's callbacks: `success` or `fail`, then `complete`,
@@ -238,6 +229,10 @@ impl Client {
         options: UploadOptions,
         callbacks: Callbacks,
     ) -> UploadTask {
+        self.spawn_upload(options, Some(callbacks))
+    }
+
+    fn spawn_upload(&self, options: UploadOptions, callbacks: Option<Callbacks>) -> UploadTask {
         let invoke = Instant::now();
         let shared = TaskShared::new();
         let (tx, rx) = oneshot::channel();
@@ -245,7 +240,9 @@ impl Client {
         let task = shared.clone();
         self.inner.runtime.spawn(async move {
             let result = crate::call::run(inner, options, task, invoke).await;
-            callbacks.deliver(&result);
+            if let Some(callbacks) = callbacks {
+                callbacks.deliver(&result);
+            }
             let _ = tx.send(result);
         });
         UploadTask::new(shared, rx)

@@ -1,0 +1,1 @@
+//! Network quality estimator (being written).

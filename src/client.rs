@@ -18,11 +18,12 @@ use rustls_pki_types::CertificateDer;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::dns::{HttpDnsConfig, Resolve, SystemResolver};
 use crate::error::{ErrorKind, UploadError};
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use crate::task::{TaskShared, UploadTask};
-use crate::transport::{tls, Pool};
+use crate::transport::{tls, HostResolver, Pool};
 
 /// The client's settings. Build one with [`Client::builder`].
 #[derive(Debug, Clone)]
@@ -46,6 +47,15 @@ pub struct ClientConfig {
     pub max_response_body: usize,
     /// Bytes read from the file per write. Default 256 KiB.
     pub chunk_size: usize,
+    /// How long resolved addresses stay in the client's DNS cache; zero turns the cache off.
+    /// Default 60 s.
+    pub dns_cache_ttl: Duration,
+    /// HTTPDNS, tried before the resolver when set. Default none.
+    pub httpdns: Option<HttpDnsConfig>,
+    /// Happy Eyeballs' connection attempt delay (RFC 8305 §5). Default 250 ms.
+    pub happy_eyeballs_delay: Duration,
+    /// Redirects followed at most; `0` returns the 3xx response itself. Default 10.
+    pub max_redirects: u32,
 }
 
 impl Default for ClientConfig {
@@ -59,15 +69,30 @@ impl Default for ClientConfig {
             expect_continue_timeout: Duration::from_secs(1),
             max_response_body: 16 * 1024 * 1024,
             chunk_size: 256 * 1024,
+            dns_cache_ttl: Duration::from_secs(60),
+            httpdns: None,
+            happy_eyeballs_delay: Duration::from_millis(250),
+            max_redirects: 10,
         }
     }
 }
 
 /// Builds a [`Client`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClientBuilder {
     config: ClientConfig,
     root_pems: Vec<Vec<u8>>,
+    resolver: Option<Arc<dyn Resolve>>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("root_pems", &self.root_pems.len())
+            .field("custom_resolver", &self.resolver.is_some())
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -119,6 +144,36 @@ impl ClientBuilder {
         self
     }
 
+    /// Use this resolver instead of the system's.
+    pub fn resolver(mut self, resolver: impl Resolve) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Lifetime of the client's DNS cache entries (zero: no cache).
+    pub fn dns_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config.dns_cache_ttl = ttl;
+        self
+    }
+
+    /// Ask this HTTPDNS service before the resolver.
+    pub fn httpdns(mut self, config: HttpDnsConfig) -> Self {
+        self.config.httpdns = Some(config);
+        self
+    }
+
+    /// Happy Eyeballs' connection attempt delay.
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.config.happy_eyeballs_delay = delay;
+        self
+    }
+
+    /// Redirects followed at most (`0`: none; the 3xx response is the result).
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.config.max_redirects = n;
+        self
+    }
+
     /// Trust the certificates in this PEM bundle as roots, besides the webpki roots.
     pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_pems.push(pem.into());
@@ -133,7 +188,8 @@ impl ClientBuilder {
         }
         let tls = tls::client_config(&roots)?;
         let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
-        Ok(Client::from_parts(self.config, tls, runtime))
+        let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
+        Ok(Client::from_parts(self.config, tls, resolver, runtime))
     }
 }
 
@@ -143,6 +199,7 @@ pub(crate) struct ClientInner {
     pub tls: Arc<rustls::ClientConfig>,
     pub pool: Pool,
     pub queue: Semaphore,
+    pub resolver: HostResolver,
     runtime: Handle,
     next_connection_id: AtomicU64,
 }
@@ -197,10 +254,16 @@ impl Client {
         ClientBuilder::default()
     }
 
-    fn from_parts(config: ClientConfig, tls: Arc<rustls::ClientConfig>, runtime: Handle) -> Client {
+    fn from_parts(
+        config: ClientConfig,
+        tls: Arc<rustls::ClientConfig>,
+        resolver: Arc<dyn Resolve>,
+        runtime: Handle,
+    ) -> Client {
         crate::clock::init();
         Client {
             inner: Arc::new(ClientInner {
+                resolver: HostResolver::new(resolver, config.httpdns.clone(), config.dns_cache_ttl),
                 pool: Pool::new(config.pool_idle_timeout, config.pool_max_idle_per_origin),
                 queue: Semaphore::new(config.max_concurrent_uploads.max(1)),
                 config,
@@ -347,7 +410,12 @@ fn default_client() -> &'static Client {
     CLIENT.get_or_init(|| {
         let config = ClientConfig::default();
         let tls = tls::client_config(&[]).expect("the webpki roots are valid");
-        Client::from_parts(config, tls, library_runtime().handle().clone())
+        Client::from_parts(
+            config,
+            tls,
+            Arc::new(SystemResolver),
+            library_runtime().handle().clone(),
+        )
     })
 }
 

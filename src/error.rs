@@ -44,6 +44,11 @@ pub enum ErrorKind {
     InvalidResponse,
     /// The response body is larger than the client's configured cap.
     ResponseTooLarge,
+    /// More redirects than the client follows (`max_redirects`, default 10).
+    TooManyRedirects,
+    /// A redirect the client will not follow: https -> http, or a `Location` that is not a
+    /// usable http(s) URL.
+    RedirectRefused,
     /// Another I/O error on the connection.
     Network,
     /// The upload did not complete within `timeout`.
@@ -58,7 +63,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in code order (used by docs and tests).
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::InvalidOptions,
         ErrorKind::InvalidUrl,
         ErrorKind::InvalidHeader,
@@ -72,6 +77,8 @@ impl ErrorKind {
         ErrorKind::ConnectionClosed,
         ErrorKind::InvalidResponse,
         ErrorKind::ResponseTooLarge,
+        ErrorKind::TooManyRedirects,
+        ErrorKind::RedirectRefused,
         ErrorKind::Network,
         ErrorKind::Timeout,
         ErrorKind::Abort,
@@ -95,6 +102,8 @@ impl ErrorKind {
             ErrorKind::ConnectionClosed => 1301,
             ErrorKind::InvalidResponse => 1302,
             ErrorKind::ResponseTooLarge => 1303,
+            ErrorKind::TooManyRedirects => 1305,
+            ErrorKind::RedirectRefused => 1306,
             ErrorKind::Network => 1304,
             ErrorKind::Timeout => 1401,
             ErrorKind::Abort => 1402,
@@ -119,6 +128,8 @@ impl ErrorKind {
             ErrorKind::ConnectionClosed => "connection closed",
             ErrorKind::InvalidResponse => "invalid response",
             ErrorKind::ResponseTooLarge => "response too large",
+            ErrorKind::TooManyRedirects => "too many redirects",
+            ErrorKind::RedirectRefused => "redirect refused",
             ErrorKind::Network => "network error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Abort => "abort",

@@ -37,6 +37,7 @@
 mod call;
 mod client;
 pub mod clock;
+pub mod dns;
 mod error;
 mod headers;
 #[allow(dead_code)]

@@ -149,6 +149,12 @@ pub struct ProfileExtensions {
     pub cipher_suite: String,
     /// The ALPN protocol the server chose (empty if none).
     pub alpn: String,
+    /// Which step of name resolution gave the address: `"none"` (reused connection),
+    /// `"literal"`, `"cache"`, `"httpdns"`, `"httpdns-fallback"` (HTTPDNS failed, the resolver
+    /// answered) or `"resolver"`.
+    pub dns_source: String,
+    /// Redirects followed before the final response (same- or cross-origin).
+    pub redirects: u32,
 }
 
 /// Instants of one upload, recorded where the I/O happens. `None` = did not happen.
@@ -157,7 +163,11 @@ pub(crate) struct Timeline {
     pub invoke_start: Option<Instant>,
     pub queue_start: Option<Instant>,
     pub queue_end: Option<Instant>,
+    pub redirect_start: Option<Instant>,
+    pub redirect_end: Option<Instant>,
     pub fetch_start: Option<Instant>,
+    pub httpdns_start: Option<Instant>,
+    pub httpdns_end: Option<Instant>,
     pub domain_lookup_start: Option<Instant>,
     pub domain_lookup_end: Option<Instant>,
     pub connect_start: Option<Instant>,
@@ -170,6 +180,37 @@ pub(crate) struct Timeline {
     pub first_interim: Option<Instant>,
     pub response_start: Option<Instant>,
     pub response_end: Option<Instant>,
+}
+
+/// Which step of name resolution answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum DnsSource {
+    /// No lookup was needed: a reused connection.
+    #[default]
+    None,
+    /// The host is an IP literal.
+    Literal,
+    /// The client's DNS cache.
+    Cache,
+    /// HTTPDNS.
+    HttpDns,
+    /// The resolver, after HTTPDNS failed.
+    HttpDnsFallback,
+    /// The resolver.
+    Resolver,
+}
+
+impl DnsSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            DnsSource::None => "none",
+            DnsSource::Literal => "literal",
+            DnsSource::Cache => "cache",
+            DnsSource::HttpDns => "httpdns",
+            DnsSource::HttpDnsFallback => "httpdns-fallback",
+            DnsSource::Resolver => "resolver",
+        }
+    }
 }
 
 /// Facts about the connection and the exchange that the profile reports.
@@ -195,6 +236,8 @@ pub(crate) struct ExchangeFacts {
     pub tls_version: String,
     pub cipher_suite: String,
     pub alpn: String,
+    pub dns_source: DnsSource,
+    pub redirects: u32,
 }
 
 fn ms(t: Option<Instant>) -> f64 {
@@ -229,16 +272,16 @@ impl Timeline {
         let queue_start = ms(self.queue_start);
         Profile {
             invoke_start: ms(self.invoke_start),
-            http_dns_domain_look_up_start: 0.0,
-            http_dns_domain_look_up_end: 0.0,
+            http_dns_domain_look_up_start: ms(self.httpdns_start),
+            http_dns_domain_look_up_end: ms(self.httpdns_end),
             queue_start,
             queue_end: if self.queue_end.is_some() {
                 ms(self.queue_end)
             } else {
                 queue_start
             },
-            redirect_start: 0.0,
-            redirect_end: 0.0,
+            redirect_start: ms(self.redirect_start),
+            redirect_end: ms(self.redirect_end),
             fetch_start: fetch,
             domain_look_up_start: dns_start,
             domain_look_up_end: dns_end,
@@ -291,6 +334,8 @@ impl Timeline {
             tls_version: facts.tls_version.clone(),
             cipher_suite: facts.cipher_suite.clone(),
             alpn: facts.alpn.clone(),
+            dns_source: facts.dns_source.as_str().to_string(),
+            redirects: facts.redirects,
         }
     }
 }

@@ -5,74 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::make_file;
+use common::{make_file, read_request, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use uploadfile::{Client, UploadOptions};
-
-/// Read one request (head + Content-Length body) from `s`; returns the head text, or None at EOF.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, send_continue: bool) -> Option<String> {
-    loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            buf.drain(..end + 4);
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if send_continue && head.to_ascii_lowercase().contains("expect: 100-continue") {
-                s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.ok()?;
-            }
-            while buf.len() < len {
-                let mut chunk = vec![0u8; 64 * 1024];
-                let n = s.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            buf.drain(..len);
-            return Some(head);
-        }
-        let mut chunk = vec![0u8; 64 * 1024];
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A server that answers every connection's requests with `responses` in turn, then closes.
-async fn serve(
-    responses: Vec<&'static [u8]>,
-    send_continue: bool,
-) -> (String, tokio::task::JoinHandle<Vec<String>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/upload", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut heads = Vec::new();
-        for r in responses {
-            let Some(head) = read_request(&mut s, &mut buf, send_continue).await else {
-                break;
-            };
-            heads.push(head);
-            s.write_all(r).await.unwrap();
-        }
-        heads
-    });
-    (url, task)
-}
 
 #[tokio::test]
 async fn chunked_response_with_trailers_is_decoded() {

@@ -31,8 +31,9 @@ use crate::transport::stream::Stream;
 /// What the exchange needs besides the connection.
 pub(crate) struct ExchangeInput<'a> {
     pub head: &'a Bytes,
-    pub plan: &'a BodyPlan,
-    pub file: &'a mut tokio::fs::File,
+    /// The multipart body and the file it streams; `None` for a body-less request (the GET a
+    /// 303 turns the upload into).
+    pub body: Option<(&'a BodyPlan, &'a mut tokio::fs::File)>,
     /// `Some(wait)` when the head carries `Expect: 100-continue`.
     pub expect_continue: Option<Duration>,
     pub max_response_body: usize,
@@ -85,20 +86,27 @@ pub(crate) async fn exchange(
         error,
         response_seen,
     };
-    input
-        .file
-        .seek(SeekFrom::Start(0))
-        .await
-        .map_err(|e| fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false))?;
-
-    let plan = input.plan;
-    let total_body = plan.content_length();
+    let (plan, mut file) = match input.body {
+        Some((plan, file)) => {
+            // From the start: a retry or a 307/308 redirect sends the whole body again.
+            file.seek(SeekFrom::Start(0))
+                .await
+                .map_err(|e| fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false))?;
+            (Some(plan), Some(file))
+        }
+        None => (None, None),
+    };
+    let total_body = plan.map_or(0, |p| p.content_length());
+    let file_len = plan.map_or(0, |p| p.file_len());
+    let empty = Bytes::new();
+    let preamble = plan.map_or(&empty, |p| p.preamble());
+    let epilogue = plan.map_or(&empty, |p| p.epilogue());
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut decoder = ResponseDecoder::new(false);
     let mut read_buf = vec![0u8; 64 * 1024];
     let mut file_buf = vec![0u8; input.chunk_size.max(4096)];
     let (mut file_pos, mut file_filled) = (0usize, 0usize);
-    let mut file_left = plan.file_len();
+    let mut file_left = file_len;
 
     let mut send = Send::Head;
     let mut offset = 0usize; // within the head, preamble or epilogue
@@ -141,9 +149,9 @@ pub(crate) async fn exchange(
             if file_left == 0 {
                 send = Send::Epilogue;
                 offset = 0;
-            } else {
+            } else if let Some(file) = file.as_deref_mut() {
                 let want = (file_left.min(file_buf.len() as u64)) as usize;
-                let n = input.file.read(&mut file_buf[..want]).await.map_err(|e| {
+                let n = file.read(&mut file_buf[..want]).await.map_err(|e| {
                     fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false)
                 })?;
                 if n == 0 {
@@ -152,8 +160,8 @@ pub(crate) async fn exchange(
                             ErrorKind::FileChanged,
                             format!(
                                 "the file ended after {} of {} bytes",
-                                plan.file_len() - file_left,
-                                plan.file_len()
+                                file_len - file_left,
+                                file_len
                             ),
                         ),
                         decoder.wire_bytes() > 0,
@@ -166,9 +174,9 @@ pub(crate) async fn exchange(
         }
         let pending: &[u8] = match send {
             Send::Head => &input.head[offset..],
-            Send::Preamble => &plan.preamble()[offset..],
+            Send::Preamble => &preamble[offset..],
             Send::File => &file_buf[file_pos..file_filled],
-            Send::Epilogue => &plan.epilogue()[offset..],
+            Send::Epilogue => &epilogue[offset..],
             _ => &[],
         };
         let writing = !pending.is_empty() && write_error.is_none();
@@ -200,7 +208,10 @@ pub(crate) async fn exchange(
                 loop {
                     let event = decoder.poll_event().map_err(|e| {
                         let kind = if eof { ErrorKind::ConnectionClosed } else { ErrorKind::InvalidResponse };
-                        fail(UploadError::new(kind, e.to_string()), true)
+                        // A close before any response byte is what a stale pooled connection
+                        // looks like: the caller may retry it on a fresh connection.
+                        let seen = decoder.wire_bytes() > 0 || pending_start.is_some();
+                        fail(UploadError::new(kind, e.to_string()), seen)
                     })?;
                     match event {
                         None => break,
@@ -273,16 +284,17 @@ pub(crate) async fn exchange(
                                 if offset == input.head.len() {
                                     timeline.request_head_end = Some(now);
                                     offset = 0;
-                                    send = match input.expect_continue {
-                                        Some(wait) => Send::AwaitContinue(tokio::time::Instant::from_std(now) + wait),
-                                        None => Send::Preamble,
+                                    send = match (plan, input.expect_continue) {
+                                        (None, _) => Send::Flush,
+                                        (Some(_), Some(wait)) => Send::AwaitContinue(tokio::time::Instant::from_std(now) + wait),
+                                        (Some(_), None) => Send::Preamble,
                                     };
                                 }
                             }
                             Send::Preamble | Send::Epilogue => {
                                 offset += n;
                                 body_sent += n as u64;
-                                let len = if send == Send::Preamble { plan.preamble().len() } else { plan.epilogue().len() };
+                                let len = if send == Send::Preamble { preamble.len() } else { epilogue.len() };
                                 if offset == len {
                                     offset = 0;
                                     send = if send == Send::Preamble { Send::File } else { Send::Flush };

@@ -7,6 +7,7 @@
 mod exchange;
 mod prepare;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,12 +15,13 @@ use crate::client::ClientInner;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
 use crate::options::UploadOptions;
-use crate::profile::{ExchangeFacts, Protocol, Timeline};
+use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
 use crate::success::UploadSuccess;
 use crate::task::TaskShared;
 use crate::transport::{connect, Connection};
 
-use exchange::{exchange, ExchangeInput};
+use exchange::{exchange, ExchangeInput, ExchangeOutput};
+use prepare::{Method, Prepared};
 
 /// Run one upload under its timeout and abort signal.
 pub(crate) async fn run(
@@ -60,58 +62,142 @@ async fn upload(
         .await
         .map_err(|_| UploadError::new(ErrorKind::ClientClosed, "the client was shut down"))?;
     timeline.queue_end = Some(Instant::now());
-    timeline.fetch_start = Some(Instant::now());
 
-    let mut facts = ExchangeFacts {
-        tls: prepared.origin.tls,
-        protocol: Protocol::Http11,
-        ..ExchangeFacts::default()
-    };
+    let first_origin = prepared.target.origin.clone();
+    let mut method = Method::Post;
+    let mut redirects = 0u32;
+    let mut left_origin = false;
+    let mut redirect_start = None;
+    let mut redirect_end = None;
+    loop {
+        timeline.fetch_start = Some(Instant::now());
+        let mut facts = ExchangeFacts {
+            tls: prepared.target.origin.tls,
+            protocol: Protocol::Http11,
+            ..ExchangeFacts::default()
+        };
+        let out = send_once(
+            client,
+            &mut prepared,
+            method,
+            left_origin,
+            task,
+            &mut timeline,
+            &mut facts,
+        )
+        .await?;
+        let location = out.head.header("location").map(str::to_string);
+        let status = out.head.status;
+        let redirect =
+            matches!(status, 301 | 302 | 303 | 307 | 308) && client.config.max_redirects > 0;
+        if let (true, Some(location)) = (redirect, location) {
+            if redirects >= client.config.max_redirects {
+                return Err(UploadError::new(
+                    ErrorKind::TooManyRedirects,
+                    format!("more than {} redirects", client.config.max_redirects),
+                ));
+            }
+            redirects += 1;
+            if redirect_start.is_none() {
+                redirect_start = timeline.fetch_start;
+            }
+            redirect_end = timeline.response_end;
+            prepared.follow(&location)?;
+            if prepared.target.origin != first_origin {
+                left_origin = true;
+            }
+            // 307/308 repeat the request, body and all (re-read from disk); 301/302/303 turn a
+            // POST into a GET without a body, as browsers do.
+            if matches!(status, 301..=303) {
+                method = Method::Get;
+            }
+            reset_connection_phases(&mut timeline);
+            continue;
+        }
+        if !left_origin {
+            timeline.redirect_start = redirect_start;
+            timeline.redirect_end = redirect_end;
+        }
+        let header = ResponseHeaders::new(out.head.headers);
+        let (profile, profile_extensions) = if options.enable_profile {
+            facts.redirects = redirects;
+            (
+                Some(timeline.profile(&facts)),
+                Some(timeline.extensions(&facts)),
+            )
+        } else {
+            (None, None)
+        };
+        return Ok(UploadSuccess {
+            data: String::from_utf8_lossy(&out.body).into_owned(),
+            status_code: status,
+            header,
+            profile,
+            profile_extensions,
+        });
+    }
+}
+
+/// One request of the upload (the upload itself, or a redirect hop) on a pooled or new
+/// connection; a pooled connection found dead before any response byte is replaced once.
+async fn send_once(
+    client: &ClientInner,
+    prepared: &mut Prepared,
+    method: Method,
+    drop_credentials: bool,
+    task: &TaskShared,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<ExchangeOutput, UploadError> {
+    let head = prepared.head(method, drop_credentials);
+    let origin = prepared.target.origin.clone();
     let mut stale_retries = 0;
     loop {
-        let (mut conn, reused) = match client.pool.checkout(&prepared.origin) {
-            Some(conn) => (conn, true),
+        let (mut conn, reused) = match client.pool.checkout(&origin) {
+            Some(conn) => {
+                facts.dns_source = DnsSource::None;
+                (conn, true)
+            }
             None => {
+                let (ips, source) = client
+                    .resolver
+                    .resolve(
+                        &origin.host,
+                        &client.tls,
+                        &client.config.user_agent,
+                        timeline,
+                    )
+                    .await?;
+                facts.dns_source = source;
+                let addrs: Vec<SocketAddr> = ips
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, origin.port))
+                    .collect();
                 let id = client.next_connection_id();
-                let conn = connect(&prepared.origin, &client.tls, id, &mut timeline).await?;
+                let delay = client.config.happy_eyeballs_delay;
+                let conn = connect(&origin, &addrs, &client.tls, id, delay, timeline).await?;
                 (conn, false)
             }
         };
-        describe_connection(&mut facts, &conn, reused);
+        describe_connection(facts, &conn, reused);
         facts.stale_connection_retries = stale_retries;
+        let with_body = method == Method::Post;
         let input = ExchangeInput {
-            head: &prepared.head,
-            plan: &prepared.plan,
-            file: &mut prepared.file,
-            expect_continue: prepared
-                .expect_continue
+            head: &head,
+            body: with_body.then_some((&prepared.plan, &mut prepared.file)),
+            expect_continue: (with_body && prepared.expect_continue)
                 .then_some(client.config.expect_continue_timeout),
             max_response_body: client.config.max_response_body,
             chunk_size: client.config.chunk_size,
             task,
         };
-        match exchange(&mut conn.stream, input, &mut timeline, &mut facts).await {
+        match exchange(&mut conn.stream, input, timeline, facts).await {
             Ok(out) => {
                 conn.requests += 1;
                 if out.reusable {
-                    client.pool.checkin(prepared.origin.clone(), conn);
+                    client.pool.checkin(origin, conn);
                 }
-                let header = ResponseHeaders::new(out.head.headers);
-                let (profile, profile_extensions) = if options.enable_profile {
-                    (
-                        Some(timeline.profile(&facts)),
-                        Some(timeline.extensions(&facts)),
-                    )
-                } else {
-                    (None, None)
-                };
-                return Ok(UploadSuccess {
-                    data: String::from_utf8_lossy(&out.body).into_owned(),
-                    status_code: out.head.status,
-                    header,
-                    profile,
-                    profile_extensions,
-                });
+                return Ok(out);
             }
             Err(failure) => {
                 let stale = reused
@@ -127,7 +213,7 @@ async fn upload(
                 // The pooled connection was closed by the server while idle: the request
                 // cannot have been processed. Replace it, once, and time the new one.
                 stale_retries += 1;
-                reset_connection_phases(&mut timeline);
+                reset_connection_phases(timeline);
             }
         }
     }
@@ -152,6 +238,8 @@ fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: boo
 /// Forget the phases of a connection that proved dead, so the profile shows the one that
 /// carried the request.
 fn reset_connection_phases(t: &mut Timeline) {
+    t.httpdns_start = None;
+    t.httpdns_end = None;
     t.domain_lookup_start = None;
     t.domain_lookup_end = None;
     t.connect_start = None;

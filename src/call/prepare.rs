@@ -32,14 +32,98 @@ const MANAGED_HEADERS: [&str; 9] = [
     "upgrade",
 ];
 
+/// The request method of one hop: the upload itself, or the GET a 301/302/303 redirect turns
+/// it into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Post,
+    Get,
+}
+
+/// Headers that must not follow a redirect to another origin (as browsers do).
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
 /// A checked upload, ready to go on a connection.
 pub(crate) struct Prepared {
-    pub origin: Origin,
-    /// The encoded HTTP/1.1 request head.
-    pub head: Bytes,
+    /// The URL of the current hop (redirects change it).
+    pub url: Url,
+    pub target: Target,
+    /// Validated user headers (the user's `Content-Type` already dropped).
+    pub user_headers: Vec<(String, String)>,
     pub plan: BodyPlan,
     pub file: tokio::fs::File,
+    /// The body is large enough for `Expect: 100-continue`.
     pub expect_continue: bool,
+    pub user_agent: String,
+}
+
+impl Prepared {
+    /// The encoded request head for the current hop.
+    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
+        let user: Vec<&(String, String)> = self
+            .user_headers
+            .iter()
+            .filter(|(k, _)| {
+                !(drop_credentials && CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        let user_has = |name: &str| user.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + user.len());
+        headers.push(("Host".into(), self.target.host_header.clone()));
+        if !user_has("user-agent") {
+            headers.push(("User-Agent".into(), self.user_agent.clone()));
+        }
+        if !user_has("accept") {
+            headers.push(("Accept".into(), "*/*".into()));
+        }
+        headers.extend(user.into_iter().cloned());
+        let method_name = match method {
+            Method::Post => {
+                headers.push(("Content-Type".into(), self.plan.content_type()));
+                headers.push((
+                    "Content-Length".into(),
+                    self.plan.content_length().to_string(),
+                ));
+                if self.expect_continue {
+                    headers.push(("Expect".into(), "100-continue".into()));
+                }
+                "POST"
+            }
+            Method::Get => "GET",
+        };
+        RequestHead {
+            method: method_name,
+            target: &self.target.request_target,
+            headers: &headers,
+        }
+        .encode()
+    }
+
+    /// Move to the URL a redirect points at. Refuses an https -> http downgrade and any URL
+    /// this client could not have been given in the first place.
+    pub(crate) fn follow(&mut self, location: &str) -> Result<(), UploadError> {
+        let next = self.url.join(location).map_err(|e| {
+            UploadError::new(
+                ErrorKind::RedirectRefused,
+                format!("Location {location:?} is not a URL: {e}"),
+            )
+        })?;
+        if self.url.scheme() == "https" && next.scheme() == "http" {
+            return Err(UploadError::new(
+                ErrorKind::RedirectRefused,
+                format!("https -> http downgrade to {next}"),
+            ));
+        }
+        let target = parse_url(next.as_str()).map_err(|e| {
+            UploadError::new(
+                ErrorKind::RedirectRefused,
+                format!("to {next}: {}", e.detail()),
+            )
+        })?;
+        self.url = next;
+        self.target = target;
+        Ok(())
+    }
 }
 
 pub(crate) async fn prepare(
@@ -61,6 +145,8 @@ pub(crate) async fn prepare(
         ));
     }
     let target = parse_url(&options.url)?;
+    let url = Url::parse(&options.url)
+        .map_err(|e| UploadError::new(ErrorKind::InvalidUrl, e.to_string()))?;
     let fields = form_fields(options)?;
     let user_headers = user_headers(&options.header)?;
 
@@ -80,41 +166,16 @@ pub(crate) async fn prepare(
         len,
     };
     let plan = BodyPlan::new(&fields, &file_field);
-
     let expect_continue =
         matches!(config.expect_continue_threshold, Some(t) if plan.content_length() > t);
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + user_headers.len());
-    headers.push(("Host".into(), target.host_header.clone()));
-    let user_has = |name: &str| {
-        user_headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
-    };
-    if !user_has("user-agent") {
-        headers.push(("User-Agent".into(), config.user_agent.clone()));
-    }
-    if !user_has("accept") {
-        headers.push(("Accept".into(), "*/*".into()));
-    }
-    headers.extend(user_headers.iter().cloned());
-    headers.push(("Content-Type".into(), plan.content_type()));
-    headers.push(("Content-Length".into(), plan.content_length().to_string()));
-    if expect_continue {
-        headers.push(("Expect".into(), "100-continue".into()));
-    }
-    let head = RequestHead {
-        method: "POST",
-        target: &target.request_target,
-        headers: &headers,
-    }
-    .encode();
-
     Ok(Prepared {
-        origin: target.origin,
-        head,
+        url,
+        target,
+        user_headers,
         plan,
         file,
         expect_continue,
+        user_agent: config.user_agent.clone(),
     })
 }
 
@@ -122,10 +183,13 @@ fn invalid_options(detail: &str) -> UploadError {
     UploadError::new(ErrorKind::InvalidOptions, detail)
 }
 
-struct Target {
-    origin: Origin,
-    request_target: String,
-    host_header: String,
+/// Where a hop goes.
+pub(crate) struct Target {
+    pub origin: Origin,
+    /// Path and query.
+    pub request_target: String,
+    /// The `Host` header value.
+    pub host_header: String,
 }
 
 fn parse_url(raw: &str) -> Result<Target, UploadError> {

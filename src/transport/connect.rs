@@ -3,13 +3,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::dns;
+use super::happy_eyeballs;
 use super::stream::Stream;
 use crate::error::{ErrorKind, UploadError};
 use crate::profile::Timeline;
@@ -51,35 +50,21 @@ pub(crate) struct Connection {
     pub alpn: String,
 }
 
-/// Open a new connection to `origin`, recording DNS, TCP and TLS times into `timeline`.
+/// Open a new connection to `origin` at one of `addrs` (raced by Happy Eyeballs), recording
+/// the TCP and TLS times into `timeline`.
 pub(crate) async fn connect(
     origin: &Origin,
+    addrs: &[SocketAddr],
     tls: &Arc<rustls::ClientConfig>,
     id: u64,
+    attempt_delay: Duration,
     timeline: &mut Timeline,
 ) -> Result<Connection, UploadError> {
-    let addrs = dns::resolve(&origin.host, origin.port, timeline).await?;
-    let mut attempts = 0;
-    let mut last_error = None;
-    let mut connected = None;
-    for addr in addrs {
-        attempts += 1;
-        let start = Instant::now();
-        match TcpStream::connect(addr).await {
-            Ok(tcp) => {
-                timeline.connect_start = Some(start);
-                connected = Some((tcp, addr));
-                break;
-            }
-            Err(e) => last_error = Some(format!("{addr}: {e}")),
-        }
-    }
-    let Some((tcp, peer)) = connected else {
-        return Err(UploadError::new(
-            ErrorKind::Connect,
-            last_error.unwrap_or_else(|| format!("{origin}: no address to connect to")),
-        ));
-    };
+    let won = happy_eyeballs::connect(addrs, attempt_delay)
+        .await
+        .map_err(|e| UploadError::new(ErrorKind::Connect, e))?;
+    timeline.connect_start = Some(won.started);
+    let (tcp, peer, attempts) = (won.stream, won.peer, won.attempts);
     tcp.set_nodelay(true)
         .map_err(|e| UploadError::new(ErrorKind::Connect, format!("TCP_NODELAY: {e}")))?;
 

@@ -5,10 +5,13 @@
 //! `SSLconnection*` fields mean exactly what `docs/profile.md` says.
 
 pub(crate) mod connect;
-pub(crate) mod dns;
+pub(crate) mod happy_eyeballs;
+pub(crate) mod httpdns;
 pub(crate) mod pool;
+pub(crate) mod resolve;
 pub(crate) mod stream;
 pub(crate) mod tls;
 
 pub(crate) use connect::{connect, Connection, Origin};
 pub(crate) use pool::Pool;
+pub(crate) use resolve::HostResolver;

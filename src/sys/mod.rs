@@ -1,1 +1,236 @@
-//! The only module with `unsafe` (being written).
+//! Kernel interfaces that tokio and socket2 do not offer — and the only module with `unsafe`.
+//!
+//! The driver times every phase of an upload where the I/O happens. For most phases a clock read
+//! next to a `write`/`read` is exact, but two things only the kernel knows:
+//!
+//! - **How the connection is doing** — [`tcp_info`] (`getsockopt(TCP_INFO)`): the smoothed RTT
+//!   is the profile's `rtt` and a transport-RTT observation for the network-quality estimator;
+//!   `bytes_acked`, `unacked`, `notsent_bytes`, `delivery_rate` and `busy_time_us` feed the
+//!   extensions.
+//! - **What the peer has actually received.** `requestEnd` and progress built on written bytes
+//!   run ahead of the network by up to the socket send buffer (seconds on a slow link; see
+//!   "Why the acknowledged time matters" in the profile guide). Three tools close that gap:
+//!   - [`set_notsent_lowat`] (`TCP_NOTSENT_LOWAT`) caps the *unsent* part of the send queue, so a
+//!     non-blocking writer is held back until the kernel has actually put earlier bytes on the
+//!     wire: "written" then means "sent, or about to be", and `requestEnd` / write-based progress
+//!     stay within `lowat` bytes of the network instead of a whole (auto-tuned, megabytes) send
+//!     buffer. The bound is `lowat` plus up to one GSO segment (≤ 64 KiB): the kernel checks it
+//!     when it starts a new segment. On loopback with a non-reading peer, 16 KiB leaves ~52 KiB
+//!     unsent where the default lets ~3.8 MB pile up (see the test).
+//!   - [`send_queue_len`] (`SIOCOUTQ`: written but not yet acknowledged) and [`unsent_len`]
+//!     (`SIOCOUTQNSD`: written but not yet sent) turn a count of written bytes into
+//!     *acknowledged* progress: `acked = written - send_queue_len`.
+//!   - [`enable_ack_timestamps`] / [`read_ack_timestamps`] (`SO_TIMESTAMPING` with
+//!     `SOF_TIMESTAMPING_TX_ACK`): the kernel stamps the moment the byte ending a `send()` is
+//!     cumulatively acknowledged by the peer — the exact time the last body byte was
+//!     acknowledged, without polling. [`clock_pair`] and [`realtime_to_instant`] map those
+//!     `CLOCK_REALTIME` stamps onto the [`Instant`] timeline every profile field uses.
+//!
+//! ## Acknowledgement timestamps: the key (verified by the tests below)
+//!
+//! Each [`AckTimestamp::key`] identifies the **last byte of one `send()` call** made while
+//! timestamping was enabled, as a 0-based byte offset in the stream counted from the first byte
+//! written after [`enable_ack_timestamps`]: three `send()`s of 10 000 bytes after enabling give
+//! keys 9 999, 19 999 and 29 999. So `key + 1` is the number of bytes written since enabling that
+//! the peer has acknowledged at `realtime`. Details:
+//!
+//! - Only the final byte of each `send()` is stamped (a short write: the last byte it accepted),
+//!   one stamp per call — also when a blocking call sleeps for buffer space many times — so the
+//!   count of stamps equals the count of successful `send()`s made while enabled. Bytes are TCP payload bytes — under TLS that is records, not plaintext.
+//! - The counter starts at the socket's *write* sequence when enabling
+//!   (`SOF_TIMESTAMPING_OPT_ID_TCP`, Linux ≥ 6.2), so bytes already written but not yet
+//!   acknowledged when enabling do not shift it. Older kernels reject that flag; we then fall
+//!   back to plain `SOF_TIMESTAMPING_OPT_ID`, whose counter starts at `snd_una` — keys are then
+//!   larger by the bytes that were in flight (`send_queue_len`) at the moment of enabling; enable
+//!   on an idle connection (nothing unacknowledged) and both agree.
+//! - Enabling while already enabled keeps the counter; [`disable_ack_timestamps`] followed by
+//!   [`enable_ack_timestamps`] restarts it at 0 from the next byte written.
+//! - The key is a `u32` and wraps after 4 GiB: compare with wrapping arithmetic, or re-enable
+//!   per request.
+//! - After disabling, `send()`s make no new stamps, and stamps of data sent while enabled but
+//!   not yet acknowledged are dropped (observed on Linux 6.18; an older kernel might still
+//!   deliver them, with a key that no longer means anything). Disable only once the stamp you
+//!   wait for has arrived.
+//! - Stamps wait in the socket's error queue, which is bounded by the receive buffer: with many
+//!   small writes, drain it regularly (tokio: `TcpStream::ready(Interest::ERROR)` wakes when a
+//!   stamp is queued) or enable just before the write that carries the last body byte.
+//! - Must be called on a connected socket (the kernel refuses `OPT_ID` on a listening or closed
+//!   TCP socket with `EINVAL`).
+//!
+//! ## Why `unsafe` lives here
+//!
+//! The crate is `#![deny(unsafe_code)]`; this module is the one exception, because these calls
+//! (`getsockopt`, `setsockopt`, `ioctl`, `recvmsg` with ancillary data) have no safe wrapper in
+//! our dependencies. Every `unsafe` block is a single FFI call or a bounded read of a buffer the
+//! kernel filled, each with a `// SAFETY:` argument. The API is safe: functions borrow the socket
+//! through [`AsFd`], so callers never handle raw descriptors and a descriptor cannot be closed
+//! while a call uses it; everything returned is plain owned data.
+//!
+//! On targets other than Linux the kernel interfaces return [`io::ErrorKind::Unsupported`];
+//! [`clock_pair`] and [`realtime_to_instant`] work everywhere.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(not(target_os = "linux"))]
+mod fallback;
+#[cfg(not(target_os = "linux"))]
+use fallback as imp;
+
+#[cfg(test)]
+mod tests;
+
+/// A snapshot of the kernel's `TCP_INFO` for a socket (Linux `struct tcp_info`, the fields we
+/// use). Fields the running kernel does not report (an older, shorter struct) are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TcpInfo {
+    /// TCP state (`TCP_ESTABLISHED` = 1, ..., `TCP_CLOSING` = 11).
+    pub state: u8,
+    /// Smoothed round-trip time, microseconds (`tcpi_rtt`).
+    pub rtt_us: u32,
+    /// Round-trip time variation, microseconds (`tcpi_rttvar`).
+    pub rttvar_us: u32,
+    /// Minimum RTT seen over the connection's recent window, microseconds (`tcpi_min_rtt`).
+    pub min_rtt_us: u32,
+    /// Congestion window, in segments (`tcpi_snd_cwnd`).
+    pub snd_cwnd: u32,
+    /// Sender maximum segment size, bytes (`tcpi_snd_mss`).
+    pub snd_mss: u32,
+    /// Segments sent and not yet acknowledged (`tcpi_unacked`).
+    pub unacked: u32,
+    /// Retransmitted segments over the connection's life (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+    /// Payload bytes sent, retransmissions included (`tcpi_bytes_sent`, Linux ≥ 4.19).
+    pub bytes_sent: u64,
+    /// Bytes cumulatively acknowledged by the peer (`tcpi_bytes_acked`, Linux ≥ 4.1). Counts
+    /// the SYN as one byte (and a FIN, once acknowledged): payload acked = `bytes_acked - 1`
+    /// on a client connection.
+    pub bytes_acked: u64,
+    /// Payload bytes received (`tcpi_bytes_received`, Linux ≥ 4.1).
+    pub bytes_received: u64,
+    /// Bytes written but not yet sent (`tcpi_notsent_bytes`, Linux ≥ 4.6).
+    pub notsent_bytes: u32,
+    /// Most recent delivery-rate sample, bytes per second (`tcpi_delivery_rate`, Linux ≥ 4.9).
+    pub delivery_rate: u64,
+    /// Time spent with data in flight, microseconds (`tcpi_busy_time`, Linux ≥ 4.10). Counted
+    /// in jiffies (1–10 ms), so a short loopback transfer reads 0.
+    pub busy_time_us: u64,
+}
+
+/// `getsockopt(IPPROTO_TCP, TCP_INFO)`. Fields beyond what the kernel returns stay 0.
+pub(crate) fn tcp_info(sock: impl AsFd) -> io::Result<TcpInfo> {
+    imp::tcp_info(sock.as_fd())
+}
+
+/// `setsockopt(IPPROTO_TCP, TCP_NOTSENT_LOWAT)`: the socket counts as writable (and `send()`
+/// accepts more) only while fewer than `bytes` written bytes are still unsent.
+pub(crate) fn set_notsent_lowat(sock: impl AsFd, bytes: u32) -> io::Result<()> {
+    imp::set_notsent_lowat(sock.as_fd(), bytes)
+}
+
+/// `ioctl(SIOCOUTQ)`: bytes written and not yet acknowledged by the peer (unsent + unacked).
+pub(crate) fn send_queue_len(sock: impl AsFd) -> io::Result<u32> {
+    imp::send_queue_len(sock.as_fd())
+}
+
+/// `ioctl(SIOCOUTQNSD)`: bytes written and not yet sent.
+pub(crate) fn unsent_len(sock: impl AsFd) -> io::Result<u32> {
+    imp::unsent_len(sock.as_fd())
+}
+
+/// Kernel TX timestamps of acknowledgements: `SO_TIMESTAMPING` with `SOF_TIMESTAMPING_TX_ACK |
+/// SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY`, plus
+/// `SOF_TIMESTAMPING_OPT_ID_TCP` where the kernel has it (see the module docs for the key).
+/// The socket must be connected.
+pub(crate) fn enable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
+    imp::enable_ack_timestamps(sock.as_fd())
+}
+
+/// Turn `SO_TIMESTAMPING` off: later `send()`s make no stamps (see the module docs for stamps
+/// already in flight).
+pub(crate) fn disable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
+    imp::disable_ack_timestamps(sock.as_fd())
+}
+
+/// One acknowledgement timestamp from the error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckTimestamp {
+    /// `ee_data` of the `SO_EE_ORIGIN_TIMESTAMPING` message: the 0-based offset of the last byte
+    /// of the `send()` this stamp belongs to, counted from the first byte written after
+    /// timestamping was enabled (see the module docs).
+    pub key: u32,
+    /// When the kernel processed the acknowledgement covering that byte: `CLOCK_REALTIME` since
+    /// the Unix epoch (`SCM_TIMESTAMPING` `ts[0]`). Map with [`realtime_to_instant`].
+    pub realtime: Duration,
+}
+
+/// Drain the socket's error queue without blocking (`recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)` until
+/// `EAGAIN`) and return the TX_ACK timestamps found, oldest first; other messages are skipped.
+/// An empty queue gives `Ok(vec![])`. If a receive fails after some stamps were taken, those are
+/// returned and the error is left for the next call.
+pub(crate) fn read_ack_timestamps(sock: impl AsFd) -> io::Result<Vec<AckTimestamp>> {
+    imp::read_ack_timestamps(sock.as_fd())
+}
+
+/// `CLOCK_MONOTONIC` ([`Instant`]) and `CLOCK_REALTIME` read back to back: the realtime clock is
+/// read between two `Instant` reads and paired with their midpoint; of a few attempts the one
+/// with the tightest bracket wins (a preempted attempt is discarded).
+pub(crate) fn clock_pair() -> (Instant, Duration) {
+    let mut best: Option<(Duration, Instant, Duration)> = None;
+    for _ in 0..3 {
+        let before = Instant::now();
+        let realtime = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let after = Instant::now();
+        let gap = after.duration_since(before);
+        if best.is_none_or(|(g, _, _)| gap < g) {
+            best = Some((gap, before + gap / 2, realtime));
+        }
+    }
+    let (_, instant, realtime) = best.expect("at least one attempt");
+    (instant, realtime)
+}
+
+/// Map a `CLOCK_REALTIME` reading (since the epoch, e.g. [`AckTimestamp::realtime`]) onto the
+/// monotonic [`Instant`] timeline through a [`clock_pair`]. Saturating: an offset the platform's
+/// `Instant` cannot represent is clamped to the farthest one it can (never panics).
+pub(crate) fn realtime_to_instant(realtime: Duration, pair: (Instant, Duration)) -> Instant {
+    let (anchor, anchor_realtime) = pair;
+    if realtime >= anchor_realtime {
+        offset_saturating(anchor, realtime - anchor_realtime, Instant::checked_add)
+    } else {
+        offset_saturating(anchor, anchor_realtime - realtime, Instant::checked_sub)
+    }
+}
+
+/// `op(anchor, d)`, or, if that overflows, the largest `d' < d` (to within a nanosecond) for
+/// which it does not.
+fn offset_saturating(
+    anchor: Instant,
+    d: Duration,
+    op: fn(&Instant, Duration) -> Option<Instant>,
+) -> Instant {
+    if let Some(t) = op(&anchor, d) {
+        return t;
+    }
+    // Binary search on the largest representable offset in [0, d).
+    let (mut lo, mut hi) = (Duration::ZERO, d);
+    while hi - lo > Duration::from_nanos(1) {
+        let mid = lo + (hi - lo) / 2;
+        if op(&anchor, mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    op(&anchor, lo).unwrap_or(anchor)
+}

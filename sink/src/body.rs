@@ -1,14 +1,20 @@
 //! Request-body reading (counted, chunk by chunk, no copies) and the
 //! response body (JSON bytes or `'x'` padding) that notes when it was sent.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Sleep;
 
 use crate::stats::StatsInner;
+
+/// Called once, when a request body ends.
+pub(crate) type OnEnd = Box<dyn FnOnce() + Send>;
 
 /// A request body that counts the data bytes it yields.
 pub(crate) struct CountedBody {
@@ -16,6 +22,7 @@ pub(crate) struct CountedBody {
     received: u64,
     ended: bool,
     stats: Arc<StatsInner>,
+    on_end: Option<OnEnd>,
 }
 
 impl CountedBody {
@@ -25,7 +32,14 @@ impl CountedBody {
             received: 0,
             ended: false,
             stats,
+            on_end: None,
         }
+    }
+
+    /// Sets the callback run right when the body's end is seen.
+    pub fn on_end(mut self, f: OnEnd) -> Self {
+        self.on_end = Some(f);
+        self
     }
 
     /// Body bytes read so far.
@@ -50,6 +64,9 @@ impl CountedBody {
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 None => {
                     self.ended = true;
+                    if let Some(f) = self.on_end.take() {
+                        f();
+                    }
                     return Poll::Ready(None);
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
@@ -143,23 +160,93 @@ static PAD: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 /// the connection in full, `false` if it was dropped before.
 pub(crate) type OnDone = Box<dyn FnOnce(bool) + Send + Sync>;
 
+/// Into how many pieces a trickled body is cut (fewer if it is shorter).
+pub(crate) const TRICKLE_PIECES: u64 = 10;
+
 enum Content {
-    Bytes(Option<Bytes>),
+    Bytes(Bytes),
     Padding(usize),
+}
+
+impl Content {
+    fn remaining(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Padding(n) => *n as u64,
+        }
+    }
+
+    /// Up to `max` bytes off the front.
+    fn take(&mut self, max: u64) -> Bytes {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        match self {
+            Content::Bytes(b) => b.split_to(max.min(b.len())),
+            Content::Padding(n) => {
+                let take = (*n).min(PAD.len()).min(max);
+                *n -= take;
+                Bytes::from_static(&PAD[..take])
+            }
+        }
+    }
+}
+
+/// The schedule of a trickled body: piece `i` of `pieces` covers bytes
+/// `total*i/pieces ..total*(i+1)/pieces` and is due `over*i/(pieces-1)`
+/// after the first poll (the first piece at once, the last at `over`).
+struct Trickle {
+    over: Duration,
+    total: u64,
+    pieces: u64,
+    /// The piece being sent.
+    piece: u64,
+    sent: u64,
+    started: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Trickle {
+    fn piece_end(&self) -> u64 {
+        self.total * (self.piece + 1) / self.pieces
+    }
+
+    fn due(&self, piece: u64, started: Instant) -> Instant {
+        if self.pieces <= 1 {
+            return started;
+        }
+        let nanos = self.over.as_nanos() * u128::from(piece) / u128::from(self.pieces - 1);
+        started + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// How many bytes may be sent now (`Pending` until the next piece is
+    /// due). Only called while bytes remain.
+    fn poll_allowance(&mut self, cx: &mut Context<'_>) -> Poll<u64> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if self.sent >= self.piece_end() {
+            self.piece += 1;
+            let due = self.due(self.piece, started);
+            self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
+        }
+        if let Some(sleep) = self.sleep.as_mut() {
+            ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
+        }
+        Poll::Ready(self.piece_end() - self.sent)
+    }
 }
 
 /// The sink's response body.
 pub(crate) struct ResponseBody {
     content: Content,
+    trickle: Option<Trickle>,
     on_done: Option<OnDone>,
 }
 
 impl ResponseBody {
     /// A body with the given bytes.
     pub fn bytes(data: impl Into<Bytes>) -> Self {
-        let data: Bytes = data.into();
         ResponseBody {
-            content: Content::Bytes(Some(data).filter(|d| !d.is_empty())),
+            content: Content::Bytes(data.into()),
+            trickle: None,
             on_done: None,
         }
     }
@@ -168,8 +255,28 @@ impl ResponseBody {
     pub fn padding(n: usize) -> Self {
         ResponseBody {
             content: Content::Padding(n),
+            trickle: None,
             on_done: None,
         }
+    }
+
+    /// Sends the body in [`TRICKLE_PIECES`] pieces spread evenly over
+    /// `over`: the first as soon as the body is first polled (right after
+    /// the head), the last `over` later. A zero `over` changes nothing.
+    pub fn trickle(mut self, over: Duration) -> Self {
+        let total = self.content.remaining();
+        if !over.is_zero() && total > 0 {
+            self.trickle = Some(Trickle {
+                over,
+                total,
+                pieces: total.min(TRICKLE_PIECES),
+                piece: 0,
+                sent: 0,
+                started: None,
+                sleep: None,
+            });
+        }
+        self
     }
 
     /// Sets the callback run when the body is done.
@@ -179,10 +286,7 @@ impl ResponseBody {
     }
 
     fn remaining(&self) -> u64 {
-        match &self.content {
-            Content::Bytes(b) => b.as_ref().map_or(0, |b| b.len() as u64),
-            Content::Padding(n) => *n as u64,
-        }
+        self.content.remaining()
     }
 
     fn finish(&mut self, sent: bool) {
@@ -198,20 +302,24 @@ impl Body for ResponseBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let chunk = match &mut self.content {
-            Content::Bytes(b) => b.take(),
-            Content::Padding(n) => {
-                let take = (*n).min(PAD.len());
-                *n -= take;
-                Some(Bytes::from_static(&PAD[..take])).filter(|c| !c.is_empty())
-            }
+        if self.remaining() == 0 {
+            self.finish(true);
+            return Poll::Ready(None);
+        }
+        let allowance = match self.trickle.as_mut() {
+            Some(t) => ready!(t.poll_allowance(cx)),
+            None => u64::MAX,
         };
+        let chunk = self.content.take(allowance);
+        if let Some(t) = self.trickle.as_mut() {
+            t.sent += chunk.len() as u64;
+        }
         if self.remaining() == 0 {
             self.finish(true);
         }
-        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -261,5 +369,27 @@ mod tests {
         assert_eq!(*done.lock().unwrap(), Some(false));
         let empty = ResponseBody::bytes(Bytes::new());
         assert!(empty.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn trickle_spreads_ten_pieces() {
+        let started = Instant::now();
+        let mut body = ResponseBody::padding(1000).trickle(Duration::from_millis(90));
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            pieces.push((started.elapsed(), data.len()));
+        }
+        assert_eq!(pieces.len(), 10, "{pieces:?}");
+        assert!(pieces.iter().all(|&(_, n)| n == 100));
+        assert!(pieces[0].0 < Duration::from_millis(5), "{pieces:?}");
+        assert!(pieces[9].0 >= Duration::from_millis(90), "{pieces:?}");
+        for (i, &(at, _)) in pieces.iter().enumerate() {
+            assert!(at >= Duration::from_millis(10 * i as u64), "{pieces:?}");
+        }
+        // Shorter than ten bytes: one byte a piece.
+        let body = ResponseBody::bytes(&b"abc"[..]).trickle(Duration::from_millis(10));
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], b"abc");
     }
 }

@@ -1,12 +1,14 @@
 //! Server configuration and the per-request knobs that may override it.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// How a [`Sink`](crate::Sink) behaves.
 ///
-/// Every behavioural field except `listen` and `tls` can also be overridden
-/// for a single request with a query parameter (see the crate docs).
+/// Every behavioural field except `listen`, `tls`, `tls_handshake_delay` and
+/// `httpdns` can also be overridden for a single request with a query
+/// parameter (see the crate docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
     /// Address to listen on. Default `127.0.0.1:0` (an ephemeral port).
@@ -38,6 +40,18 @@ pub struct SinkConfig {
     /// If `false`, answer with `Connection: close`. Default `true`.
     /// Query: `keepalive=0`.
     pub keep_alive: bool,
+    /// With `tls`: hold the server's first handshake write (its answer to
+    /// the ClientHello) for this long after the ClientHello was read, so
+    /// that a client's TLS phase lasts this long plus the handshake itself.
+    /// Default 0. Config only (there is no request yet).
+    pub tls_handshake_delay: Duration,
+    /// Serve an HTTPDNS endpoint: `GET /d?dn=HOST` is answered `text/plain`
+    /// with the host's addresses joined by `;` (`1.2.3.4;::1`), or an empty
+    /// body for a host not in the map, as public HTTPDNS services do. Host
+    /// names match ASCII case-insensitively, ignoring a trailing dot. The
+    /// knobs `delay_ms`, `status`, `keepalive` and `trickle_ms` apply.
+    /// Default `None` (`/d` is an ordinary upload path).
+    pub httpdns: Option<HashMap<String, Vec<IpAddr>>>,
 }
 
 impl Default for SinkConfig {
@@ -53,6 +67,8 @@ impl Default for SinkConfig {
             close_early: false,
             close_after_bytes: 0,
             keep_alive: true,
+            tls_handshake_delay: Duration::ZERO,
+            httpdns: None,
         }
     }
 }
@@ -69,7 +85,14 @@ pub(crate) struct Knobs {
     pub close_after: u64,
     pub keep_alive: bool,
     pub discard: bool,
+    /// Spread the response body over this long (`trickle_ms`).
+    pub trickle: Duration,
+    /// Answer a redirect: (status, decoded `to`).
+    pub redirect: Option<(u16, String)>,
 }
+
+/// The redirect statuses `redirect=` accepts.
+pub(crate) const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
 
 impl Knobs {
     /// Applies the query string's knobs on top of `config`. Unknown
@@ -84,7 +107,11 @@ impl Knobs {
             close_after: config.close_after_bytes,
             keep_alive: config.keep_alive,
             discard: config.discard,
+            trickle: Duration::ZERO,
+            redirect: None,
         };
+        let mut redirect: Option<u16> = None;
+        let mut to: Option<String> = None;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
@@ -101,9 +128,29 @@ impl Knobs {
                 "close_after" => k.close_after = number(key, value)?,
                 "keepalive" | "keep_alive" => k.keep_alive = flag(key, value)?,
                 "discard" => k.discard = flag(key, value)?,
+                "trickle_ms" => k.trickle = Duration::from_millis(number(key, value)?),
+                "redirect" => {
+                    let code = number(key, value)?;
+                    if !REDIRECT_CODES.contains(&code) {
+                        return Err(format!(
+                            "query parameter redirect={value:?} is not one of 301, 302, 303, 307, 308"
+                        ));
+                    }
+                    redirect = Some(code);
+                }
+                "to" => {
+                    to = Some(percent_decode(value).ok_or_else(|| {
+                        format!("query parameter to={value:?} is not valid percent-encoded UTF-8")
+                    })?)
+                }
                 _ => {}
             }
         }
+        k.redirect = match (redirect, to) {
+            (Some(code), Some(to)) => Some((code, to)),
+            (Some(_), None) => return Err("redirect= needs a to= location".to_string()),
+            (None, _) => None,
+        };
         if !(200..=999).contains(&k.status) {
             return Err(format!(
                 "status {} is not a final status (200..=999)",
@@ -112,6 +159,29 @@ impl Knobs {
         }
         Ok(k)
     }
+}
+
+/// RFC 3986 percent-decoding (`+` stays `+`); `None` for a bad escape or
+/// bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(digit(hex[0]) << 4 | digit(hex[1]));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
@@ -159,5 +229,26 @@ mod tests {
         assert!(Knobs::resolve(&c, Some("status=abc")).is_err());
         assert!(Knobs::resolve(&c, Some("status=100")).is_err());
         assert!(Knobs::resolve(&c, Some("early=maybe")).is_err());
+        assert!(Knobs::resolve(&c, Some("redirect=300&to=/x")).is_err());
+        assert!(Knobs::resolve(&c, Some("redirect=302")).is_err());
+        assert!(Knobs::resolve(&c, Some("redirect=302&to=%zz")).is_err());
+        assert!(Knobs::resolve(&c, Some("trickle_ms=-1")).is_err());
+    }
+
+    #[test]
+    fn redirect_and_trickle() {
+        let c = SinkConfig::default();
+        let q = "redirect=307&to=http%3A%2F%2F127.0.0.1%3A80%2Fa%3Fb%3D1%26c&trickle_ms=500";
+        let k = Knobs::resolve(&c, Some(q)).unwrap();
+        assert_eq!(
+            k.redirect,
+            Some((307, "http://127.0.0.1:80/a?b=1&c".to_string()))
+        );
+        assert_eq!(k.trickle, Duration::from_millis(500));
+        let k = Knobs::resolve(&c, Some("to=/ignored")).unwrap();
+        assert_eq!(k.redirect, None);
+        assert_eq!(percent_decode("a+b%20c%C3%A9").as_deref(), Some("a+b cé"));
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%+1"), None);
     }
 }

@@ -71,11 +71,12 @@ mod config;
 mod server;
 mod service;
 mod stats;
+mod timing;
 mod tls;
 mod verdict;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -85,7 +86,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::SinkConfig;
-pub use stats::{now_ms, RequestRecord, SinkStats};
+pub use stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, SinkStats};
+pub use timing::ConnectionTiming;
 
 use service::Shared;
 use stats::StatsInner;
@@ -99,11 +101,12 @@ impl Sink {
     /// the returned handle is shut down or dropped.
     ///
     /// With `config.tls`, a fresh CA and a leaf certificate for `localhost`,
-    /// `127.0.0.1` and `::1` are made first; the CA's PEM is
+    /// `127.0.0.1` and `::1` (and for the listen address itself, when that is
+    /// a specific non-loopback address) are made first; the CA's PEM is
     /// [`SinkHandle::ca_pem`].
     pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
         let tls = if config.tls {
-            Some(tls::generate()?)
+            Some(tls::generate(specific_ip(config.listen))?)
         } else {
             None
         };
@@ -164,14 +167,21 @@ impl SinkHandle {
         self.ca_pem.is_some()
     }
 
-    /// A URL for `path` on this sink: `http://127.0.0.1:PORT/path`, or
-    /// `https://localhost:PORT/path` with TLS. `path` may carry a query; a
-    /// missing leading `/` is added.
+    /// A URL for `path` on this sink: `http://127.0.0.1:PORT/path` (the
+    /// listen address; `[::1]` for an IPv6 one, loopback for an unspecified
+    /// one), or `https://localhost:PORT/path` with TLS (`https://IP:PORT/path`
+    /// when listening on a specific non-loopback address, which the
+    /// certificate then covers). `path` may carry a query; a missing leading
+    /// `/` is added.
     pub fn url(&self, path: &str) -> String {
         let slash = if path.starts_with('/') { "" } else { "/" };
         let port = self.addr.port();
         if self.is_tls() {
-            format!("https://localhost:{port}{slash}{path}")
+            match specific_ip(self.addr) {
+                Some(IpAddr::V4(ip)) => format!("https://{ip}:{port}{slash}{path}"),
+                Some(IpAddr::V6(ip)) => format!("https://[{ip}]:{port}{slash}{path}"),
+                None => format!("https://localhost:{port}{slash}{path}"),
+            }
         } else {
             let host = match self.addr {
                 SocketAddr::V4(a) if a.ip().is_unspecified() => "127.0.0.1".to_string(),
@@ -206,6 +216,12 @@ impl SinkHandle {
         self.stats.snapshot()
     }
 
+    /// When each connection was accepted and (with TLS) finished its
+    /// handshake, by connection id. See [`ConnectionTiming`].
+    pub fn connection_timings(&self) -> Vec<ConnectionTiming> {
+        self.stats.connection_timings()
+    }
+
     /// Gracefully closes every connection that is not in the middle of a
     /// request (HTTP/1: closed at once; h2: GOAWAY). Connections busy with a
     /// request are left alone. Takes effect asynchronously, right after.
@@ -221,6 +237,12 @@ impl SinkHandle {
             let _ = task.await;
         }
     }
+}
+
+/// The listen address, if it is neither unspecified nor loopback.
+fn specific_ip(addr: SocketAddr) -> Option<IpAddr> {
+    let ip = addr.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 impl Drop for SinkHandle {

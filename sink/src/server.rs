@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::{handle, ConnCtx, Shared};
+use crate::timing::{IoTimer, Stamp, TimedIo};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,8 +46,14 @@ impl Server {
                 _ = self.shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
-                        let id = self.shared.stats.connection_accepted();
-                        let ctx = Arc::new(ConnCtx::new(id, self.shared.clone()));
+                        let accepted = Stamp::now();
+                        let stats = &self.shared.stats;
+                        let id = stats.connection_accepted();
+                        let timer = Arc::new(IoTimer::new(id, accepted));
+                        stats.add_connection_timer(timer.clone());
+                        let _ = stream.set_nodelay(true);
+                        let stream = TimedIo::new(stream, timer.clone(), stats.clone());
+                        let ctx = Arc::new(ConnCtx::new(id, self.shared.clone(), timer));
                         let token = self.shutdown.child_token();
                         conns.spawn(serve(stream, ctx, self.tls.clone(), token, self.idle.clone()));
                     }
@@ -82,7 +89,7 @@ where
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: TimedIo<TcpStream>,
     ctx: Arc<ConnCtx>,
     tls: Option<TlsAcceptor>,
     token: CancellationToken,
@@ -90,11 +97,13 @@ async fn serve(
 ) {
     // Ends the h2 stream tasks of this connection however this task ends.
     let _guard = token.clone().drop_guard();
-    let _ = stream.set_nodelay(true);
     match tls {
         None => run_http(stream, ctx, token, idle).await,
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            // The server's first write is its answer to the ClientHello.
+            let hold = ctx.shared.config.tls_handshake_delay;
+            let stream = stream.hold_first_write(hold);
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT + hold, acceptor.accept(stream));
             let tls_stream = tokio::select! {
                 r = handshake => match r {
                     Ok(Ok(s)) => s,
@@ -102,6 +111,7 @@ async fn serve(
                 },
                 _ = token.cancelled() => return,
             };
+            ctx.io.tls_done();
             run_http(tls_stream, ctx, token, idle).await
         }
     }

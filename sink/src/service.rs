@@ -1,20 +1,23 @@
 //! The request handler: reads (or refuses to read) the body, verifies
 //! multipart uploads and answers according to the knobs in force.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{CountedBody, ResponseBody, SharedBody};
-use crate::config::{Knobs, SinkConfig};
-use crate::stats::{now_ms, RequestRecord, StatsInner};
+use crate::config::{percent_decode, Knobs, SinkConfig};
+use crate::stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, StatsInner};
+use crate::timing::{IoTimer, Stamp};
 use crate::verdict::{
     to_json, ConnectionVerdict, DiscardVerdict, EarlyVerdict, ErrorVerdict, FieldVerdict,
     FileVerdict, TimingVerdict, Verdict, FIELD_VALUE_LIMIT,
@@ -38,12 +41,15 @@ pub(crate) struct ConnCtx {
     /// Set when an HTTP/1 response went out before the body was read: the
     /// connection task then reads and discards for a moment before closing.
     pub linger: AtomicBool,
+    /// The raw-socket timing of this connection.
+    pub io: Arc<IoTimer>,
 }
 
 impl ConnCtx {
-    pub fn new(id: u64, shared: Arc<Shared>) -> Self {
+    pub fn new(id: u64, shared: Arc<Shared>, io: Arc<IoTimer>) -> Self {
         ConnCtx {
             id,
+            io,
             shared,
             next_request: AtomicU64::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -82,6 +88,9 @@ struct Reply {
     http1: bool,
     connection_id: u64,
     request_index: u64,
+    io: Arc<IoTimer>,
+    /// Spread the body over this long (`trickle_ms`).
+    trickle: Duration,
 }
 
 impl Reply {
@@ -92,6 +101,17 @@ impl Reply {
         body: ResponseBody,
         close: bool,
     ) -> Response<ResponseBody> {
+        self.respond_with(status, content_type, body, close, None)
+    }
+
+    fn respond_with(
+        self,
+        status: u16,
+        content_type: &str,
+        body: ResponseBody,
+        close: bool,
+        location: Option<HeaderValue>,
+    ) -> Response<ResponseBody> {
         let Reply {
             stats,
             slot,
@@ -99,11 +119,21 @@ impl Reply {
             http1,
             connection_id,
             request_index,
+            io,
+            trickle,
         } = self;
         stats.update(slot, |r| r.status = Some(status));
-        let body = body.on_done(Box::new(move |sent| {
+        if http1 {
+            // The service returns this response right away: hyper's next
+            // write to the socket starts it.
+            io.response_started(slot);
+        }
+        let body = body.trickle(trickle).on_done(Box::new(move |sent| {
             if sent {
                 stats.update(slot, |r| r.response_sent_ms = Some(now_ms()));
+                if http1 {
+                    io.response_body_done(slot);
+                }
             }
             drop(in_flight);
         }));
@@ -121,6 +151,9 @@ impl Reply {
         }
         if close && http1 {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(location) = location {
+            h.insert(LOCATION, location);
         }
         res
     }
@@ -158,35 +191,50 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ResponseBody>, io::Error> {
-    let head_ms = now_ms();
+    let head = Stamp::now();
+    let head_ms = head.wall_ms;
     let request_index = ctx.next_request.fetch_add(1, Ordering::SeqCst) + 1;
     let in_flight = InFlight::enter(&ctx.in_flight);
     let (parts, body) = req.into_parts();
+    let http1 = parts.version < Version::HTTP_2;
     let protocol = format!("{:?}", parts.version);
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let stats = ctx.shared.stats.clone();
-    let slot = stats.begin(RequestRecord {
-        connection_id: ctx.id,
-        request_index,
-        method: parts.method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        protocol: protocol.clone(),
-        received_bytes: 0,
-        status: None,
-        head_received_ms: head_ms,
-        body_received_ms: None,
-        response_sent_ms: None,
-    });
-    let http1 = parts.version < Version::HTTP_2;
-    let reply = Reply {
+    let mut timing = RequestTiming::new(ctx.id, request_index);
+    timing.head_parsed_at = Some(head.at);
+    timing.head_parsed_ms = Some(head.wall_ms);
+    if http1 {
+        if let Some(first) = ctx.io.request_head() {
+            timing.first_byte_at = Some(first.at);
+            timing.first_byte_ms = Some(first.wall_ms);
+        }
+    }
+    let slot = stats.begin(
+        RequestRecord {
+            connection_id: ctx.id,
+            request_index,
+            method: parts.method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            protocol: protocol.clone(),
+            received_bytes: 0,
+            status: None,
+            head_received_ms: head_ms,
+            body_received_ms: None,
+            response_sent_ms: None,
+        },
+        timing,
+    );
+    let mut reply = Reply {
         stats: stats.clone(),
         slot,
         in_flight,
         http1,
         connection_id: ctx.id,
         request_index,
+        io: ctx.io.clone(),
+        trickle: Duration::ZERO,
     };
     let connection = || ConnectionVerdict {
         id: ctx.id,
@@ -202,9 +250,17 @@ pub(crate) async fn handle(
             return Ok(reply.json(400, to_json(&ErrorVerdict { error }), true));
         }
     };
+    reply.trickle = knobs.trickle;
+    let body = counted(body, &ctx, slot, http1);
+
+    if let Some(hosts) = &ctx.shared.config.httpdns {
+        if path == "/d" && (parts.method == Method::GET || parts.method == Method::HEAD) {
+            return httpdns(hosts, &query, body, &knobs, reply).await;
+        }
+    }
 
     if knobs.close {
-        let mut counted = CountedBody::new(body, stats.clone());
+        let mut counted = body;
         if knobs.close_after > 0 {
             let _ = counted.read_at_least(knobs.close_after).await;
         }
@@ -221,6 +277,9 @@ pub(crate) async fn handle(
         if !knobs.delay.is_zero() {
             tokio::time::sleep(knobs.delay).await;
         }
+        if let Some((code, to)) = &knobs.redirect {
+            return Ok(redirect(reply, *code, to, true));
+        }
         let json = to_json(&EarlyVerdict {
             answered_before_body: true,
             received_bytes: 0,
@@ -234,8 +293,8 @@ pub(crate) async fn handle(
     }
 
     let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
-    let counted = CountedBody::new(body, stats.clone());
-    let (outcome, received, ended) = if knobs.discard {
+    let counted = body;
+    let (outcome, received, ended) = if knobs.discard || knobs.redirect.is_some() {
         discard(counted).await
     } else if content_type.as_deref().is_some_and(is_multipart) {
         multipart(counted, content_type.as_deref().unwrap_or("")).await
@@ -259,6 +318,9 @@ pub(crate) async fn handle(
         }
         Outcome::Discarded => {
             delay(&knobs).await;
+            if let Some((code, to)) = &knobs.redirect {
+                return Ok(redirect(reply, *code, to, !knobs.keep_alive));
+            }
             let json = to_json(&DiscardVerdict {
                 received_bytes: received,
             });
@@ -288,6 +350,84 @@ pub(crate) async fn handle(
     };
     delay(&knobs).await;
     Ok(reply.verdict(&knobs, to_json(&verdict)))
+}
+
+/// The request body, counted, noting the raw read that ended it.
+fn counted(body: Incoming, ctx: &ConnCtx, slot: usize, http1: bool) -> CountedBody {
+    let stats = ctx.shared.stats.clone();
+    let io = ctx.io.clone();
+    CountedBody::new(body, stats.clone()).on_end(Box::new(move || {
+        // On HTTP/1 the end of the body is also the boundary after which
+        // reads belong to the next request.
+        if let Some(read) = io.body_end(http1) {
+            stats.update_timing(slot, |t| {
+                t.body_end_at = Some(read.at);
+                t.body_end_ms = Some(read.wall_ms);
+            });
+        }
+    }))
+}
+
+/// A redirect to `to` (already validated by the knobs), with a small body.
+fn redirect(reply: Reply, code: u16, to: &str, close: bool) -> Response<ResponseBody> {
+    let Ok(location) = HeaderValue::from_str(to) else {
+        let error = format!("to={to:?} cannot be a Location header value");
+        return reply.json(400, to_json(&ErrorVerdict { error }), close);
+    };
+    reply.stats.add_redirect(RedirectRecord {
+        connection_id: reply.connection_id,
+        request_index: reply.request_index,
+        status: code,
+        location: to.to_string(),
+    });
+    let body = ResponseBody::bytes(format!("Redirecting to {to}\n"));
+    reply.respond_with(code, "text/plain", body, close, Some(location))
+}
+
+/// The HTTPDNS endpoint: `GET /d?dn=HOST` is answered `ip;ip`, or an empty
+/// body for an unknown host.
+async fn httpdns(
+    hosts: &HashMap<String, Vec<IpAddr>>,
+    query: &str,
+    mut body: CountedBody,
+    knobs: &Knobs,
+    reply: Reply,
+) -> Result<Response<ResponseBody>, io::Error> {
+    if let Err(e) = body.drain().await {
+        return Err(io::Error::other(format!("reading the request body: {e}")));
+    }
+    let (slot, received) = (reply.slot, body.received());
+    reply.stats.update(slot, |r| {
+        r.received_bytes = received;
+        r.body_received_ms = Some(now_ms());
+    });
+    let close = !knobs.keep_alive;
+    let dn = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dn="))
+        .map(|v| percent_decode(v).unwrap_or_default());
+    let Some(dn) = dn.filter(|d| !d.is_empty()) else {
+        let error = "HTTPDNS: missing dn=HOST".to_string();
+        return Ok(reply.json(400, to_json(&ErrorVerdict { error }), close));
+    };
+    let wanted = dn.trim_end_matches('.');
+    let answer = hosts
+        .iter()
+        .find(|(host, _)| host.trim_end_matches('.').eq_ignore_ascii_case(wanted))
+        .map(|(_, ips)| {
+            ips.iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .unwrap_or_default();
+    delay(knobs).await;
+    Ok(reply.respond(
+        knobs.status,
+        "text/plain",
+        ResponseBody::bytes(answer),
+        close,
+    ))
 }
 
 async fn delay(knobs: &Knobs) {

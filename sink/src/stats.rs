@@ -1,10 +1,12 @@
 //! Counters and per-request records, with server-side timestamps.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+
+use crate::timing::{ConnectionTiming, IoTimer};
 
 /// Milliseconds since the Unix epoch, as an `f64` (sub-millisecond precision).
 pub fn now_ms() -> f64 {
@@ -45,6 +47,122 @@ pub struct RequestRecord {
     pub response_sent_ms: Option<f64>,
 }
 
+/// The sink's own, raw-socket view of when one request happened, on the
+/// process's monotonic clock (`Instant`, directly comparable with a client's
+/// `Instant`s in the same process) and, in the `*_ms` twins, on the wall
+/// clock (`SystemTime`/CLOCK_REALTIME in ms since the Unix epoch, read right
+/// after the `Instant`), for comparisons across processes.
+///
+/// `timings[i]` of a [`SinkStats`] belongs to `records[i]`. (A separate
+/// record rather than new fields of [`RequestRecord`]: code outside this crate
+/// builds `RequestRecord` values with struct literals, which new fields would
+/// break.)
+///
+/// "Read" and "write" below are the `read`/`write` calls on the accepted
+/// `TcpStream` itself, under TLS when there is TLS, so a read returns TLS
+/// records (ciphertext) and a write carries them. A read's time is when the
+/// call returned with data: when the bytes arrived plus the sink's wake-up
+/// latency (a few µs to tens of µs on an idle machine; more under load). A
+/// write's time is when the call returned, i.e. when the bytes were in the
+/// kernel's send buffer, not when they reached the peer.
+///
+/// On h2 the connection is shared by concurrent streams, so only
+/// `head_parsed_at` and `body_end_at` are recorded, the latter as an upper
+/// bound (the last read before the stream's body ended, which may have
+/// carried another stream's frames); the other fields stay `None`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestTiming {
+    /// Id of the connection, as in [`RequestRecord::connection_id`].
+    pub connection_id: u64,
+    /// As in [`RequestRecord::request_index`].
+    pub request_index: u64,
+    /// The read that returned the first byte of this request's head: the
+    /// first read that returned data after the previous request boundary.
+    /// Boundaries: the accept (plain HTTP), the end of the TLS handshake
+    /// (HTTPS: so it is the read of the first TLS record after the
+    /// handshake, not a handshake read), and the end of the previous
+    /// request's body. When no read returned data since the boundary before
+    /// the head was parsed, the head came in the same read as what preceded
+    /// the boundary (a pipelined request behind the previous body, or TLS 1.3
+    /// application data in the same segment as the client's Finished), and
+    /// this is that read. Exact to the read: each read is one syscall.
+    #[serde(skip)]
+    pub first_byte_at: Option<Instant>,
+    /// hyper parsed the head and called the sink's service (this is when
+    /// [`RequestRecord::head_received_ms`] is taken too).
+    #[serde(skip)]
+    pub head_parsed_at: Option<Instant>,
+    /// The read that delivered the last byte of the body (for a chunked body,
+    /// the terminating chunk; for a body-less request, the end of the head):
+    /// the last read that returned data before hyper's body stream yielded
+    /// its end. No read happens between the two on HTTP/1, except that a
+    /// pipelined next request could arrive in between (never with a client
+    /// that waits for the response). `None` if the body was not read to its
+    /// end.
+    #[serde(skip)]
+    pub body_end_at: Option<Instant>,
+    /// The write that carried the response's first byte (the status line) to
+    /// the socket: the first write after the service returned the response,
+    /// found by comparing the connection's cumulative written-byte count with
+    /// its value at that moment. Exact to the write. `None` if no response
+    /// was written.
+    #[serde(skip)]
+    pub response_head_written_at: Option<Instant>,
+    /// The write that carried the response's last byte to the socket: the
+    /// last write before the first completed flush of the socket after the
+    /// response body's last chunk was handed to hyper (hyper, and rustls
+    /// under it, flush only once their buffers are empty, so that write
+    /// carried the last byte). Exact to the write. `None` if the response was
+    /// not written in full.
+    #[serde(skip)]
+    pub response_end_written_at: Option<Instant>,
+    /// `first_byte_at` on the wall clock.
+    pub first_byte_ms: Option<f64>,
+    /// `head_parsed_at` on the wall clock.
+    pub head_parsed_ms: Option<f64>,
+    /// `body_end_at` on the wall clock.
+    pub body_end_ms: Option<f64>,
+    /// `response_head_written_at` on the wall clock.
+    pub response_head_written_ms: Option<f64>,
+    /// `response_end_written_at` on the wall clock.
+    pub response_end_written_ms: Option<f64>,
+}
+
+impl RequestTiming {
+    /// Empty timings of a request.
+    pub(crate) fn new(connection_id: u64, request_index: u64) -> Self {
+        RequestTiming {
+            connection_id,
+            request_index,
+            first_byte_at: None,
+            head_parsed_at: None,
+            body_end_at: None,
+            response_head_written_at: None,
+            response_end_written_at: None,
+            first_byte_ms: None,
+            head_parsed_ms: None,
+            body_end_ms: None,
+            response_head_written_ms: None,
+            response_end_written_ms: None,
+        }
+    }
+}
+
+/// A redirect the sink answered (query `redirect=CODE&to=URL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectRecord {
+    /// Id of the connection.
+    pub connection_id: u64,
+    /// Index of the request on its connection.
+    pub request_index: u64,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+    /// The `Location` sent (the decoded `to`).
+    pub location: String,
+}
+
 /// A snapshot of the sink's counters and records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +175,21 @@ pub struct SinkStats {
     pub body_bytes: u64,
     /// One record per request, in arrival order.
     pub records: Vec<RequestRecord>,
+    /// The raw-socket timings of each request: `timings[i]` belongs to
+    /// `records[i]`.
+    pub timings: Vec<RequestTiming>,
+    /// The redirects answered, in order.
+    pub redirects: Vec<RedirectRecord>,
+}
+
+impl SinkStats {
+    /// The timings of the request `request_index` on connection
+    /// `connection_id`.
+    pub fn timing(&self, connection_id: u64, request_index: u64) -> Option<&RequestTiming> {
+        self.timings
+            .iter()
+            .find(|t| t.connection_id == connection_id && t.request_index == request_index)
+    }
 }
 
 /// The live, shared statistics.
@@ -65,7 +198,9 @@ pub(crate) struct StatsInner {
     connections: AtomicU64,
     requests: AtomicU64,
     body_bytes: AtomicU64,
-    records: Mutex<Vec<RequestRecord>>,
+    records: Mutex<Vec<(RequestRecord, RequestTiming)>>,
+    redirects: Mutex<Vec<RedirectRecord>>,
+    connection_timers: Mutex<Vec<Arc<IoTimer>>>,
 }
 
 impl StatsInner {
@@ -74,38 +209,65 @@ impl StatsInner {
         self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Keeps the timer of a new connection for [`Self::connection_timings`].
+    pub fn add_connection_timer(&self, timer: Arc<IoTimer>) {
+        lock(&self.connection_timers).push(timer);
+    }
+
+    /// Every connection's timing, by id.
+    pub fn connection_timings(&self) -> Vec<ConnectionTiming> {
+        let timers = lock(&self.connection_timers).clone();
+        let mut all: Vec<ConnectionTiming> = timers.iter().map(|t| t.snapshot()).collect();
+        all.sort_by_key(|t| t.id);
+        all
+    }
+
     /// Adds body bytes to the global counter.
     pub fn add_body_bytes(&self, n: u64) {
         self.body_bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Stores the record of a new request and returns its slot.
-    pub fn begin(&self, record: RequestRecord) -> usize {
+    pub fn begin(&self, record: RequestRecord, timing: RequestTiming) -> usize {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut records = self.lock();
-        records.push(record);
+        let mut records = lock(&self.records);
+        records.push((record, timing));
         records.len() - 1
     }
 
     /// Updates the record in `slot`.
     pub fn update(&self, slot: usize, f: impl FnOnce(&mut RequestRecord)) {
-        if let Some(r) = self.lock().get_mut(slot) {
+        if let Some((r, _)) = lock(&self.records).get_mut(slot) {
             f(r);
         }
     }
 
+    /// Updates the timings in `slot`.
+    pub fn update_timing(&self, slot: usize, f: impl FnOnce(&mut RequestTiming)) {
+        if let Some((_, t)) = lock(&self.records).get_mut(slot) {
+            f(t);
+        }
+    }
+
+    /// Notes a redirect answered.
+    pub fn add_redirect(&self, redirect: RedirectRecord) {
+        lock(&self.redirects).push(redirect);
+    }
+
     /// A consistent-enough copy of everything.
     pub fn snapshot(&self) -> SinkStats {
-        let records = self.lock().clone();
+        let (records, timings) = lock(&self.records).iter().cloned().unzip();
         SinkStats {
             connections_accepted: self.connections.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             body_bytes: self.body_bytes.load(Ordering::Relaxed),
             records,
+            timings,
+            redirects: lock(&self.redirects).clone(),
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RequestRecord>> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -7,6 +7,7 @@
 //! not a CA cannot be used either.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rcgen::{
@@ -32,7 +33,9 @@ fn to_io(e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Makes a fresh CA + leaf and the rustls server configuration using them.
-pub(crate) fn generate() -> io::Result<TlsMaterial> {
+/// The leaf is valid for [`SERVER_NAMES`] and, if given, `extra_ip` (the
+/// specific address the sink listens on, e.g. inside a network namespace).
+pub(crate) fn generate(extra_ip: Option<IpAddr>) -> io::Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(to_io)?;
     let mut ca_params = CertificateParams::default();
     let mut ca_dn = DistinguishedName::new();
@@ -48,7 +51,10 @@ pub(crate) fn generate() -> io::Result<TlsMaterial> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(to_io)?;
 
     let leaf_key = KeyPair::generate().map_err(to_io)?;
-    let names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
+    if let Some(ip) = extra_ip {
+        names.push(ip.to_string());
+    }
     let mut leaf_params = CertificateParams::new(names).map_err(to_io)?;
     let mut leaf_dn = DistinguishedName::new();
     leaf_dn.push(DnType::CommonName, "localhost");

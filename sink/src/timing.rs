@@ -1,0 +1,343 @@
+//! Raw-socket timing: an IO wrapper around each accepted `TcpStream` (under
+//! TLS, when there is TLS) that notes when reads returned and writes
+//! completed, and the per-connection state that turns those notes into the
+//! per-request timestamps of [`RequestTiming`](crate::RequestTiming).
+//!
+//! The state is O(1) per connection: only the reads and writes that can
+//! still answer a question about the current request are kept (the last
+//! read, the first read after the last request boundary, the last read
+//! before it, the last write, and what the in-flight response waits for).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::stats::{now_ms, StatsInner};
+
+/// One moment on both clocks: the monotonic `Instant` and `SystemTime`
+/// (CLOCK_REALTIME) in ms since the Unix epoch, read one right after the
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    pub at: Instant,
+    pub wall_ms: f64,
+}
+
+impl Stamp {
+    pub fn now() -> Self {
+        Stamp {
+            at: Instant::now(),
+            wall_ms: now_ms(),
+        }
+    }
+}
+
+/// When a connection was accepted and its TLS handshake completed.
+///
+/// The `Instant`s are on the process's monotonic clock, directly comparable
+/// with a client's `Instant`s in the same process; the `*_ms` fields are the
+/// same moments on the wall clock (`SystemTime`, ms since the Unix epoch),
+/// for comparisons across processes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionTiming {
+    /// Connection id (the `connection_id` of its requests), from 1.
+    pub id: u64,
+    /// Right after `accept` returned the connection.
+    #[serde(skip)]
+    pub accepted: Instant,
+    /// The TLS handshake completed (the server's last handshake flight,
+    /// including TLS 1.3 session tickets, was written and flushed); `None`
+    /// without TLS or before completion.
+    #[serde(skip)]
+    pub tls_done: Option<Instant>,
+    /// `accepted` on the wall clock.
+    pub accepted_ms: f64,
+    /// `tls_done` on the wall clock.
+    pub tls_done_ms: Option<f64>,
+    /// Raw bytes read from the socket so far (TLS records included).
+    pub bytes_read: u64,
+    /// Raw bytes written to the socket so far (TLS records included).
+    pub bytes_written: u64,
+}
+
+/// What the connection's IO wrapper knows, shared with the service.
+#[derive(Debug)]
+pub(crate) struct IoTimer {
+    id: u64,
+    accepted: Stamp,
+    state: Mutex<IoState>,
+}
+
+#[derive(Debug, Default)]
+struct IoState {
+    tls_done: Option<Stamp>,
+    bytes_read: u64,
+    bytes_written: u64,
+    /// The most recent read that returned data.
+    last_read: Option<Stamp>,
+    /// `last_read` at the last request boundary.
+    read_before_mark: Option<Stamp>,
+    /// The first read that returned data after the last request boundary.
+    first_read_after_mark: Option<Stamp>,
+    /// The most recent write that wrote something.
+    last_write: Option<Stamp>,
+    /// The response whose first byte is awaited: (record slot, bytes
+    /// written before it).
+    head_watch: Option<(usize, u64)>,
+    /// The response whose body was handed over in full, waiting for the
+    /// flush that follows its last write.
+    end_watch: Option<usize>,
+}
+
+impl IoTimer {
+    /// A connection accepted at `accepted`.
+    pub fn new(id: u64, accepted: Stamp) -> Self {
+        IoTimer {
+            id,
+            accepted,
+            state: Mutex::new(IoState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IoState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The public view.
+    pub fn snapshot(&self) -> ConnectionTiming {
+        let s = self.lock();
+        ConnectionTiming {
+            id: self.id,
+            accepted: self.accepted.at,
+            tls_done: s.tls_done.map(|t| t.at),
+            accepted_ms: self.accepted.wall_ms,
+            tls_done_ms: s.tls_done.map(|t| t.wall_ms),
+            bytes_read: s.bytes_read,
+            bytes_written: s.bytes_written,
+        }
+    }
+
+    fn on_read(&self, n: usize) {
+        let stamp = Stamp::now();
+        let mut s = self.lock();
+        s.bytes_read += n as u64;
+        s.last_read = Some(stamp);
+        s.first_read_after_mark.get_or_insert(stamp);
+    }
+
+    /// Notes a write; returns the response whose first byte it carried.
+    fn on_write(&self, n: usize) -> Option<(usize, Stamp)> {
+        let stamp = Stamp::now();
+        let mut s = self.lock();
+        s.bytes_written += n as u64;
+        s.last_write = Some(stamp);
+        match s.head_watch {
+            Some((slot, before)) if s.bytes_written > before => {
+                s.head_watch = None;
+                Some((slot, stamp))
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes a completed flush of the raw socket: everything written above
+    /// it is now in the kernel. Returns the response whose last byte the
+    /// last write carried, if one was waiting for this.
+    fn on_flush(&self) -> Option<(usize, Stamp)> {
+        let mut s = self.lock();
+        if s.head_watch.is_some() {
+            return None;
+        }
+        let slot = s.end_watch?;
+        let last = s.last_write?;
+        s.end_watch = None;
+        Some((slot, last))
+    }
+
+    /// A request boundary: reads from now on belong to the next request.
+    fn mark(s: &mut IoState) {
+        s.read_before_mark = s.last_read;
+        s.first_read_after_mark = None;
+    }
+
+    /// The TLS handshake completed.
+    pub fn tls_done(&self) {
+        let stamp = Stamp::now();
+        let mut s = self.lock();
+        s.tls_done = Some(stamp);
+        Self::mark(&mut s);
+    }
+
+    /// An HTTP/1 request head was parsed: the read that returned its first
+    /// byte. That is the first read after the previous boundary; if there
+    /// was none, the head arrived in the same read as the end of the
+    /// previous request (pipelining, or TLS 1.3 data right behind the
+    /// client's Finished), which is the last read before the boundary.
+    pub fn request_head(&self) -> Option<Stamp> {
+        let s = self.lock();
+        s.first_read_after_mark.or(s.read_before_mark)
+    }
+
+    /// The request body ended: the last read that returned data, which is
+    /// the one that delivered the last body byte. On HTTP/1 this is also a
+    /// request boundary.
+    pub fn body_end(&self, boundary: bool) -> Option<Stamp> {
+        let mut s = self.lock();
+        let last = s.last_read;
+        if boundary {
+            Self::mark(&mut s);
+        }
+        last
+    }
+
+    /// The service returned the response of `slot` (HTTP/1): its first byte
+    /// is the next byte written to the socket.
+    pub fn response_started(&self, slot: usize) {
+        let mut s = self.lock();
+        s.head_watch = Some((slot, s.bytes_written));
+        s.end_watch = None;
+    }
+
+    /// The response body of `slot` was handed to hyper in full (HTTP/1): the
+    /// next completed flush follows the write of its last byte.
+    pub fn response_body_done(&self, slot: usize) {
+        self.lock().end_watch = Some(slot);
+    }
+}
+
+/// The raw-socket wrapper: times reads and writes into an [`IoTimer`], and
+/// can hold the first write (the TLS server's first handshake flight).
+pub(crate) struct TimedIo<S> {
+    inner: S,
+    timer: Arc<IoTimer>,
+    stats: Arc<StatsInner>,
+    hold: Option<Duration>,
+    holding: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> TimedIo<S> {
+    pub fn new(inner: S, timer: Arc<IoTimer>, stats: Arc<StatsInner>) -> Self {
+        TimedIo {
+            inner,
+            timer,
+            stats,
+            hold: None,
+            holding: None,
+        }
+    }
+
+    /// Delays the first write by `delay` (from the moment it is attempted).
+    pub fn hold_first_write(mut self, delay: Duration) -> Self {
+        self.hold = Some(delay).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// `Pending` while the first write is held.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(delay) = self.hold.take() {
+            self.holding = Some(Box::pin(tokio::time::sleep(delay)));
+        }
+        if let Some(sleep) = self.holding.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.holding = None;
+        }
+        Poll::Ready(())
+    }
+
+    fn wrote(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Some((slot, stamp)) = self.timer.on_write(n) {
+            self.stats.update_timing(slot, |t| {
+                t.response_head_written_at = Some(stamp.at);
+                t.response_head_written_ms = Some(stamp.wall_ms);
+            });
+        }
+    }
+
+    fn flushed(&self) {
+        if let Some((slot, stamp)) = self.timer.on_flush() {
+            self.stats.update_timing(slot, |t| {
+                t.response_end_written_at = Some(stamp.at);
+                t.response_end_written_ms = Some(stamp.wall_ms);
+            });
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let n = buf.filled().len() - before;
+            if n > 0 {
+                self.timer.on_read(n);
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.poll_hold(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.wrote(n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.poll_hold(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            self.wrote(n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = r {
+            self.flushed();
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -11,7 +11,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::dns::{HttpDnsConfig, Resolve, SystemResolver};
 use crate::error::{ErrorKind, UploadError};
+use crate::network_quality::{EstimatorParams, NetworkQualityEstimator};
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use crate::task::{TaskShared, UploadTask};
@@ -56,6 +57,10 @@ pub struct ClientConfig {
     pub happy_eyeballs_delay: Duration,
     /// Redirects followed at most; `0` returns the 3xx response itself. Default 10.
     pub max_redirects: u32,
+    /// `TCP_NOTSENT_LOWAT` on the client's sockets: at most this many written bytes wait unsent
+    /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
+    /// kernel default (the whole send buffer). Default 128 KiB.
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for ClientConfig {
@@ -73,6 +78,7 @@ impl Default for ClientConfig {
             httpdns: None,
             happy_eyeballs_delay: Duration::from_millis(250),
             max_redirects: 10,
+            notsent_lowat: Some(128 * 1024),
         }
     }
 }
@@ -174,6 +180,12 @@ impl ClientBuilder {
         self
     }
 
+    /// `TCP_NOTSENT_LOWAT` for the client's sockets (`None`: the kernel default).
+    pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.config.notsent_lowat = bytes;
+        self
+    }
+
     /// Trust the certificates in this PEM bundle as roots, besides the webpki roots.
     pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_pems.push(pem.into());
@@ -200,6 +212,8 @@ pub(crate) struct ClientInner {
     pub pool: Pool,
     pub queue: Semaphore,
     pub resolver: HostResolver,
+    /// This client's network quality estimator (Chromium's, see `network_quality`).
+    pub quality: Mutex<NetworkQualityEstimator>,
     runtime: Handle,
     next_connection_id: AtomicU64,
 }
@@ -264,6 +278,7 @@ impl Client {
         Client {
             inner: Arc::new(ClientInner {
                 resolver: HostResolver::new(resolver, config.httpdns.clone(), config.dns_cache_ttl),
+                quality: Mutex::new(NetworkQualityEstimator::new(EstimatorParams::default())),
                 pool: Pool::new(config.pool_idle_timeout, config.pool_max_idle_per_origin),
                 queue: Semaphore::new(config.max_concurrent_uploads.max(1)),
                 config,

@@ -131,7 +131,15 @@ pub struct ProfileExtensions {
     pub body_bytes_sent: u64,
     /// Upload throughput over the body-send window (`requestEnd - requestHeadEnd`), kbit/s.
     pub upload_throughput_kbps: f64,
-    /// What progress events count: `"written"` (bytes handed to the kernel / TLS layer).
+    /// The peer acknowledged the last byte of the request body (ms since epoch; 0 when the
+    /// transport cannot tell or the body was not completely sent).
+    pub body_acked_end: f64,
+    /// How `bodyAckedEnd` was learnt: `"kernel"` (the kernel's TX_ACK timestamp), `"poll"` (the
+    /// first reading of the TCP counters that saw everything acknowledged) or `""`.
+    pub ack_source: String,
+    /// What progress events count: `"acknowledged"` (bytes the peer acknowledged, from the TCP
+    /// counters) or `"written"` (bytes handed to the kernel / TLS layer, when the transport
+    /// cannot tell or the profile is off).
     pub progress_basis: String,
     /// This client's id of the connection that carried the request (1-based).
     pub connection_id: u64,
@@ -177,6 +185,7 @@ pub(crate) struct Timeline {
     pub request_start: Option<Instant>,
     pub request_head_end: Option<Instant>,
     pub request_end: Option<Instant>,
+    pub body_acked_end: Option<Instant>,
     pub first_interim: Option<Instant>,
     pub response_start: Option<Instant>,
     pub response_end: Option<Instant>,
@@ -238,6 +247,10 @@ pub(crate) struct ExchangeFacts {
     pub alpn: String,
     pub dns_source: DnsSource,
     pub redirects: u32,
+    pub rtt_ms: Option<f64>,
+    pub ack_source: Option<crate::call::AckSource>,
+    pub progress_acknowledged: bool,
+    pub quality: crate::network_quality::QualityEstimate,
 }
 
 fn ms(t: Option<Instant>) -> f64 {
@@ -293,11 +306,15 @@ impl Timeline {
             request_end: ms(self.request_end),
             response_start: ms(self.response_start),
             response_end: ms(self.response_end),
-            rtt: 0.0,
-            estimate_nettype: 0,
-            http_rtt_estimate: 0.0,
-            transport_rtt_estimate: 0.0,
-            downstream_throughput_kbps_estimate: 0.0,
+            rtt: facts.rtt_ms.map(round3).unwrap_or(0.0),
+            estimate_nettype: facts.quality.ect.as_number(),
+            http_rtt_estimate: facts.quality.http_rtt_ms.map(round3).unwrap_or(0.0),
+            transport_rtt_estimate: facts.quality.transport_rtt_ms.map(round3).unwrap_or(0.0),
+            downstream_throughput_kbps_estimate: facts
+                .quality
+                .downstream_kbps
+                .map(round3)
+                .unwrap_or(0.0),
             throughput_kbps,
             peer_ip: facts.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             port: facts.peer.map(|p| p.port()).unwrap_or(0),
@@ -325,7 +342,19 @@ impl Timeline {
             early_response: facts.early_response,
             body_bytes_sent: facts.body_bytes_sent,
             upload_throughput_kbps,
-            progress_basis: "written".to_string(),
+            body_acked_end: ms(self.body_acked_end),
+            ack_source: match facts.ack_source {
+                Some(crate::call::AckSource::Kernel) => "kernel",
+                Some(crate::call::AckSource::Poll) => "poll",
+                None => "",
+            }
+            .to_string(),
+            progress_basis: if facts.progress_acknowledged {
+                "acknowledged"
+            } else {
+                "written"
+            }
+            .to_string(),
             connection_id: facts.connection_id,
             connection_requests_before: facts.connection_requests_before,
             idle_before_reuse_ms: round3(facts.idle_before_reuse_ms),

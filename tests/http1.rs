@@ -79,6 +79,23 @@ async fn fields_and_hash(tls: bool) {
     let head_len = p.send_bytes_count - ext.body_bytes_sent;
     assert!((100..1000).contains(&head_len), "head of {head_len} bytes");
     assert!(p.received_byted_count as usize > res.data.len());
+    // Measured from the kernel: the connection's RTT, and when the last body byte was acked.
+    assert!(p.rtt > 0.0 && p.rtt < 200.0, "rtt {}", p.rtt);
+    assert_eq!(
+        p.transport_rtt_estimate, p.rtt,
+        "one observation: the estimate is it"
+    );
+    assert!(p.http_rtt_estimate > 0.0);
+    assert_eq!(p.estimate_nettype, 5, "loopback is 4g");
+    assert_eq!(ext.progress_basis, "acknowledged");
+    assert!(
+        ext.body_acked_end >= p.request_start,
+        "{} < {}",
+        ext.body_acked_end,
+        p.request_start
+    );
+    assert!(ext.body_acked_end <= p.response_end);
+    assert!(["kernel", "poll"].contains(&ext.ack_source.as_str()));
 }
 
 #[tokio::test]
@@ -222,6 +239,10 @@ async fn headers_received_fires_before_completion_and_progress_is_monotonic() {
     assert!(events[..events.len() - 1].iter().all(|e| e.progress < 100));
     let p = res.profile.unwrap();
     assert!(p.throughput_kbps > 0.0);
+    assert!(
+        p.downstream_throughput_kbps_estimate > 0.0,
+        "a 200 KB response is an observation"
+    );
     assert!(p.received_byted_count > 200_000);
 }
 
@@ -632,4 +653,20 @@ async fn server_closing_without_answer_is_connection_closed() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionClosed, "{err}");
+}
+
+#[tokio::test]
+async fn profile_off_skips_the_profile_and_progress_counts_written_bytes() {
+    let sink = sink(false).await;
+    let client = client_for(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 100_000);
+    let task = client
+        .upload_file(UploadOptions::new(sink.url("/upload"), &file, "file").enable_profile(false));
+    let last = Arc::new(Mutex::new(None));
+    let l = last.clone();
+    task.on_progress_update(move |p| *l.lock().unwrap() = Some(*p));
+    let res = task.await.unwrap();
+    assert!(res.profile.is_none() && res.profile_extensions.is_none());
+    assert_eq!(last.lock().unwrap().unwrap().progress, 100);
 }

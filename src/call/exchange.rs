@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use super::acks::AckTracker;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
 use crate::profile::{ExchangeFacts, Timeline};
@@ -39,6 +40,8 @@ pub(crate) struct ExchangeInput<'a> {
     pub max_response_body: usize,
     pub chunk_size: usize,
     pub task: &'a TaskShared,
+    /// Track what the peer acknowledged (progress, `bodyAckedEnd`, `rtt`): profile work.
+    pub track_acks: bool,
 }
 
 /// A complete response.
@@ -55,6 +58,9 @@ pub(crate) struct ExchangeFailure {
     /// Some byte of a response had arrived.
     pub response_seen: bool,
 }
+
+/// How often the acknowledgement counters are read while waiting for the last acks.
+const ACK_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Where the request writer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +107,15 @@ pub(crate) async fn exchange(
     let empty = Bytes::new();
     let preamble = plan.map_or(&empty, |p| p.preamble());
     let epilogue = plan.map_or(&empty, |p| p.epilogue());
+    let is_tls = matches!(stream, Stream::Tls(_));
+    let mut acks = if input.track_acks {
+        AckTracker::new(stream)
+    } else {
+        None
+    };
+    // Under TLS with ack tracking, each body write is followed by a flush, so that a mark is
+    // taken only once the records carrying it are in the socket.
+    let mut chunk_flush = false;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut decoder = ResponseDecoder::new(false);
     let mut read_buf = vec![0u8; 64 * 1024];
@@ -149,6 +164,9 @@ pub(crate) async fn exchange(
             if file_left == 0 {
                 send = Send::Epilogue;
                 offset = 0;
+                if let Some(acks) = acks.as_mut() {
+                    acks.before_final_write();
+                }
             } else if let Some(file) = file.as_deref_mut() {
                 let want = (file_left.min(file_buf.len() as u64)) as usize;
                 let n = file.read(&mut file_buf[..want]).await.map_err(|e| {
@@ -179,8 +197,9 @@ pub(crate) async fn exchange(
             Send::Epilogue => &epilogue[offset..],
             _ => &[],
         };
-        let writing = !pending.is_empty() && write_error.is_none();
-        let flushing = send == Send::Flush && write_error.is_none();
+        let writing = !pending.is_empty() && write_error.is_none() && !chunk_flush;
+        let flushing = (send == Send::Flush || chunk_flush) && write_error.is_none();
+        let awaiting_acks = send == Send::Done && acks.as_ref().is_some_and(|a| !a.all_acked());
         let continue_deadline = match send {
             Send::AwaitContinue(deadline) => Some(deadline),
             _ => None,
@@ -228,6 +247,13 @@ pub(crate) async fn exchange(
                         }
                         Some(ResponseEvent::Head(head)) => {
                             timeline.response_start = pending_start.or(Some(now));
+                            if let Some(acks) = acks.as_mut() {
+                                facts.rtt_ms = acks.rtt_ms();
+                                let acked = acks.poll();
+                                if acked > 0 {
+                                    input.task.emit_progress(acked, total_body);
+                                }
+                            }
                             if let Some(BodyFraming::Length(n)) = decoder.body_framing() {
                                 if n > input.max_response_body as u64 {
                                     return Err(fail(too_large(input.max_response_body, Some(n)), true));
@@ -260,9 +286,26 @@ pub(crate) async fn exchange(
             step = write_or_flush(&mut wr, pending, flushing), if writing || flushing => {
                 let now = Instant::now();
                 match step {
+                    Step::Flushed(Ok(())) if chunk_flush => {
+                        chunk_flush = false;
+                        if let Some(acks) = acks.as_mut() {
+                            acks.mark(body_sent);
+                            let acked = acks.poll();
+                            if acked > 0 {
+                                input.task.emit_progress(acked, total_body);
+                            }
+                        }
+                    }
                     Step::Flushed(Ok(())) => {
                         timeline.request_end = Some(now);
                         send = Send::Done;
+                        if let Some(acks) = acks.as_mut() {
+                            acks.finished_writing(body_sent);
+                            let acked = acks.poll();
+                            if acked > 0 {
+                                input.task.emit_progress(acked, total_body);
+                            }
+                        }
                     }
                     Step::Flushed(Err(e)) => {
                         write_error = Some(e);
@@ -306,8 +349,19 @@ pub(crate) async fn exchange(
                             }
                             _ => {}
                         }
-                        if body_sent > 0 {
-                            input.task.emit_progress(body_sent, total_body);
+                        let in_body = matches!(send, Send::Preamble | Send::File | Send::Epilogue | Send::Flush);
+                        match acks.as_mut() {
+                            Some(_) if in_body && is_tls => chunk_flush = true,
+                            Some(acks) if in_body => {
+                                acks.mark(body_sent);
+                                let acked = acks.poll();
+                                if acked > 0 {
+                                    input.task.emit_progress(acked, total_body);
+                                }
+                            }
+                            Some(_) => {}
+                            None if body_sent > 0 => input.task.emit_progress(body_sent, total_body),
+                            None => {}
                         }
                     }
                     Err(e) => {
@@ -318,6 +372,14 @@ pub(crate) async fn exchange(
                     },
                 }
             }
+            _ = tokio::time::sleep(ACK_POLL_INTERVAL), if awaiting_acks => {
+                if let Some(acks) = acks.as_mut() {
+                    let acked = acks.poll();
+                    if acked > 0 {
+                        input.task.emit_progress(acked, total_body);
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(continue_deadline.unwrap_or_else(tokio::time::Instant::now)), if continue_deadline.is_some() => {
                 // No 100 Continue in time: send the body anyway, as curl and browsers do.
                 send = Send::Preamble;
@@ -326,6 +388,18 @@ pub(crate) async fn exchange(
         }
     }
 
+    if let Some(acks) = acks.as_mut() {
+        acks.poll();
+        if let Some((at, source)) = acks.acked_end() {
+            timeline.body_acked_end = Some(at);
+            facts.ack_source = Some(source);
+        }
+        facts.progress_acknowledged = true;
+    }
+    if send == Send::Done && total_body > 0 {
+        // The server answered after the whole body: the progress ends at exactly 100 %.
+        input.task.emit_progress(total_body, total_body);
+    }
     facts.sent_bytes = head_written + body_sent;
     facts.body_bytes_sent = body_sent;
     facts.received_bytes = decoder.wire_bytes();

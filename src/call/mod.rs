@@ -4,6 +4,7 @@
 //! be aborted at any await point; either way the future is dropped, and with it the connection
 //! (a connection is only ever returned to the pool by a clean, complete exchange).
 
+mod acks;
 mod exchange;
 mod prepare;
 
@@ -14,12 +15,14 @@ use std::time::Instant;
 use crate::client::ClientInner;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
+use crate::network_quality::QualityEstimate;
 use crate::options::UploadOptions;
 use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
 use crate::success::UploadSuccess;
 use crate::task::TaskShared;
-use crate::transport::{connect, Connection};
+use crate::transport::{connect, ConnectParams, Connection};
 
+pub(crate) use acks::AckSource;
 use exchange::{exchange, ExchangeInput, ExchangeOutput};
 use prepare::{Method, Prepared};
 
@@ -76,16 +79,12 @@ async fn upload(
             protocol: Protocol::Http11,
             ..ExchangeFacts::default()
         };
-        let out = send_once(
-            client,
-            &mut prepared,
+        let hop = Hop {
             method,
-            left_origin,
-            task,
-            &mut timeline,
-            &mut facts,
-        )
-        .await?;
+            drop_credentials: left_origin,
+            profile: options.enable_profile,
+        };
+        let out = send_once(client, &mut prepared, hop, task, &mut timeline, &mut facts).await?;
         let location = out.head.header("location").map(str::to_string);
         let status = out.head.status;
         let redirect =
@@ -121,6 +120,7 @@ async fn upload(
         let header = ResponseHeaders::new(out.head.headers);
         let (profile, profile_extensions) = if options.enable_profile {
             facts.redirects = redirects;
+            facts.quality = observe_quality(client, &timeline, &facts);
             (
                 Some(timeline.profile(&facts)),
                 Some(timeline.extensions(&facts)),
@@ -140,15 +140,29 @@ async fn upload(
 
 /// One request of the upload (the upload itself, or a redirect hop) on a pooled or new
 /// connection; a pooled connection found dead before any response byte is replaced once.
+/// What differs between the hops of one upload.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    method: Method,
+    /// The chain has left the first origin: credentials stay behind.
+    drop_credentials: bool,
+    /// The profile is on: track acknowledgements and read TCP_INFO.
+    profile: bool,
+}
+
 async fn send_once(
     client: &ClientInner,
     prepared: &mut Prepared,
-    method: Method,
-    drop_credentials: bool,
+    hop: Hop,
     task: &TaskShared,
     timeline: &mut Timeline,
     facts: &mut ExchangeFacts,
 ) -> Result<ExchangeOutput, UploadError> {
+    let Hop {
+        method,
+        drop_credentials,
+        profile: track_acks,
+    } = hop;
     let head = prepared.head(method, drop_credentials);
     let origin = prepared.target.origin.clone();
     let mut stale_retries = 0;
@@ -174,8 +188,11 @@ async fn send_once(
                     .map(|ip| SocketAddr::new(*ip, origin.port))
                     .collect();
                 let id = client.next_connection_id();
-                let delay = client.config.happy_eyeballs_delay;
-                let conn = connect(&origin, &addrs, &client.tls, id, delay, timeline).await?;
+                let params = ConnectParams {
+                    attempt_delay: client.config.happy_eyeballs_delay,
+                    notsent_lowat: client.config.notsent_lowat,
+                };
+                let conn = connect(&origin, &addrs, &client.tls, id, params, timeline).await?;
                 (conn, false)
             }
         };
@@ -190,6 +207,7 @@ async fn send_once(
             max_response_body: client.config.max_response_body,
             chunk_size: client.config.chunk_size,
             task,
+            track_acks,
         };
         match exchange(&mut conn.stream, input, timeline, facts).await {
             Ok(out) => {
@@ -217,6 +235,49 @@ async fn send_once(
             }
         }
     }
+}
+
+/// Feed this upload's observations to the client's network quality estimator and read the
+/// estimates back (`docs/profile.md`, "Network quality", defines each observation):
+///
+/// - HTTP RTT: `100 Continue` − head written, when the server sent one (a pure round trip plus
+///   the server's reaction, no body in between); otherwise `responseStart − requestEnd`, the
+///   wait for the answer after the last body byte was written (server time included, as
+///   Chromium's HTTP RTT includes it);
+/// - transport RTT: the kernel's smoothed RTT when the response arrived (`rtt`);
+/// - downstream throughput: response bodies of at least 32 KiB, over
+///   `responseEnd − responseStart`.
+fn observe_quality(client: &ClientInner, t: &Timeline, facts: &ExchangeFacts) -> QualityEstimate {
+    let now = Instant::now();
+    let mut q = client.quality.lock().unwrap_or_else(|p| p.into_inner());
+    let http_rtt = match (
+        t.request_head_end,
+        t.first_interim,
+        t.request_end,
+        t.response_start,
+    ) {
+        (Some(head), Some(interim), _, _)
+            if facts.first_interim_status == 100 && interim >= head =>
+        {
+            Some(interim - head)
+        }
+        (_, _, Some(end), Some(start)) if start >= end => Some(start - end),
+        _ => None,
+    };
+    if let Some(rtt) = http_rtt {
+        q.add_http_rtt(rtt.as_secs_f64() * 1000.0, now);
+    }
+    if let Some(rtt) = facts.rtt_ms {
+        q.add_transport_rtt(rtt, now);
+    }
+    if let (Some(start), Some(end)) = (t.response_start, t.response_end) {
+        q.add_downstream(
+            facts.response_body_bytes,
+            end.saturating_duration_since(start),
+            now,
+        );
+    }
+    q.estimate(now)
 }
 
 fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: bool) {

@@ -50,6 +50,15 @@ pub(crate) struct Connection {
     pub alpn: String,
 }
 
+/// How to open connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectParams {
+    /// Happy Eyeballs' attempt delay.
+    pub attempt_delay: Duration,
+    /// `TCP_NOTSENT_LOWAT` for the socket, if any.
+    pub notsent_lowat: Option<u32>,
+}
+
 /// Open a new connection to `origin` at one of `addrs` (raced by Happy Eyeballs), recording
 /// the TCP and TLS times into `timeline`.
 pub(crate) async fn connect(
@@ -57,16 +66,21 @@ pub(crate) async fn connect(
     addrs: &[SocketAddr],
     tls: &Arc<rustls::ClientConfig>,
     id: u64,
-    attempt_delay: Duration,
+    params: ConnectParams,
     timeline: &mut Timeline,
 ) -> Result<Connection, UploadError> {
-    let won = happy_eyeballs::connect(addrs, attempt_delay)
+    let won = happy_eyeballs::connect(addrs, params.attempt_delay)
         .await
         .map_err(|e| UploadError::new(ErrorKind::Connect, e))?;
     timeline.connect_start = Some(won.started);
     let (tcp, peer, attempts) = (won.stream, won.peer, won.attempts);
     tcp.set_nodelay(true)
         .map_err(|e| UploadError::new(ErrorKind::Connect, format!("TCP_NODELAY: {e}")))?;
+    if let Some(lowat) = params.notsent_lowat {
+        // Best effort: keeps written bytes close to the network (see `sys`); not fatal where
+        // the kernel lacks it.
+        let _ = crate::sys::set_notsent_lowat(&tcp, lowat);
+    }
 
     let mut conn = Connection {
         stream: Stream::Plain(tcp),

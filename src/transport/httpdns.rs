@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use super::connect::{connect, Origin};
+use super::connect::{connect, ConnectParams, Origin};
 use crate::dns::{parse_httpdns_answer, HttpDnsConfig, Resolve};
 use crate::profile::Timeline;
 use crate::proto::request::RequestHead;
@@ -72,16 +72,13 @@ async fn lookup_inner(
     };
     let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     let mut scratch = Timeline::default();
-    let mut conn = connect(
-        &origin,
-        &addrs,
-        tls,
-        0,
-        Duration::from_millis(250),
-        &mut scratch,
-    )
-    .await
-    .map_err(|e| e.err_msg())?;
+    let params = ConnectParams {
+        attempt_delay: Duration::from_millis(250),
+        notsent_lowat: None,
+    };
+    let mut conn = connect(&origin, &addrs, tls, 0, params, &mut scratch)
+        .await
+        .map_err(|e| e.err_msg())?;
 
     let host_header = url[url::Position::BeforeHost..url::Position::AfterPort].to_string();
     let target = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();

@@ -12,6 +12,6 @@ pub(crate) mod resolve;
 pub(crate) mod stream;
 pub(crate) mod tls;
 
-pub(crate) use connect::{connect, Connection, Origin};
+pub(crate) use connect::{connect, ConnectParams, Connection, Origin};
 pub(crate) use pool::Pool;
 pub(crate) use resolve::HostResolver;

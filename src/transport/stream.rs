@@ -1,6 +1,7 @@
 //! A connected byte stream: plain TCP or TLS over TCP.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,12 +17,17 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// The TCP socket under the stream (for socket options and liveness checks).
-    #[allow(dead_code)]
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
         }
+    }
+
+    /// A duplicate descriptor of the TCP socket, for kernel queries while the stream itself is
+    /// split between a reader and a writer.
+    pub(crate) fn tcp_fd(&self) -> io::Result<OwnedFd> {
+        self.tcp().as_fd().try_clone_to_owned()
     }
 }
 

@@ -1,0 +1,166 @@
+//! What the peer has acknowledged: progress in acknowledged bytes, and the time the last body
+//! byte was acknowledged.
+//!
+//! Bytes written are only handed to the kernel; on a slow link they sit in the send buffer for
+//! seconds. The tracker turns them into bytes the peer has acknowledged, from two kernel counters
+//! read after each write (`tcpi_bytes_acked` from TCP_INFO and `SIOCOUTQ`, the bytes not yet
+//! acknowledged):
+//!
+//! - after each body write (and, under TLS, the flush that pushes its records to the socket) it
+//!   records a *mark*: "once the peer has acknowledged `socket` bytes of this exchange, it has
+//!   `body` body bytes";
+//! - at any later moment, the acknowledged body bytes are those of the last mark the
+//!   acknowledged socket bytes have reached. This never overstates: under TLS a mark is taken
+//!   only when its records are in the socket.
+//!
+//! For the last body byte, `SO_TIMESTAMPING` with `SOF_TIMESTAMPING_TX_ACK` is enabled just
+//! before the final write, and the kernel's stamp of that write's acknowledgement is the
+//! `bodyAckedEnd` extension; where the kernel gives no stamp, the first poll that sees every byte
+//! acknowledged stands in (`ackSource: "poll"`).
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use crate::sys;
+use crate::transport::stream::Stream;
+
+/// Where `bodyAckedEnd` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckSource {
+    /// The kernel's TX_ACK timestamp of the final write.
+    Kernel,
+    /// The first poll of the counters that saw every byte acknowledged.
+    Poll,
+}
+
+pub(crate) struct AckTracker {
+    fd: OwnedFd,
+    /// `tcpi_bytes_acked` when the exchange began.
+    base_acked: u64,
+    /// (socket bytes of this exchange, body bytes) in increasing order, not yet reached.
+    marks: VecDeque<(u64, u64)>,
+    acked_body: u64,
+    /// Socket bytes of the whole request, once it is completely written.
+    final_socket: Option<u64>,
+    stamps_enabled: bool,
+    acked_end: Option<(Instant, AckSource)>,
+}
+
+impl AckTracker {
+    /// Start tracking on the stream's TCP socket; `None` where the kernel cannot tell.
+    pub(crate) fn new(stream: &Stream) -> Option<Self> {
+        let fd = stream.tcp_fd().ok()?;
+        let info = sys::tcp_info(&fd).ok()?;
+        // Everything before this exchange must be acknowledged for the baseline to be exact;
+        // an idle keep-alive connection always is. Anything still queued is counted as ours.
+        let queued = sys::send_queue_len(&fd).ok()? as u64;
+        Some(AckTracker {
+            fd,
+            base_acked: info.bytes_acked + queued,
+            marks: VecDeque::new(),
+            acked_body: 0,
+            final_socket: None,
+            stamps_enabled: false,
+            acked_end: None,
+        })
+    }
+
+    /// Socket bytes of this exchange the peer has acknowledged, and all written so far.
+    fn counters(&self) -> Option<(u64, u64)> {
+        let info = sys::tcp_info(&self.fd).ok()?;
+        let queued = sys::send_queue_len(&self.fd).ok()? as u64;
+        let acked = info.bytes_acked.saturating_sub(self.base_acked);
+        Some((acked, acked + queued))
+    }
+
+    /// Record that `body` body bytes are now in the socket (after a write, or under TLS after
+    /// the flush that pushed them out).
+    pub(crate) fn mark(&mut self, body: u64) {
+        if let Some((_, written)) = self.counters() {
+            self.marks.push_back((written, body));
+        }
+    }
+
+    /// Call just before the write that carries the last body byte.
+    pub(crate) fn before_final_write(&mut self) {
+        if !self.stamps_enabled {
+            let _ = sys::read_ack_timestamps(&self.fd); // drop stale stamps, if any
+            self.stamps_enabled = sys::enable_ack_timestamps(&self.fd).is_ok();
+        }
+    }
+
+    /// The request is completely in the socket.
+    pub(crate) fn finished_writing(&mut self, body: u64) {
+        if let Some((_, written)) = self.counters() {
+            self.marks.push_back((written, body));
+            self.final_socket = Some(written);
+        }
+    }
+
+    /// Body bytes the peer has acknowledged now; also notices the moment everything was.
+    pub(crate) fn poll(&mut self) -> u64 {
+        let Some((acked, _)) = self.counters() else {
+            return self.acked_body;
+        };
+        while let Some(&(socket, body)) = self.marks.front() {
+            if socket > acked {
+                break;
+            }
+            self.acked_body = self.acked_body.max(body);
+            self.marks.pop_front();
+        }
+        if self.acked_end.is_none() {
+            if let Some(total) = self.final_socket {
+                if acked >= total {
+                    self.acked_end = Some(
+                        self.kernel_stamp()
+                            .map_or((Instant::now(), AckSource::Poll), |t| {
+                                (t, AckSource::Kernel)
+                            }),
+                    );
+                }
+            }
+        }
+        self.acked_body
+    }
+
+    /// Every byte of the request has been acknowledged.
+    pub(crate) fn all_acked(&self) -> bool {
+        self.acked_end.is_some()
+    }
+
+    /// The kernel's stamp of the final write's acknowledgement, mapped onto our clock.
+    fn kernel_stamp(&mut self) -> Option<Instant> {
+        if !self.stamps_enabled {
+            return None;
+        }
+        let stamps = sys::read_ack_timestamps(&self.fd).ok()?;
+        let last = stamps.iter().max_by_key(|s| s.key)?;
+        let pair = sys::clock_pair();
+        Some(sys::realtime_to_instant(last.realtime, pair))
+    }
+
+    /// When the last body byte was acknowledged, and how that was learnt.
+    pub(crate) fn acked_end(&self) -> Option<(Instant, AckSource)> {
+        self.acked_end
+    }
+
+    /// The connection's smoothed RTT now, in ms (microsecond resolution).
+    pub(crate) fn rtt_ms(&self) -> Option<f64> {
+        sys::tcp_info(&self.fd)
+            .ok()
+            .filter(|i| i.rtt_us > 0)
+            .map(|i| i.rtt_us as f64 / 1000.0)
+    }
+}
+
+impl Drop for AckTracker {
+    fn drop(&mut self) {
+        if self.stamps_enabled {
+            // The connection may be reused: stop stamping its later writes.
+            let _ = sys::disable_ack_timestamps(&self.fd);
+            let _ = sys::read_ack_timestamps(&self.fd);
+        }
+    }
+}

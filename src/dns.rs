@@ -69,7 +69,9 @@ impl StaticResolver {
         self
     }
 
-    /// Answer only after `delay` (to test that the profile recovers it).
+    /// Answer only after `delay` (to test that the profile recovers it). The delay is kept to
+    /// the microsecond: tokio's timer sleeps in whole milliseconds, so the last stretch is a
+    /// yielding wait for the exact deadline.
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
@@ -81,14 +83,25 @@ impl Resolve for StaticResolver {
         let answer = self.table.get(&host.to_ascii_lowercase()).cloned();
         let delay = self.delay;
         let host = host.to_string();
+        let deadline = std::time::Instant::now() + delay;
         Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+            sleep_precisely_until(deadline).await;
             answer.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("{host}: not in the table"))
             })
         })
+    }
+}
+
+/// Sleep until `deadline` to the microsecond: the timer for all but the last 2 ms, then yield
+/// until the clock reaches it.
+async fn sleep_precisely_until(deadline: std::time::Instant) {
+    let coarse = deadline.checked_sub(Duration::from_millis(2));
+    if let Some(coarse) = coarse.filter(|c| *c > std::time::Instant::now()) {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
     }
 }
 

@@ -139,6 +139,24 @@ pub(crate) async fn exchange(
 
     loop {
         if complete {
+            if send == Send::Flush && write_error.is_none() && !chunk_flush {
+                // Every byte was written and the response overtook the final flush (on plain
+                // TCP a formality): finish it, this is not an early response.
+                match wr.flush().await {
+                    Ok(()) => {
+                        send = Send::Done;
+                        request_written(
+                            Instant::now(),
+                            timeline,
+                            acks.as_mut(),
+                            body_sent,
+                            total_body,
+                            input.task,
+                        );
+                    }
+                    Err(e) => write_error = Some(e),
+                }
+            }
             if send.is_sending() {
                 // The server answered before it had the whole request: the answer stands, the
                 // connection cannot carry another request.
@@ -297,15 +315,8 @@ pub(crate) async fn exchange(
                         }
                     }
                     Step::Flushed(Ok(())) => {
-                        timeline.request_end = Some(now);
                         send = Send::Done;
-                        if let Some(acks) = acks.as_mut() {
-                            acks.finished_writing(body_sent);
-                            let acked = acks.poll();
-                            if acked > 0 {
-                                input.task.emit_progress(acked, total_body);
-                            }
-                        }
+                        request_written(now, timeline, acks.as_mut(), body_sent, total_body, input.task);
                     }
                     Step::Flushed(Err(e)) => {
                         write_error = Some(e);
@@ -416,6 +427,26 @@ pub(crate) async fn exchange(
         body,
         reusable,
     })
+}
+
+/// The last byte of the request is written and flushed: `requestEnd`, and the last mark for
+/// acknowledged progress.
+fn request_written(
+    now: Instant,
+    timeline: &mut Timeline,
+    acks: Option<&mut AckTracker>,
+    body_sent: u64,
+    total_body: u64,
+    task: &TaskShared,
+) {
+    timeline.request_end = Some(now);
+    if let Some(acks) = acks {
+        acks.finished_writing(body_sent);
+        let acked = acks.poll();
+        if acked > 0 {
+            task.emit_progress(acked, total_body);
+        }
+    }
 }
 
 /// One step of the request writer: a write of the pending bytes, or the final flush.

@@ -19,6 +19,10 @@ use uploadfile::dns::StaticResolver;
 use uploadfile::{clock, Client, Profile, ProfileExtensions, UploadOptions};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
+/// The tests of this file measure time: they run one at a time, so that they do not compete
+/// with each other for the two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ms(t: Instant) -> f64 {
     clock::epoch_ms(t)
 }
@@ -87,6 +91,7 @@ impl Agreement {
 }
 
 async fn agreement(tls: bool) {
+    let _serial = SERIAL.lock().await;
     let sink = Sink::start(SinkConfig {
         tls,
         ..SinkConfig::default()
@@ -180,6 +185,7 @@ async fn tls_phases_agree_with_the_sinks_clock() {
 /// Each injected delay must come back in its phase, within 2 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_delays_are_recovered_within_2ms() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 64 * 1024);
 

@@ -500,6 +500,11 @@ async fn early_response(tls: bool) {
     let ext = res.profile_extensions.unwrap();
     assert!(ext.early_response);
     assert!(ext.body_bytes_sent < 16 * 1024 * 1024);
+    // The response came before the body ended: requestEnd never happened (0), and
+    // responseStart follows requestStart (docs/profile.md, "Early responses").
+    let p = res.profile.unwrap();
+    assert_eq!(p.request_end, 0.0);
+    assert!(p.request_start < p.response_start && p.response_start <= p.response_end);
     assert_eq!(
         client.idle_connections(),
         0,

@@ -139,12 +139,13 @@ pub(crate) async fn exchange(
 
     loop {
         if complete {
-            if send == Send::Flush && write_error.is_none() && !chunk_flush {
+            if send == Send::Flush && write_error.is_none() {
                 // Every byte was written and the response overtook the final flush (on plain
                 // TCP a formality): finish it, this is not an early response.
                 match wr.flush().await {
                     Ok(()) => {
                         send = Send::Done;
+                        chunk_flush = false;
                         request_written(
                             Instant::now(),
                             timeline,

@@ -145,7 +145,6 @@ pub(crate) async fn exchange(
                 match wr.flush().await {
                     Ok(()) => {
                         send = Send::Done;
-                        chunk_flush = false;
                         request_written(
                             Instant::now(),
                             timeline,

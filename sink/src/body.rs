@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::time::Sleep;
 
 use crate::stats::StatsInner;
+use crate::timing::Deadline;
 
 /// Called once, when a request body ends.
 pub(crate) type OnEnd = Box<dyn FnOnce() + Send>;
@@ -192,7 +192,8 @@ impl Content {
 
 /// The schedule of a trickled body: piece `i` of `pieces` covers bytes
 /// `total*i/pieces ..total*(i+1)/pieces` and is due `over*i/(pieces-1)`
-/// after the first poll (the first piece at once, the last at `over`).
+/// after the first poll (the first piece at once, the last at `over`), each
+/// on a precise [`Deadline`].
 struct Trickle {
     over: Duration,
     total: u64,
@@ -201,7 +202,7 @@ struct Trickle {
     piece: u64,
     sent: u64,
     started: Option<Instant>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: Option<Deadline>,
 }
 
 impl Trickle {
@@ -224,10 +225,10 @@ impl Trickle {
         if self.sent >= self.piece_end() {
             self.piece += 1;
             let due = self.due(self.piece, started);
-            self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
+            self.sleep = Some(Deadline::new(due));
         }
         if let Some(sleep) = self.sleep.as_mut() {
-            ready!(sleep.as_mut().poll(cx));
+            ready!(Pin::new(sleep).poll(cx));
             self.sleep = None;
         }
         Poll::Ready(self.piece_end() - self.sent)

@@ -42,15 +42,32 @@
 //! # Per-request knobs
 //!
 //! Query parameters override the [`SinkConfig`] for one request:
-//! `status=500`, `delay_ms=200` (after the body is read),
+//! `status=500`, `delay_ms=200` (after the body is read: counted from the
+//! raw read that delivered its last byte, on a precise timer),
 //! `body_size=100000` (answer exactly that
 //! many `'x'` bytes instead of JSON; `none` for JSON), `early=1` (answer
 //! before reading the body, then close), `close=1` (close without a response
 //! after the head), `close_after=4096` (with `close`: after that many body
-//! bytes), `keepalive=0` (answer with `Connection: close`), `discard=1`.
+//! bytes), `keepalive=0` (answer with `Connection: close`), `discard=1`,
+//! `trickle_ms=500` (send the response body in 10 pieces, fewer if it is
+//! shorter than 10 bytes, spread evenly over that long: the first with the
+//! head, the last 500 ms later), `redirect=307&to=URL` (see below).
 //! Booleans accept `1/0`, `true/false`, `yes/no`, `on/off`, or no value
 //! (true). Unknown parameters are ignored; a bad value of a known one is
 //! answered with 400 without reading the body.
+//!
+//! `redirect=CODE&to=URL` (CODE one of 301, 302, 303, 307, 308; `to`
+//! percent-encoded, absolute or relative) reads and discards the request
+//! body, then answers CODE with `Location: <to, decoded>` and a one-line
+//! `text/plain` body; the connection stays usable. With `early=1` the
+//! redirect is answered before the body instead (and the connection closed).
+//! Redirects are listed in [`SinkStats::redirects`]. `delay_ms`,
+//! `keepalive` and `trickle_ms` apply.
+//!
+//! With [`SinkConfig::httpdns`], `GET /d?dn=HOST` is an HTTPDNS endpoint
+//! (`text/plain` `1.2.3.4;::1`, empty for an unknown host); every other
+//! request is served as usual. [`SinkConfig::tls_handshake_delay`] holds the
+//! server's answer to the ClientHello.
 //!
 //! An answer given before the body was read (`early`, or a bad knob) on
 //! HTTP/1.1 carries `Connection: close`; the sink then shuts its side down
@@ -58,10 +75,29 @@
 //! client is not reset before it reads the answer. On h2 only the stream
 //! ends. `close` drops the whole connection (TCP, also on h2) at once.
 //!
+//! # What it records
+//!
 //! Each request is recorded in [`SinkHandle::stats`] with server-side
 //! timestamps ([`now_ms`]: ms since the Unix epoch) of the head, the end of
 //! the body and the moment the response's last byte was handed to the
-//! connection.
+//! connection ([`RequestRecord`]), and with raw-socket timings
+//! ([`RequestTiming`], in [`SinkStats::timings`]): every accepted
+//! `TcpStream` is wrapped, under TLS, in an IO wrapper that notes when reads
+//! return and writes complete, and the sink maps them onto the request:
+//! the read of the head's first byte, the read of the body's last byte, the
+//! writes of the response's first and last bytes. These are `Instant`s on
+//! the process's monotonic clock, so a client in the same process can
+//! compare its own timestamps with them directly; each has a wall-clock
+//! twin in ms for other processes. [`SinkHandle::connection_timings`] gives
+//! when each connection was accepted and finished its TLS handshake.
+//!
+//! # The binary
+//!
+//! `uploadfile-sink [--listen ADDR] [--tls] [--discard] [--ca-out PATH]` runs
+//! a sink as a separate process (e.g. inside a network namespace), prints a
+//! JSON ready line (`{"url":..,"addr":..,"caPem":..}`), then one JSON line
+//! per completed request with wall-clock times, and exits on stdin EOF or
+//! SIGTERM. See `src/main.rs`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -6,7 +6,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{CountedBody, ResponseBody, SharedBody};
 use crate::config::{percent_decode, Knobs, SinkConfig};
 use crate::stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, StatsInner};
-use crate::timing::{IoTimer, Stamp};
+use crate::timing::{self, IoTimer, Stamp};
 use crate::verdict::{
     to_json, ConnectionVerdict, DiscardVerdict, EarlyVerdict, ErrorVerdict, FieldVerdict,
     FileVerdict, TimingVerdict, Verdict, FIELD_VALUE_LIMIT,
@@ -193,6 +193,13 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, io::Error> {
     let head = Stamp::now();
     let head_ms = head.wall_ms;
+    // The read that delivered the head's last byte (HTTP/1: no read happens
+    // between it and the service call; h2: the service call itself).
+    let head_end = if req.version() < Version::HTTP_2 {
+        ctx.io.last_read().map_or(head.at, |r| r.at)
+    } else {
+        head.at
+    };
     let request_index = ctx.next_request.fetch_add(1, Ordering::SeqCst) + 1;
     let in_flight = InFlight::enter(&ctx.in_flight);
     let (parts, body) = req.into_parts();
@@ -274,9 +281,7 @@ pub(crate) async fn handle(
     if knobs.early {
         drop(body);
         ctx.linger.store(http1, Ordering::SeqCst);
-        if !knobs.delay.is_zero() {
-            tokio::time::sleep(knobs.delay).await;
-        }
+        delay(&knobs, head_end).await;
         if let Some((code, to)) = &knobs.redirect {
             return Ok(redirect(reply, *code, to, true));
         }
@@ -302,6 +307,10 @@ pub(crate) async fn handle(
         whole(counted).await
     };
     let body_ms = now_ms();
+    let body_end = stats
+        .timing(slot)
+        .and_then(|t| t.body_end_at)
+        .unwrap_or(head_end);
     stats.update(slot, |r| {
         r.received_bytes = received;
         if ended {
@@ -317,7 +326,7 @@ pub(crate) async fn handle(
             return Ok(reply.json(400, to_json(&ErrorVerdict { error }), !knobs.keep_alive));
         }
         Outcome::Discarded => {
-            delay(&knobs).await;
+            delay(&knobs, body_end).await;
             if let Some((code, to)) = &knobs.redirect {
                 return Ok(redirect(reply, *code, to, !knobs.keep_alive));
             }
@@ -348,7 +357,7 @@ pub(crate) async fn handle(
             body_received_ms: body_ms,
         },
     };
-    delay(&knobs).await;
+    delay(&knobs, body_end).await;
     Ok(reply.verdict(&knobs, to_json(&verdict)))
 }
 
@@ -397,6 +406,7 @@ async fn httpdns(
         return Err(io::Error::other(format!("reading the request body: {e}")));
     }
     let (slot, received) = (reply.slot, body.received());
+    let body_end = reply.stats.timing(slot).and_then(|t| t.body_end_at);
     reply.stats.update(slot, |r| {
         r.received_bytes = received;
         r.body_received_ms = Some(now_ms());
@@ -421,7 +431,7 @@ async fn httpdns(
                 .join(";")
         })
         .unwrap_or_default();
-    delay(knobs).await;
+    delay(knobs, body_end.unwrap_or_else(Instant::now)).await;
     Ok(reply.respond(
         knobs.status,
         "text/plain",
@@ -430,9 +440,11 @@ async fn httpdns(
     ))
 }
 
-async fn delay(knobs: &Knobs) {
+/// Waits until `knobs.delay` after `from` (the raw read that delivered the
+/// last byte the sink waited for), precisely: see [`crate::timing::Deadline`].
+async fn delay(knobs: &Knobs, from: Instant) {
     if !knobs.delay.is_zero() {
-        tokio::time::sleep(knobs.delay).await;
+        timing::sleep_until(from + knobs.delay).await;
     }
 }
 

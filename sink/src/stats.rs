@@ -249,6 +249,11 @@ impl StatsInner {
         }
     }
 
+    /// A copy of the timings in `slot`.
+    pub fn timing(&self, slot: usize) -> Option<RequestTiming> {
+        lock(&self.records).get(slot).map(|(_, t)| t.clone())
+    }
+
     /// Notes a redirect answered.
     pub fn add_redirect(&self, redirect: RedirectRecord) {
         lock(&self.redirects).push(redirect);

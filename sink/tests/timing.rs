@@ -104,6 +104,32 @@ fn ordered(t: &RequestTiming) -> [Instant; 5] {
 
 const MS: Duration = Duration::from_millis(1);
 
+/// Bound for "right after" when the machine may be busy (two cores shared
+/// with compilers and other test binaries): one scheduling hiccup. The
+/// precision itself is asserted best-of-N in the tests that measure it.
+const SLACK: Duration = Duration::from_millis(20);
+
+/// Runs `attempt` up to `n` times until it returns a value `<= bound`; panics
+/// with every value otherwise. Lower bounds are asserted inside `attempt`:
+/// only the upper bound, which scheduling noise on a shared machine can
+/// break, gets more than one chance.
+async fn best_of<F, Fut>(n: usize, bound: Duration, what: &str, mut attempt: F)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    let mut seen = Vec::new();
+    for i in 0..n {
+        let v = attempt(i).await;
+        if v <= bound {
+            eprintln!("{what}: {v:?} (tries before: {seen:?})");
+            return;
+        }
+        seen.push(v);
+    }
+    panic!("{what}: never within {bound:?}: {seen:?}");
+}
+
 /// The tests below run on tokio's current-thread runtime: the sink and the
 /// client share one thread, so the sink's read of bytes the client wrote
 /// happens right after the client yields, and a write the sink stamps is
@@ -140,10 +166,11 @@ async fn plain_upload_timings_against_the_clients_clock() {
     assert_eq!(c.bytes_read, (req.len() + body.len()) as u64);
     assert!(c.bytes_written > 1_000_000);
 
-    // The read of the very first byte, not of the head's end.
+    // The read of the very first byte, not of the head's end (the 1 ms
+    // precision: `first_byte_within_1ms_of_the_clients_write`).
     assert!(first >= w0, "{:?} before the write", w0 - first);
     assert!(
-        first <= w1 + MS,
+        first <= w1 + SLACK,
         "first byte read {:?} after the client's write",
         first - w1
     );
@@ -171,9 +198,34 @@ async fn plain_upload_timings_against_the_clients_clock() {
     let t2 = written_timing(&sink, 1).await;
     let [first2, ..] = ordered(&t2);
     assert_eq!((t2.connection_id, t2.request_index), (1, 2));
-    assert!(first2 >= w0 && first2 <= w1 + MS, "{t2:?}");
+    assert!(first2 >= w0 && first2 <= w1 + SLACK, "{t2:?}");
     assert!(first2 > end_out);
     sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_byte_within_1ms_of_the_clients_write() {
+    let sink = Sink::start(SinkConfig::default()).await.unwrap();
+    best_of(5, MS, "first byte read after the write", |i| {
+        let sink = &sink;
+        async move {
+            let mut conn = TcpStream::connect(sink.addr()).await.unwrap();
+            let req = head("POST", "/f", &[], Some(3));
+            let w0 = Instant::now();
+            conn.write_all(&req[..1]).await.unwrap();
+            let w1 = Instant::now();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            conn.write_all(&req[1..]).await.unwrap();
+            conn.write_all(b"abc").await.unwrap();
+            assert_eq!(read_timed(&mut conn).await.status, 200);
+            let t = written_timing(sink, i).await;
+            let first = ordered(&t)[0];
+            assert!(first >= w0, "{t:?}");
+            assert!(t.head_parsed_at.unwrap() >= w1 + 20 * MS);
+            first.saturating_duration_since(w1)
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -218,7 +270,7 @@ async fn chunked_body_end_and_early_answer() {
     let t = written_timing(&sink, 0).await;
     let [_, _, body_end, ..] = ordered(&t);
     // The read of the terminating chunk.
-    assert!(body_end >= w0 && body_end <= w1 + MS, "{t:?}");
+    assert!(body_end >= w0 && body_end <= w1 + SLACK, "{t:?}");
 
     // An early answer: no body end, the response still timed.
     let mut conn = TcpStream::connect(sink.addr()).await.unwrap();
@@ -283,7 +335,7 @@ async fn tls_handshake_hold() {
     .expect("handshake");
     let handshake = start.elapsed();
     assert!(handshake >= hold, "handshake took {handshake:?}");
-    assert!(handshake < hold + Duration::from_secs(2), "{handshake:?}");
+    assert!(handshake < hold + 3 * SLACK, "{handshake:?}");
 
     let (res, w0, w1) = upload(&mut tls, "/tls").await;
     assert_eq!(res.status, 200);
@@ -297,7 +349,7 @@ async fn tls_handshake_hold() {
     // Here the client wrote the request before the sink ran again, so the
     // client's Finished and the request came in one read, which also ended
     // the handshake: `first <= tls_done` is then legitimate.
-    assert!(first >= w0 && first <= w1 + MS, "{t:?}");
+    assert!(first >= w0 && first <= w1 + SLACK, "{t:?}");
     assert!(first >= c.accepted + hold);
     assert!(t.response_end_written_at.unwrap() <= res.last_byte);
 
@@ -307,7 +359,7 @@ async fn tls_handshake_hold() {
     let t2 = written_timing(&sink, 1).await;
     let first2 = ordered(&t2)[0];
     assert!(first2 > t.response_end_written_at.unwrap() && first2 > tls_done);
-    assert!(first2 >= w0 && first2 <= w1 + MS, "{t2:?}");
+    assert!(first2 >= w0 && first2 <= w1 + SLACK, "{t2:?}");
 
     let plain = Sink::start(SinkConfig {
         tls_handshake_delay: hold,
@@ -346,5 +398,61 @@ async fn tls_without_hold_is_fast() {
     let t = written_timing(&sink, 0).await;
     let first = ordered(&t)[0];
     assert!(first > tls_done + 20 * MS, "{t:?}");
-    assert!(first >= w0 && first <= w1 + MS, "{t:?}");
+    assert!(first >= w0 && first <= w1 + SLACK, "{t:?}");
+}
+
+#[tokio::test]
+async fn injected_delays_are_precise_on_the_sinks_clock() {
+    let sink = Sink::start(SinkConfig::default()).await.unwrap();
+    let next_index = |sink: &SinkHandle| sink.stats().requests as usize;
+    // delay_ms counts from the read that delivered the body's last byte.
+    best_of(3, MS, "delay_ms=100 overshoot", |_| {
+        let sink = &sink;
+        async move {
+            let index = next_index(sink);
+            let mut conn = TcpStream::connect(sink.addr()).await.unwrap();
+            let (res, _, w1) = upload(&mut conn, "/d?delay_ms=100").await;
+            assert_eq!(res.status, 200);
+            assert!(res.first_byte - w1 >= 100 * MS);
+            let t = written_timing(sink, index).await;
+            let [_, _, body_end, head_out, _] = ordered(&t);
+            let wait = head_out - body_end;
+            assert!(wait >= 100 * MS, "{wait:?}");
+            wait - 100 * MS
+        }
+    })
+    .await;
+
+    // trickle_ms: the last piece is written N ms after the first.
+    best_of(3, 2 * MS, "trickle_ms=200 overshoot", |_| {
+        let sink = &sink;
+        async move {
+            let index = next_index(sink);
+            let mut conn = TcpStream::connect(sink.addr()).await.unwrap();
+            let (res, ..) = upload(&mut conn, "/d?trickle_ms=200&body_size=5000").await;
+            assert_eq!(res.body.len(), 5000);
+            let t = written_timing(sink, index).await;
+            let spread = t.response_end_written_at.unwrap() - t.response_head_written_at.unwrap();
+            assert!(spread >= 200 * MS, "{spread:?}");
+            spread - 200 * MS
+        }
+    })
+    .await;
+
+    // An early answer's delay counts from the head's last read.
+    best_of(3, MS, "early delay_ms=50 overshoot", |_| {
+        let sink = &sink;
+        async move {
+            let index = next_index(sink);
+            let mut conn = TcpStream::connect(sink.addr()).await.unwrap();
+            let req = head("POST", "/e?early=1&delay_ms=50", &[], Some(1 << 20));
+            conn.write_all(&req).await.unwrap();
+            assert_eq!(read_timed(&mut conn).await.status, 200);
+            let t = written_timing(sink, index).await;
+            let wait = t.response_head_written_at.unwrap() - t.first_byte_at.unwrap();
+            assert!(wait >= 50 * MS, "{wait:?}");
+            wait - 50 * MS
+        }
+    })
+    .await;
 }

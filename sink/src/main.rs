@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
@@ -153,11 +154,19 @@ async fn run(args: Args) -> std::io::Result<()> {
         let _ = eof_tx.send(());
     });
 
-    let ready = json!({
-        "url": sink.url("/"),
-        "addr": sink.addr().to_string(),
-        "caPem": ca_path,
-    });
+    // A struct, not `json!`: keeps the documented key order.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ready {
+        url: String,
+        addr: String,
+        ca_pem: Option<String>,
+    }
+    let ready = Ready {
+        url: sink.url("/"),
+        addr: sink.addr().to_string(),
+        ca_pem: ca_path,
+    };
     print_line(&ready)?;
 
     let mut printed = HashSet::new();
@@ -175,9 +184,10 @@ async fn run(args: Args) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_line(v: &Value) -> std::io::Result<()> {
+fn print_line(v: &impl Serialize) -> std::io::Result<()> {
+    let line = serde_json::to_string(v).map_err(std::io::Error::other)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{v}")?;
+    writeln!(out, "{line}")?;
     out.flush()
 }
 

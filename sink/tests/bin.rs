@@ -49,8 +49,12 @@ impl Proc {
         }
     }
 
+    fn raw_line(&self) -> String {
+        self.lines.recv_timeout(WAIT).expect("a line in time")
+    }
+
     fn line(&self) -> Value {
-        let line = self.lines.recv_timeout(WAIT).expect("a line in time");
+        let line = self.raw_line();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
@@ -99,7 +103,10 @@ fn read_response_sync(r: &mut impl Read) -> (u16, Vec<u8>) {
 #[test]
 fn plain_ready_line_record_line_and_stdin_eof() {
     let mut p = Proc::start(&["--listen", "127.0.0.1:0"]);
-    let ready = p.line();
+    let line = p.raw_line();
+    assert!(line.starts_with(r#"{"url":"http://127.0.0.1:"#), "{line}");
+    assert!(line.ends_with(r#","caPem":null}"#), "{line}");
+    let ready: Value = serde_json::from_str(&line).unwrap();
     let addr = ready["addr"].as_str().unwrap().to_string();
     let port = addr.rsplit(':').next().unwrap();
     assert_eq!(ready["url"], format!("http://127.0.0.1:{port}/"));

@@ -164,3 +164,32 @@ async fn ca_pem_is_a_ca_and_can_be_written() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(written, pem);
 }
+
+/// A local non-loopback address, found through the route to a documentation
+/// network (no packet is sent), if this machine has one.
+fn local_non_loopback_ip() -> Option<IpAddr> {
+    ["192.0.2.1:9", "198.51.100.1:9", "10.0.0.1:9", "8.8.8.8:53"]
+        .iter()
+        .find_map(|target| {
+            let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            probe.connect(target).ok()?;
+            let ip = probe.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+        .filter(|ip| std::net::TcpListener::bind((*ip, 0)).is_ok())
+}
+
+#[tokio::test]
+async fn specific_listen_address_is_in_the_url_and_the_certificate() {
+    let Some(ip) = local_non_loopback_ip() else {
+        eprintln!("no non-loopback address here: skipped");
+        return;
+    };
+    let sink = tls_sink(SocketAddr::new(ip, 0)).await;
+    let port = sink.addr().port();
+    assert_eq!(sink.url("/up"), format!("https://{ip}:{port}/up"));
+    let stream = tls_connect(&sink, ServerName::IpAddress(ip.into()), &[])
+        .await
+        .expect("the certificate covers the listen address");
+    upload_over(stream).await;
+}

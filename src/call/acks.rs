@@ -40,6 +40,8 @@ pub(crate) struct AckTracker {
     base_acked: u64,
     /// (socket bytes of this exchange, body bytes) in increasing order, not yet reached.
     marks: VecDeque<(u64, u64)>,
+    /// The last mark the acknowledged bytes reached (interpolation starts there).
+    reached: (u64, u64),
     acked_body: u64,
     /// Socket bytes of the whole request, once it is completely written.
     final_socket: Option<u64>,
@@ -59,6 +61,7 @@ impl AckTracker {
             fd,
             base_acked: info.bytes_acked + queued,
             marks: VecDeque::new(),
+            reached: (0, 0),
             acked_body: 0,
             final_socket: None,
             stamps_enabled: false,
@@ -107,8 +110,19 @@ impl AckTracker {
             if socket > acked {
                 break;
             }
+            self.reached = (socket, body);
             self.acked_body = self.acked_body.max(body);
             self.marks.pop_front();
+        }
+        // Between two marks the socket carries body bytes at a steady ratio (exactly 1:1 on
+        // plain TCP; records add a few bytes per 16 KiB under TLS): interpolate, rounding down.
+        if let Some(&(next_socket, next_body)) = self.marks.front() {
+            let (socket, body) = self.reached;
+            if next_socket > socket && next_body > body && acked > socket {
+                let part = (acked - socket) as u128 * (next_body - body) as u128
+                    / (next_socket - socket) as u128;
+                self.acked_body = self.acked_body.max(body + part as u64);
+            }
         }
         if self.acked_end.is_none() {
             if let Some(total) = self.final_socket {

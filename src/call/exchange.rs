@@ -60,7 +60,9 @@ pub(crate) struct ExchangeFailure {
 }
 
 /// How often the acknowledgement counters are read while waiting for the last acks.
-const ACK_POLL_INTERVAL: Duration = Duration::from_millis(1);
+const ACK_POLL_AFTER_WRITES: Duration = Duration::from_millis(1);
+/// How often they are read, between writes, while the body is being sent (progress events).
+const ACK_POLL_WHILE_SENDING: Duration = Duration::from_millis(20);
 
 /// Where the request writer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +219,21 @@ pub(crate) async fn exchange(
         };
         let writing = !pending.is_empty() && write_error.is_none() && !chunk_flush;
         let flushing = (send == Send::Flush || chunk_flush) && write_error.is_none();
-        let awaiting_acks = send == Send::Done && acks.as_ref().is_some_and(|a| !a.all_acked());
+        // Poll the acknowledgement counters on a timer too: writes complete only when the
+        // socket has room, and progress must grow with the network in between. After the last
+        // write, poll faster to catch the moment everything is acknowledged.
+        let ack_poll = match &acks {
+            Some(a) if send == Send::Done && !a.all_acked() => Some(ACK_POLL_AFTER_WRITES),
+            Some(_)
+                if matches!(
+                    send,
+                    Send::Preamble | Send::File | Send::Epilogue | Send::Flush
+                ) =>
+            {
+                Some(ACK_POLL_WHILE_SENDING)
+            }
+            _ => None,
+        };
         let continue_deadline = match send {
             Send::AwaitContinue(deadline) => Some(deadline),
             _ => None,
@@ -337,6 +353,10 @@ pub(crate) async fn exchange(
                                 head_written += n as u64;
                                 if offset == input.head.len() {
                                     timeline.request_head_end = Some(now);
+                                    if let Some(acks) = acks.as_mut() {
+                                        // Body byte 0 starts here: interpolation needs a first mark.
+                                        acks.mark(0);
+                                    }
                                     offset = 0;
                                     send = match (plan, input.expect_continue) {
                                         (None, _) => Send::Flush,
@@ -383,7 +403,7 @@ pub(crate) async fn exchange(
                     },
                 }
             }
-            _ = tokio::time::sleep(ACK_POLL_INTERVAL), if awaiting_acks => {
+            _ = tokio::time::sleep(ack_poll.unwrap_or_default()), if ack_poll.is_some() => {
                 if let Some(acks) = acks.as_mut() {
                     let acked = acks.poll();
                     if acked > 0 {

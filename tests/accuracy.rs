@@ -259,3 +259,39 @@ async fn injected_delays_are_recovered_within_2ms() {
         "response phase {transfer:.3} ms"
     );
 }
+
+/// The 11th upload of a client waits in its queue (10 in flight by default); the wait shows as
+/// `queueEnd - queueStart` and matches the time the first ten held their permits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eleventh_upload_waits_in_the_queue() {
+    let _serial = SERIAL.lock().await;
+    let sink = Sink::start(SinkConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    let client = Client::new();
+    assert_eq!(client.config().max_concurrent_uploads, 10);
+    let slow = sink.url("/upload?delay_ms=300");
+    let tasks: Vec<_> = (0..11)
+        .map(|_| client.upload_file(UploadOptions::new(slow.as_str(), &file, "file")))
+        .collect();
+    let mut waits = Vec::new();
+    for task in tasks {
+        let p = task
+            .await
+            .expect("queued uploads wait, they do not fail")
+            .profile
+            .unwrap();
+        waits.push(p.queue_end - p.queue_start);
+    }
+    waits.sort_by(|a, b| a.total_cmp(b));
+    eprintln!("queue waits (ms): {waits:?}");
+    assert!(
+        waits[..10].iter().all(|w| *w < 5.0),
+        "the first ten did not wait"
+    );
+    assert!(
+        (295.0..400.0).contains(&waits[10]),
+        "the 11th waited {:.3} ms for a 300 ms upload",
+        waits[10]
+    );
+}

@@ -130,6 +130,8 @@ pub(crate) async fn exchange(
     let mut head_written = 0u64;
     let mut body_sent = 0u64;
     let mut write_error: Option<std::io::Error> = None;
+    // When the last write returned (the request's end if the response overtakes the flush).
+    let mut last_write_at: Option<Instant> = None;
 
     let mut response: Option<ResponseHead> = None;
     let mut body: Vec<u8> = Vec::new();
@@ -144,11 +146,13 @@ pub(crate) async fn exchange(
             if send == Send::Flush && write_error.is_none() {
                 // Every byte was written and the response overtook the final flush (on plain
                 // TCP a formality): finish it, this is not an early response.
+                // The server answered, so it had every byte: the request ended when the write
+                // carrying its last byte returned, before this late flush.
                 match wr.flush().await {
                     Ok(()) => {
                         send = Send::Done;
                         request_written(
-                            Instant::now(),
+                            last_write_at.unwrap_or_else(Instant::now),
                             timeline,
                             acks.as_mut(),
                             body_sent,
@@ -344,6 +348,7 @@ pub(crate) async fn exchange(
                         send = Send::Stopped;
                     }
                     Ok(n) => {
+                        last_write_at = Some(now);
                         match send {
                             Send::Head => {
                                 if offset == 0 {

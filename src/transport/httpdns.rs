@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use super::connect::{connect, ConnectParams, Origin};
+use super::connect::{connect, ConnectParams};
+use super::target::{parse_url, Target};
 use crate::dns::{parse_httpdns_answer, HttpDnsConfig, Resolve};
 use crate::profile::Timeline;
 use crate::proto::request::RequestHead;
@@ -46,30 +47,19 @@ async fn lookup_inner(
     let mut url =
         Url::parse(&config.endpoint).map_err(|e| format!("endpoint {}: {e}", config.endpoint))?;
     url.query_pairs_mut().append_pair("dn", host);
-    let tls_on = match url.scheme() {
-        "http" => false,
-        "https" => true,
-        other => return Err(format!("endpoint scheme `{other}` is not http or https")),
-    };
-    let endpoint_host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err("endpoint has no host".into()),
-    };
-    let port = url.port_or_known_default().unwrap_or(80);
-    let ips = match endpoint_host.parse::<IpAddr>() {
+    let Target {
+        origin,
+        request_target: target,
+        host_header,
+    } = parse_url(url.as_str()).map_err(|e| e.detail().to_string())?;
+    let ips = match origin.host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => resolver
-            .resolve(&endpoint_host)
+            .resolve(&origin.host)
             .await
-            .map_err(|e| format!("resolving the endpoint {endpoint_host}: {e}"))?,
+            .map_err(|e| format!("resolving the endpoint {}: {e}", origin.host))?,
     };
-    let origin = Origin {
-        tls: tls_on,
-        host: endpoint_host,
-        port,
-    };
+    let port = origin.port;
     let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     let mut scratch = Timeline::default();
     let params = ConnectParams {
@@ -80,8 +70,6 @@ async fn lookup_inner(
         .await
         .map_err(|e| e.err_msg())?;
 
-    let host_header = url[url::Position::BeforeHost..url::Position::AfterPort].to_string();
-    let target = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
     let headers = vec![
         ("Host".to_string(), host_header),
         ("User-Agent".to_string(), user_agent.to_string()),

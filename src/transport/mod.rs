@@ -10,8 +10,9 @@ pub(crate) mod httpdns;
 pub(crate) mod pool;
 pub(crate) mod resolve;
 pub(crate) mod stream;
+pub(crate) mod target;
 pub(crate) mod tls;
 
-pub(crate) use connect::{connect, ConnectParams, Connection, Origin};
+pub(crate) use connect::{connect, ConnectParams, Connection};
 pub(crate) use pool::Pool;
 pub(crate) use resolve::HostResolver;

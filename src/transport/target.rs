@@ -1,0 +1,64 @@
+//! Where a request goes: a URL checked and split into the connection's [`Origin`], the request
+//! target and the `Host` header. Shared by uploads, redirect hops and the HTTPDNS client.
+
+use url::{Host, Url};
+
+use super::connect::Origin;
+use crate::error::{ErrorKind, UploadError};
+
+/// Where a hop goes.
+pub(crate) struct Target {
+    pub origin: Origin,
+    /// Path and query.
+    pub request_target: String,
+    /// The `Host` header value.
+    pub host_header: String,
+}
+
+/// Check an http(s) URL the client may use (a host, no userinfo) and split it.
+pub(crate) fn parse_url(raw: &str) -> Result<Target, UploadError> {
+    let bad = |detail: String| UploadError::new(ErrorKind::InvalidUrl, detail);
+    let url = Url::parse(raw).map_err(|e| bad(format!("{raw}: {e}")))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(bad(format!(
+                "unsupported scheme `{other}` (only http and https)"
+            )))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not allowed; send an Authorization header instead".into(),
+        ));
+    }
+    let host = match url.host() {
+        Some(Host::Domain(d)) if !d.is_empty() => d.to_ascii_lowercase(),
+        Some(Host::Ipv4(ip)) => ip.to_string(),
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(bad(format!("{raw}: no host"))),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| bad(format!("{raw}: no port")))?;
+    let host_in_header = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let host_header = match url.port() {
+        Some(p) => format!("{host_in_header}:{p}"),
+        None => host_in_header,
+    };
+    let mut request_target = url.path().to_string();
+    if let Some(q) = url.query() {
+        request_target.push('?');
+        request_target.push_str(q);
+    }
+    Ok(Target {
+        origin: Origin { tls, host, port },
+        request_target,
+        host_header,
+    })
+}

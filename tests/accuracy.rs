@@ -209,7 +209,7 @@ async fn agreement(tls: bool) {
         );
         // Causality: what the other side saw cannot precede what caused it by more than
         // clock-read placement (the stamps are taken just before or just after the calls).
-        assert!(med.abs() < 0.5, "{}: median {med:.3} ms", pair.name);
+        assert!(med.abs() < 0.25, "{}: median {med:.3} ms", pair.name);
     }
 }
 

@@ -24,6 +24,7 @@ use crate::network_quality::{EstimatorParams, NetworkQualityEstimator};
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use crate::task::{TaskShared, UploadTask};
+use crate::transport::h2_pool::H2Pool;
 use crate::transport::{tls, HostResolver, Pool};
 
 /// The client's settings. Build one with [`Client::builder`].
@@ -57,6 +58,17 @@ pub struct ClientConfig {
     pub happy_eyeballs_delay: Duration,
     /// Redirects followed at most; `0` returns the 3xx response itself. Default 10.
     pub max_redirects: u32,
+    /// With `enableHttp2`, speak HTTP/2 to `http://` URLs too, without negotiation (h2c with
+    /// prior knowledge, as `curl --http2-prior-knowledge`). Default false: `http://` stays
+    /// HTTP/1.1, and `https://` negotiates by ALPN.
+    pub http2_prior_knowledge: bool,
+    /// Our HTTP/2 receive window per stream. Default 1 MiB.
+    pub h2_initial_window_size: u32,
+    /// Our HTTP/2 receive window per connection. Default 4 MiB.
+    pub h2_initial_connection_window_size: u32,
+    /// Bytes h2 buffers per stream before waiting (it writes one DATA frame per flush, so
+    /// larger means fewer, larger writes). Default 1 MiB.
+    pub h2_max_send_buffer_size: usize,
     /// `TCP_NOTSENT_LOWAT` on the client's sockets: at most this many written bytes wait unsent
     /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
     /// kernel default (the whole send buffer). Default 128 KiB.
@@ -79,6 +91,10 @@ impl Default for ClientConfig {
             happy_eyeballs_delay: Duration::from_millis(250),
             max_redirects: 10,
             notsent_lowat: Some(128 * 1024),
+            http2_prior_knowledge: false,
+            h2_initial_window_size: 1024 * 1024,
+            h2_initial_connection_window_size: 4 * 1024 * 1024,
+            h2_max_send_buffer_size: 1024 * 1024,
         }
     }
 }
@@ -180,6 +196,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Speak HTTP/2 without negotiation to `http://` URLs when `enableHttp2` is set (h2c).
+    pub fn http2_prior_knowledge(mut self, on: bool) -> Self {
+        self.config.http2_prior_knowledge = on;
+        self
+    }
+
+    /// Bytes h2 buffers per stream before waiting for the connection to write them.
+    pub fn h2_max_send_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.h2_max_send_buffer_size = bytes.max(16 * 1024);
+        self
+    }
+
     /// `TCP_NOTSENT_LOWAT` for the client's sockets (`None`: the kernel default).
     pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
         self.config.notsent_lowat = bytes;
@@ -199,9 +227,15 @@ impl ClientBuilder {
             roots.extend(tls::parse_pem_certificates(pem)?);
         }
         let tls = tls::client_config(&roots)?;
+        let tls_h2 = tls::client_config_h2(&roots)?;
         let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
         let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
-        Ok(Client::from_parts(self.config, tls, resolver, runtime))
+        Ok(Client::from_parts(
+            self.config,
+            (tls, tls_h2),
+            resolver,
+            runtime,
+        ))
     }
 }
 
@@ -209,7 +243,11 @@ impl ClientBuilder {
 pub(crate) struct ClientInner {
     pub config: ClientConfig,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The same trust, offering `h2` by ALPN.
+    pub tls_h2: Arc<rustls::ClientConfig>,
     pub pool: Pool,
+    /// HTTP/2 connections, one per origin.
+    pub h2: H2Pool,
     pub queue: Semaphore,
     pub resolver: HostResolver,
     /// This client's network quality estimator (Chromium's, see `network_quality`).
@@ -270,7 +308,7 @@ impl Client {
 
     fn from_parts(
         config: ClientConfig,
-        tls: Arc<rustls::ClientConfig>,
+        (tls, tls_h2): (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>),
         resolver: Arc<dyn Resolve>,
         runtime: Handle,
     ) -> Client {
@@ -283,6 +321,8 @@ impl Client {
                 queue: Semaphore::new(config.max_concurrent_uploads.max(1)),
                 config,
                 tls,
+                tls_h2,
+                h2: H2Pool::default(),
                 runtime,
                 next_connection_id: AtomicU64::new(1),
             }),
@@ -329,6 +369,12 @@ impl Client {
     /// Close every idle pooled connection.
     pub fn close_idle_connections(&self) {
         self.inner.pool.clear();
+        self.inner.h2.clear();
+    }
+
+    /// HTTP/2 connections pooled now (streams of concurrent uploads share one per origin).
+    pub fn http2_connections(&self) -> usize {
+        self.inner.h2.len()
     }
 
     /// Idle connections in the pool now.
@@ -425,9 +471,10 @@ fn default_client() -> &'static Client {
     CLIENT.get_or_init(|| {
         let config = ClientConfig::default();
         let tls = tls::client_config(&[]).expect("the webpki roots are valid");
+        let tls_h2 = tls::client_config_h2(&[]).expect("the webpki roots are valid");
         Client::from_parts(
             config,
-            tls,
+            (tls, tls_h2),
             Arc::new(SystemResolver),
             library_runtime().handle().clone(),
         )

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     ResponseTooLarge,
     /// More redirects than the client follows (`max_redirects`, default 10).
     TooManyRedirects,
+    /// The HTTP/2 server reset the upload's stream (RST_STREAM with an error code).
+    StreamReset,
     /// A redirect the client will not follow: https -> http, or a `Location` that is not a
     /// usable http(s) URL.
     RedirectRefused,
@@ -63,7 +65,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in code order (used by docs and tests).
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InvalidOptions,
         ErrorKind::InvalidUrl,
         ErrorKind::InvalidHeader,
@@ -79,6 +81,7 @@ impl ErrorKind {
         ErrorKind::ResponseTooLarge,
         ErrorKind::TooManyRedirects,
         ErrorKind::RedirectRefused,
+        ErrorKind::StreamReset,
         ErrorKind::Network,
         ErrorKind::Timeout,
         ErrorKind::Abort,
@@ -104,6 +107,7 @@ impl ErrorKind {
             ErrorKind::ResponseTooLarge => 1303,
             ErrorKind::TooManyRedirects => 1305,
             ErrorKind::RedirectRefused => 1306,
+            ErrorKind::StreamReset => 1307,
             ErrorKind::Network => 1304,
             ErrorKind::Timeout => 1401,
             ErrorKind::Abort => 1402,
@@ -130,6 +134,7 @@ impl ErrorKind {
             ErrorKind::ResponseTooLarge => "response too large",
             ErrorKind::TooManyRedirects => "too many redirects",
             ErrorKind::RedirectRefused => "redirect refused",
+            ErrorKind::StreamReset => "stream reset",
             ErrorKind::Network => "network error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Abort => "abort",

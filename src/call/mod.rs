@@ -6,6 +6,7 @@
 
 mod acks;
 mod exchange;
+mod h2_exchange;
 mod prepare;
 
 use std::net::SocketAddr;
@@ -20,10 +21,12 @@ use crate::options::UploadOptions;
 use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
 use crate::success::UploadSuccess;
 use crate::task::TaskShared;
-use crate::transport::{connect, ConnectParams, Connection};
+use crate::transport::h2_pool::{H2Connection, H2Settings};
+use crate::transport::{connect, ConnectParams, Connection, Origin};
 
 pub(crate) use acks::AckSource;
 use exchange::{exchange, ExchangeInput, ExchangeOutput};
+use h2_exchange::{h2_exchange, H2Input};
 use prepare::{Method, Prepared};
 
 /// Run one upload under its timeout and abort signal.
@@ -83,6 +86,7 @@ async fn upload(
             method,
             drop_credentials: left_origin,
             profile: options.enable_profile,
+            http2: options.enable_http2,
         };
         let out = send_once(client, &mut prepared, hop, task, &mut timeline, &mut facts).await?;
         let location = out.head.header("location").map(str::to_string);
@@ -148,6 +152,8 @@ struct Hop {
     drop_credentials: bool,
     /// The profile is on: track acknowledgements and read TCP_INFO.
     profile: bool,
+    /// `enableHttp2`: HTTP/2 where the server agrees (ALPN) or prior knowledge is configured.
+    http2: bool,
 }
 
 async fn send_once(
@@ -162,39 +168,43 @@ async fn send_once(
         method,
         drop_credentials,
         profile: track_acks,
+        ..
     } = hop;
-    let head = prepared.head(method, drop_credentials);
     let origin = prepared.target.origin.clone();
+    // HTTP/2 when asked for and possible; a TLS server that answers ALPN with HTTP/1.1 hands
+    // its fresh connection back for an HTTP/1.1 exchange.
+    let mut fresh = None;
+    if hop.http2
+        && (origin.tls || client.config.http2_prior_knowledge)
+        && !client.h2.is_http1_only(&origin)
+    {
+        match send_h2(client, prepared, hop, task, timeline, facts).await? {
+            H2Result::Done(out) => return Ok(out),
+            H2Result::Http1(conn) => fresh = Some(conn),
+        }
+    }
+    let head = prepared.head(method, drop_credentials);
     let mut stale_retries = 0;
     loop {
-        let (mut conn, reused) = match client.pool.checkout(&origin) {
-            Some(conn) => {
+        let pooled = if fresh.is_none() {
+            client.pool.checkout(&origin)
+        } else {
+            None
+        };
+        let (mut conn, reused) = match fresh
+            .take()
+            .map(|c| (c, false))
+            .or(pooled.map(|c| (c, true)))
+        {
+            Some((conn, true)) => {
                 facts.dns_source = DnsSource::None;
                 (conn, true)
             }
-            None => {
-                let (ips, source) = client
-                    .resolver
-                    .resolve(
-                        &origin.host,
-                        &client.tls,
-                        &client.config.user_agent,
-                        timeline,
-                    )
-                    .await?;
-                facts.dns_source = source;
-                let addrs: Vec<SocketAddr> = ips
-                    .iter()
-                    .map(|ip| SocketAddr::new(*ip, origin.port))
-                    .collect();
-                let id = client.next_connection_id();
-                let params = ConnectParams {
-                    attempt_delay: client.config.happy_eyeballs_delay,
-                    notsent_lowat: client.config.notsent_lowat,
-                };
-                let conn = connect(&origin, &addrs, &client.tls, id, params, timeline).await?;
-                (conn, false)
-            }
+            Some((conn, false)) => (conn, false),
+            None => (
+                open_connection(client, &origin, &client.tls, timeline, facts).await?,
+                false,
+            ),
         };
         describe_connection(facts, &conn, reused);
         facts.stale_connection_retries = stale_retries;
@@ -278,6 +288,157 @@ fn observe_quality(client: &ClientInner, t: &Timeline, facts: &ExchangeFacts) ->
         );
     }
     q.estimate(now)
+}
+
+/// Resolve (timed) and open a new connection to `origin`.
+async fn open_connection(
+    client: &ClientInner,
+    origin: &Origin,
+    tls: &Arc<rustls::ClientConfig>,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<Connection, UploadError> {
+    let (ips, source) = client
+        .resolver
+        .resolve(
+            &origin.host,
+            &client.tls,
+            &client.config.user_agent,
+            timeline,
+        )
+        .await?;
+    facts.dns_source = source;
+    let addrs: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, origin.port))
+        .collect();
+    let params = ConnectParams {
+        attempt_delay: client.config.happy_eyeballs_delay,
+        notsent_lowat: client.config.notsent_lowat,
+    };
+    connect(
+        origin,
+        &addrs,
+        tls,
+        client.next_connection_id(),
+        params,
+        timeline,
+    )
+    .await
+}
+
+enum H2Result {
+    Done(ExchangeOutput),
+    /// The server chose HTTP/1.1: here is the fresh connection for it.
+    Http1(Connection),
+}
+
+/// The hop as an HTTP/2 stream on the origin's shared connection (made if there is none).
+async fn send_h2(
+    client: &ClientInner,
+    prepared: &mut Prepared,
+    hop: Hop,
+    task: &TaskShared,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<H2Result, UploadError> {
+    let origin = prepared.target.origin.clone();
+    let mut retried = false;
+    loop {
+        let (conn, reused) = match client.h2.get(&origin) {
+            Some(conn) => (conn, true),
+            None => {
+                let lock = client.h2.connect_lock(&origin);
+                let _connecting = lock.lock().await;
+                match client.h2.get(&origin) {
+                    // Made by a concurrent upload while this one waited for the lock.
+                    Some(conn) => (conn, true),
+                    None => {
+                        let tls = if origin.tls {
+                            &client.tls_h2
+                        } else {
+                            &client.tls
+                        };
+                        let conn = open_connection(client, &origin, tls, timeline, facts).await?;
+                        if origin.tls && conn.alpn != "h2" {
+                            client.h2.mark_http1_only(&origin);
+                            return Ok(H2Result::Http1(conn));
+                        }
+                        let settings = H2Settings {
+                            initial_window_size: client.config.h2_initial_window_size,
+                            initial_connection_window_size: client
+                                .config
+                                .h2_initial_connection_window_size,
+                            max_send_buffer_size: client.config.h2_max_send_buffer_size,
+                        };
+                        let conn = H2Connection::handshake(conn, settings).await?;
+                        client.h2.insert(origin.clone(), conn.clone());
+                        (conn, false)
+                    }
+                }
+            }
+        };
+        if reused {
+            facts.dns_source = DnsSource::None;
+        }
+        facts.protocol = Protocol::H2;
+        facts.peer = Some(conn.peer);
+        facts.reused = reused;
+        facts.connection_id = conn.id;
+        facts.connect_attempts = if reused { 0 } else { conn.attempts };
+        facts.tls_version = conn.tls_version.clone();
+        facts.cipher_suite = conn.cipher_suite.clone();
+        facts.alpn = conn.alpn.clone();
+        facts.stale_connection_retries = u32::from(retried);
+
+        // A stream slot: the server's SETTINGS_MAX_CONCURRENT_STREAMS may make this wait, which
+        // is queue time.
+        let (send, streams_before) = match conn.ready().await {
+            Ok(ready) => ready,
+            Err(e) if !retried => {
+                // The connection failed or is going away before this stream started.
+                retried = true;
+                let _ = e;
+                reset_connection_phases(timeline);
+                continue;
+            }
+            Err(e) => {
+                let reason = conn.close_reason().unwrap_or_else(|| e.to_string());
+                return Err(UploadError::new(ErrorKind::ConnectionClosed, reason));
+            }
+        };
+        if reused {
+            let now = Instant::now();
+            if timeline
+                .fetch_start
+                .is_some_and(|f| now.duration_since(f).as_micros() > 50)
+            {
+                timeline.queue_end = Some(now);
+                timeline.fetch_start = Some(now);
+            }
+        }
+        facts.connection_requests_before = streams_before;
+        let request = prepared.h2_request(hop.method, hop.drop_credentials)?;
+        let with_body = hop.method == Method::Post;
+        let input = H2Input {
+            request,
+            body: with_body.then_some((&prepared.plan, &mut prepared.file)),
+            max_response_body: client.config.max_response_body,
+            chunk_size: client.config.chunk_size,
+            task,
+            profile: hop.profile,
+        };
+        match h2_exchange(&conn, send, input, timeline, facts).await {
+            Ok(out) => return Ok(H2Result::Done(out)),
+            Err(failure) if failure.retryable && !retried => {
+                // REFUSED_STREAM, or a GOAWAY that left this stream unprocessed: once more,
+                // on a connection that takes it (the pool drops one that is going away).
+                retried = true;
+                reset_connection_phases(timeline);
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
 }
 
 fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: bool) {

@@ -40,6 +40,15 @@ pub(crate) enum Method {
     Get,
 }
 
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Get => "GET",
+        }
+    }
+}
+
 /// Headers that must not follow a redirect to another origin (as browsers do).
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
@@ -58,8 +67,9 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// The encoded request head for the current hop.
-    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
+    /// The headers of the current hop after `Host` (in HTTP/1.1 order; HTTP/2 sends `Host` as
+    /// `:authority`).
+    fn header_list(&self, method: Method, drop_credentials: bool) -> Vec<(String, String)> {
         let user: Vec<&(String, String)> = self
             .user_headers
             .iter()
@@ -69,7 +79,6 @@ impl Prepared {
             .collect();
         let user_has = |name: &str| user.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + user.len());
-        headers.push(("Host".into(), self.target.host_header.clone()));
         if !user_has("user-agent") {
             headers.push(("User-Agent".into(), self.user_agent.clone()));
         }
@@ -77,26 +86,50 @@ impl Prepared {
             headers.push(("Accept".into(), "*/*".into()));
         }
         headers.extend(user.into_iter().cloned());
-        let method_name = match method {
-            Method::Post => {
-                headers.push(("Content-Type".into(), self.plan.content_type()));
-                headers.push((
-                    "Content-Length".into(),
-                    self.plan.content_length().to_string(),
-                ));
-                if self.expect_continue {
-                    headers.push(("Expect".into(), "100-continue".into()));
-                }
-                "POST"
-            }
-            Method::Get => "GET",
-        };
+        if method == Method::Post {
+            headers.push(("Content-Type".into(), self.plan.content_type()));
+            headers.push((
+                "Content-Length".into(),
+                self.plan.content_length().to_string(),
+            ));
+        }
+        headers
+    }
+
+    /// The encoded HTTP/1.1 request head for the current hop.
+    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
+        let mut headers = vec![("Host".to_string(), self.target.host_header.clone())];
+        headers.extend(self.header_list(method, drop_credentials));
+        if method == Method::Post && self.expect_continue {
+            headers.push(("Expect".into(), "100-continue".into()));
+        }
         RequestHead {
-            method: method_name,
+            method: method.as_str(),
             target: &self.target.request_target,
             headers: &headers,
         }
         .encode()
+    }
+
+    /// The HTTP/2 request for the current hop (no body: it streams separately).
+    pub(crate) fn h2_request(
+        &self,
+        method: Method,
+        drop_credentials: bool,
+    ) -> Result<http::Request<()>, UploadError> {
+        let bad =
+            |e: &dyn std::fmt::Display| UploadError::new(ErrorKind::InvalidHeader, e.to_string());
+        let mut builder = http::Request::builder()
+            .method(method.as_str())
+            .uri(self.url.as_str())
+            .version(http::Version::HTTP_2);
+        for (name, value) in self.header_list(method, drop_credentials) {
+            let name =
+                http::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+            let value = http::header::HeaderValue::from_str(&value).map_err(|e| bad(&e))?;
+            builder = builder.header(name, value);
+        }
+        builder.body(()).map_err(|e| bad(&e))
     }
 
     /// Move to the URL a redirect points at. Refuses an https -> http downgrade and any URL

@@ -518,6 +518,7 @@ impl<S> FrameTap<S> {
     }
 
     /// The wrapped stream.
+    #[cfg(test)]
     pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }

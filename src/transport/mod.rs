@@ -5,6 +5,8 @@
 //! `SSLconnection*` fields mean exactly what `docs/profile.md` says.
 
 pub(crate) mod connect;
+pub(crate) mod frame_tap;
+pub(crate) mod h2_pool;
 pub(crate) mod happy_eyeballs;
 pub(crate) mod httpdns;
 pub(crate) mod pool;
@@ -13,6 +15,6 @@ pub(crate) mod stream;
 pub(crate) mod target;
 pub(crate) mod tls;
 
-pub(crate) use connect::{connect, ConnectParams, Connection};
+pub(crate) use connect::{connect, ConnectParams, Connection, Origin};
 pub(crate) use pool::Pool;
 pub(crate) use resolve::HostResolver;

@@ -27,9 +27,24 @@ pub(crate) fn parse_pem_certificates(
     Ok(certs)
 }
 
-/// Build the rustls client config shared by every TLS connection of a client.
+/// Build the rustls client config shared by every TLS connection of a client (ALPN
+/// `http/1.1`).
 pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, UploadError> {
+    client_config_with_alpn(extra_roots, &[b"http/1.1"])
+}
+
+/// The same, offering `h2` first and `http/1.1` as the fallback (`enableHttp2`).
+pub(crate) fn client_config_h2(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, UploadError> {
+    client_config_with_alpn(extra_roots, &[b"h2", b"http/1.1"])
+}
+
+fn client_config_with_alpn(
+    extra_roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ClientConfig>, UploadError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -44,6 +59,6 @@ pub(crate) fn client_config(
         .map_err(|e| UploadError::new(ErrorKind::Config, e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

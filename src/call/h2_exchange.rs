@@ -1,0 +1,301 @@
+//! One upload as an HTTP/2 stream.
+//!
+//! The body goes out as DATA frames from large `Bytes` (the preamble, file chunks read straight
+//! into a buffer that is then frozen and split without copying, the epilogue), following the
+//! server's flow control with h2's reserve / poll-capacity loop. The response is awaited at the
+//! same time: a final response before the body ends is the result (an early response), as over
+//! HTTP/1.1.
+//!
+//! Timing comes from the connection's [`FrameTap`](crate::transport::frame_tap), which sees the
+//! frames the `h2` connection task writes and reads:
+//!
+//! - `requestStart`: the write that carried the first byte of the stream's HEADERS frame;
+//! - `requestEnd`: the write that carried the last byte of its END_STREAM frame;
+//! - `responseStart`: the read that carried the first byte of the final response's HEADERS;
+//! - `responseEnd`: the read that carried the last byte of the response's END_STREAM frame;
+//! - `sendBytesCount` / `receivedBytedCount`: the stream's frames, 9-byte headers included.
+//!
+//! Progress counts DATA payload the tap saw written (`progressBasis: "written"`): on a shared
+//! connection the kernel's acknowledgement counters cannot be split by stream.
+
+use std::future::poll_fn;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
+use h2::{Reason, SendStream};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::exchange::ExchangeOutput;
+use crate::error::{ErrorKind, UploadError};
+use crate::headers::ResponseHeaders;
+use crate::profile::{ExchangeFacts, Timeline};
+use crate::proto::multipart::BodyPlan;
+use crate::proto::response::ResponseHead;
+use crate::task::{HeadersReceived, TaskShared};
+use crate::transport::h2_pool::H2Connection;
+
+/// What the stream needs.
+pub(crate) struct H2Input<'a> {
+    pub request: http::Request<()>,
+    /// The body, or `None` for a body-less GET (after a 303).
+    pub body: Option<(&'a BodyPlan, &'a mut tokio::fs::File)>,
+    pub max_response_body: usize,
+    pub chunk_size: usize,
+    pub task: &'a TaskShared,
+    /// Read TCP_INFO for `rtt` (profile on).
+    pub profile: bool,
+}
+
+/// A failed stream: retry on a fresh connection or not.
+pub(crate) struct H2Failure {
+    pub error: UploadError,
+    /// The server refused the stream (REFUSED_STREAM) or sent GOAWAY before processing it:
+    /// the request was not processed and may go again.
+    pub retryable: bool,
+}
+
+pub(crate) async fn h2_exchange(
+    conn: &H2Connection,
+    send: SendRequest<Bytes>,
+    input: H2Input<'_>,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<ExchangeOutput, H2Failure> {
+    let H2Input {
+        request,
+        body,
+        max_response_body,
+        chunk_size,
+        task,
+        profile,
+    } = input;
+    let mut send = send;
+    let end_with_headers = body.is_none();
+    let (response, mut stream) = send
+        .send_request(request, end_with_headers)
+        .map_err(|e| h2_failure(e, false, "opening the stream"))?;
+    let id = stream.stream_id().as_u32();
+    let book = conn.book.clone();
+    let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
+
+    let mut response = std::pin::pin!(response);
+    let mut sending = std::pin::pin!(async {
+        match body {
+            Some((plan, file)) => {
+                send_body(&mut stream, plan, file, chunk_size, task, &book, id).await
+            }
+            None => Ok(()),
+        }
+    });
+    let mut body_done = end_with_headers;
+    let head = loop {
+        tokio::select! {
+            biased;
+            r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response"))?,
+            b = &mut sending, if !body_done => {
+                b.map_err(|e| match e {
+                    SendError::H2(e) => h2_failure(e, false, "sending the body"),
+                    SendError::Upload(e) => H2Failure { error: e, retryable: false },
+                })?;
+                body_done = true;
+            }
+        }
+    };
+    if !body_done {
+        // The server answered before the whole body went out: the answer stands.
+        facts.early_response = true;
+    }
+    let taps = book.stream(id);
+    timeline.response_start = taps.last_headers_received_at.or(Some(Instant::now()));
+    let (parts, mut recv) = head.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let status = parts.status.as_u16();
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > max_response_body as u64 {
+            return Err(H2Failure {
+                error: UploadError::new(
+                    ErrorKind::ResponseTooLarge,
+                    format!("Content-Length {len} exceeds the cap of {max_response_body} bytes"),
+                ),
+                retryable: false,
+            });
+        }
+    }
+    if profile {
+        facts.rtt_ms = conn
+            .tcp_fd
+            .as_ref()
+            .and_then(|fd| crate::sys::tcp_info(fd).ok())
+            .filter(|i| i.rtt_us > 0)
+            .map(|i| i.rtt_us as f64 / 1000.0);
+    }
+    task.emit_headers(&HeadersReceived {
+        header: ResponseHeaders::new(headers.clone()),
+        status_code: status,
+    });
+
+    let mut data = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.map_err(|e| h2_failure(e, true, "reading the response body"))?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        if data.len() + chunk.len() > max_response_body {
+            return Err(H2Failure {
+                error: UploadError::new(
+                    ErrorKind::ResponseTooLarge,
+                    format!("the body exceeds the cap of {max_response_body} bytes"),
+                ),
+                retryable: false,
+            });
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let now = Instant::now();
+    let taps = book.stream(id);
+    timeline.request_start = taps.headers_written_at;
+    timeline.request_head_end = taps.headers_written_at;
+    timeline.request_end = if body_done { taps.end_written_at } else { None };
+    timeline.response_end = taps.end_received_at.or(Some(now));
+    facts.sent_bytes = taps.bytes_written;
+    facts.body_bytes_sent = taps.data_written;
+    facts.received_bytes = taps.bytes_received;
+    facts.response_body_bytes = data.len() as u64;
+    if body_done && total_body > 0 {
+        task.emit_progress(total_body, total_body);
+    }
+    book.forget(id);
+    Ok(ExchangeOutput {
+        head: ResponseHead {
+            status,
+            reason: String::new(),
+            version: 2,
+            headers,
+        },
+        body: data,
+        reusable: true,
+    })
+}
+
+enum SendError {
+    H2(h2::Error),
+    Upload(UploadError),
+}
+
+/// Stream the multipart body as DATA frames, following the flow-control windows.
+async fn send_body(
+    stream: &mut SendStream<Bytes>,
+    plan: &BodyPlan,
+    file: &mut tokio::fs::File,
+    chunk_size: usize,
+    task: &TaskShared,
+    book: &crate::transport::frame_tap::TapBook,
+    id: u32,
+) -> Result<(), SendError> {
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(|e| SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string())))?;
+    let total = plan.content_length();
+    send_piece(
+        stream,
+        plan.preamble().clone(),
+        false,
+        task,
+        book,
+        id,
+        total,
+    )
+    .await?;
+    let mut left = plan.file_len();
+    while left > 0 {
+        let want = left.min(chunk_size as u64) as usize;
+        let mut buf = BytesMut::with_capacity(want);
+        while buf.len() < want {
+            let n = file.read_buf(&mut buf).await.map_err(|e| {
+                SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string()))
+            })?;
+            if n == 0 {
+                return Err(SendError::Upload(UploadError::new(
+                    ErrorKind::FileChanged,
+                    format!(
+                        "the file ended after {} of {} bytes",
+                        plan.file_len() - left + buf.len() as u64,
+                        plan.file_len()
+                    ),
+                )));
+            }
+        }
+        left -= buf.len() as u64;
+        send_piece(stream, buf.freeze(), false, task, book, id, total).await?;
+    }
+    send_piece(stream, plan.epilogue().clone(), true, task, book, id, total).await
+}
+
+async fn send_piece(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    last: bool,
+    task: &TaskShared,
+    book: &crate::transport::frame_tap::TapBook,
+    id: u32,
+    total: u64,
+) -> Result<(), SendError> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Err(SendError::H2(e)),
+            None => {
+                return Err(SendError::Upload(UploadError::new(
+                    ErrorKind::ConnectionClosed,
+                    "the stream closed while sending the body",
+                )))
+            }
+        };
+        if granted == 0 {
+            continue;
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        stream
+            .send_data(chunk, last && data.is_empty())
+            .map_err(SendError::H2)?;
+        let written = book.stream(id).data_written;
+        if written > 0 {
+            task.emit_progress(written.min(total), total);
+        }
+    }
+    Ok(())
+}
+
+/// Map an h2 error to the upload's error, and say whether the request may go again.
+fn h2_failure(e: h2::Error, response_seen: bool, doing: &str) -> H2Failure {
+    let reason = e.reason();
+    let refused = reason == Some(Reason::REFUSED_STREAM);
+    let goaway = e.is_go_away() && e.is_remote();
+    let retryable = !response_seen && (refused || goaway);
+    let kind = if e.is_io() {
+        ErrorKind::ConnectionClosed
+    } else if e.is_reset() && e.is_remote() && !refused {
+        ErrorKind::StreamReset
+    } else if goaway {
+        ErrorKind::ConnectionClosed
+    } else {
+        ErrorKind::Network
+    };
+    H2Failure {
+        error: UploadError::new(kind, format!("{doing}: {e}")),
+        retryable,
+    }
+}

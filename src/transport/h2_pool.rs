@@ -1,0 +1,190 @@
+//! HTTP/2 connections: one per origin, shared by every concurrent upload as streams.
+//!
+//! A connection is made by the usual connect (Happy Eyeballs, TLS with ALPN `h2`, or plain TCP
+//! for prior-knowledge h2c), wrapped in a [`FrameTap`] that times each stream's frames, and
+//! handed to the `h2` crate, whose connection task runs until the connection ends. Uploads take a
+//! stream on the pooled connection; `SendRequest::ready` makes them wait when the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` is reached (the wait is queue time in the profile). A new
+//! connection opens only when there is none, or the pooled one is closed or going away (GOAWAY).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+
+use super::connect::{Connection, Origin};
+use super::frame_tap::{FrameTap, TapBook};
+use crate::error::{ErrorKind, UploadError};
+
+/// Flow-control and buffering settings for HTTP/2 connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct H2Settings {
+    /// Our receive windows (responses are small; these are generous anyway).
+    pub initial_window_size: u32,
+    pub initial_connection_window_size: u32,
+    /// Bytes h2 buffers per stream before `poll_capacity` waits (h2 writes one DATA frame per
+    /// flush, so larger buffers mean larger writes).
+    pub max_send_buffer_size: usize,
+}
+
+/// One HTTP/2 connection and what the profile needs to know about it.
+pub(crate) struct H2Connection {
+    send: SendRequest<Bytes>,
+    pub book: Arc<TapBook>,
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub tls_version: String,
+    pub cipher_suite: String,
+    pub alpn: String,
+    pub attempts: u32,
+    /// A duplicate of the TCP socket, for TCP_INFO (`rtt`).
+    pub tcp_fd: Option<OwnedFd>,
+    /// Streams started on it so far.
+    streams_started: AtomicU64,
+    /// The connection task ended (closed, failed) — with the reason.
+    closed: Arc<AtomicBool>,
+    close_reason: Arc<Mutex<Option<String>>>,
+}
+
+impl H2Connection {
+    /// Run the HTTP/2 handshake on a freshly opened connection and start its connection task.
+    pub(crate) async fn handshake(
+        conn: Connection,
+        settings: H2Settings,
+    ) -> Result<Arc<H2Connection>, UploadError> {
+        let book = TapBook::new();
+        let tcp_fd = conn.stream.tcp_fd().ok();
+        let io = FrameTap::new(conn.stream, book.clone());
+        let (send, driver) = h2::client::Builder::new()
+            .initial_window_size(settings.initial_window_size)
+            .initial_connection_window_size(settings.initial_connection_window_size)
+            .max_send_buffer_size(settings.max_send_buffer_size)
+            .enable_push(false)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| {
+                UploadError::new(ErrorKind::InvalidResponse, format!("HTTP/2 handshake: {e}"))
+            })?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let close_reason = Arc::new(Mutex::new(None));
+        let (c, r) = (closed.clone(), close_reason.clone());
+        tokio::spawn(async move {
+            let result = driver.await;
+            *r.lock().unwrap_or_else(|p| p.into_inner()) = Some(match result {
+                Ok(()) => "the connection closed".to_string(),
+                Err(e) => e.to_string(),
+            });
+            c.store(true, Ordering::SeqCst);
+        });
+        Ok(Arc::new(H2Connection {
+            send,
+            book,
+            id: conn.id,
+            peer: conn.peer,
+            tls_version: conn.tls_version,
+            cipher_suite: conn.cipher_suite,
+            alpn: conn.alpn,
+            attempts: conn.attempts,
+            tcp_fd,
+            streams_started: AtomicU64::new(0),
+            closed,
+            close_reason,
+        }))
+    }
+
+    /// The connection can take new streams: its task runs and no GOAWAY arrived.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst) && self.book.connection().goaway_received.is_none()
+    }
+
+    /// Why the connection ended, if it did.
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Wait for room for one more stream (the server's concurrency limit), then hand out a
+    /// handle to open it. Counts the stream as started.
+    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, u64), h2::Error> {
+        let send = self.send.clone().ready().await?;
+        let before = self.streams_started.fetch_add(1, Ordering::SeqCst);
+        Ok((send, before))
+    }
+}
+
+/// The pooled HTTP/2 connections, one per origin.
+#[derive(Default)]
+pub(crate) struct H2Pool {
+    conns: Mutex<HashMap<Origin, Arc<H2Connection>>>,
+    /// Held while a connection to the origin is being made, so that uploads started together
+    /// share the one connection instead of racing to open their own.
+    connecting: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+    /// Origins whose server answered ALPN with HTTP/1.1: no point waiting on the lock.
+    http1_only: Mutex<std::collections::HashSet<Origin>>,
+}
+
+impl H2Pool {
+    /// The lock to hold while connecting to `origin`.
+    pub(crate) fn connect_lock(&self, origin: &Origin) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(origin.clone()).or_default().clone()
+    }
+
+    /// Remember that `origin` does not speak HTTP/2.
+    pub(crate) fn mark_http1_only(&self, origin: &Origin) {
+        self.http1_only
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(origin.clone());
+    }
+
+    /// `origin` answered ALPN with HTTP/1.1 before.
+    pub(crate) fn is_http1_only(&self, origin: &Origin) -> bool {
+        self.http1_only
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(origin)
+    }
+
+    /// The usable connection to `origin`, if there is one (a closed or going-away one is
+    /// dropped here).
+    pub(crate) fn get(&self, origin: &Origin) -> Option<Arc<H2Connection>> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        match conns.get(origin) {
+            Some(c) if c.is_usable() => Some(c.clone()),
+            Some(_) => {
+                conns.remove(origin);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Make `conn` the origin's connection (a concurrent upload may have made one meanwhile:
+    /// the usable one already there wins, and `conn` is still used by its caller).
+    pub(crate) fn insert(&self, origin: Origin, conn: Arc<H2Connection>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        match conns.get(&origin) {
+            Some(existing) if existing.is_usable() => {}
+            _ => {
+                conns.insert(origin, conn);
+            }
+        }
+    }
+
+    /// Drop the pooled connections (their streams in flight keep them alive until they end).
+    pub(crate) fn clear(&self) {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// HTTP/2 connections pooled now.
+    pub(crate) fn len(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -265,7 +265,24 @@ async fn send_piece(
             }
         };
         if granted == 0 {
-            continue;
+            // No capacity right now (h2 reports a zero grant, e.g. while the stream is being
+            // reset): let the connection task run, and stop if the peer reset the stream.
+            tokio::task::yield_now().await;
+            let reset = poll_fn(|cx| match stream.poll_reset(cx) {
+                std::task::Poll::Pending => std::task::Poll::Ready(None),
+                std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            })
+            .await;
+            match reset {
+                None => continue,
+                Some(Ok(reason)) => {
+                    return Err(SendError::Upload(UploadError::new(
+                        ErrorKind::StreamReset,
+                        format!("the server reset the stream ({reason:?}) while the body was sent"),
+                    )))
+                }
+                Some(Err(e)) => return Err(SendError::H2(e)),
+            }
         }
         let chunk = data.split_to(granted.min(data.len()));
         stream
@@ -294,8 +311,15 @@ fn h2_failure(e: h2::Error, response_seen: bool, doing: &str) -> H2Failure {
     } else {
         ErrorKind::Network
     };
+    // A connection-level failure reads the same on every stream it ends; a stream's own failure
+    // says what the stream was doing.
+    let detail = if e.is_io() || e.is_go_away() {
+        format!("the HTTP/2 connection failed: {e}")
+    } else {
+        format!("{doing}: {e}")
+    };
     H2Failure {
-        error: UploadError::new(kind, format!("{doing}: {e}")),
+        error: UploadError::new(kind, detail),
         retryable,
     }
 }

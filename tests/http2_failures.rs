@@ -1,0 +1,168 @@
+//! HTTP/2 failures, against a scripted `h2` server (h2c with prior knowledge on 127.0.0.1):
+//! REFUSED_STREAM, GOAWAY, RST_STREAM, a dropped connection.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::make_file;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use tokio::net::TcpListener;
+use uploadfile::{Client, ErrorKind, UploadOptions};
+
+/// What the scripted server does with the n-th stream it accepts on the n-th connection.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    /// Read the body, answer 200 "ok".
+    Ok,
+    /// Reset the stream with this reason before answering.
+    Reset(Reason),
+    /// Send GOAWAY (last stream id 0: nothing processed) and close the connection.
+    GoAway,
+    /// Read a little of the body, then drop the TCP connection.
+    Drop,
+}
+
+/// Serve connections in order; connection `i` applies `script[i]` to each of its streams.
+async fn scripted(script: Vec<Act>) -> (String, tokio::task::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut served = 0;
+        for act in script {
+            let (tcp, _) = listener.accept().await.unwrap();
+            served += 1;
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            if let Act::GoAway = act {
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                let _ = conn.accept().await; // drive it until the GOAWAY is out and the connection ends
+                continue;
+            }
+            let mut streams = Vec::new();
+            while let Some(Ok((req, respond))) = conn.accept().await {
+                streams.push(tokio::spawn(handle(req.into_body(), respond, act)));
+                if let Act::Drop = act {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    break; // dropping `conn` closes the TCP connection under every stream
+                }
+                if let Act::Reset(Reason::REFUSED_STREAM) = act {
+                    // One refused stream per connection is enough; serve the rest normally.
+                    while let Some(Ok((req, respond))) = conn.accept().await {
+                        streams.push(tokio::spawn(handle(req.into_body(), respond, Act::Ok)));
+                    }
+                }
+            }
+        }
+        served
+    });
+    (url, task)
+}
+
+async fn handle(mut body: RecvStream, mut respond: SendResponse<Bytes>, act: Act) {
+    match act {
+        Act::Reset(reason) => respond.send_reset(reason),
+        Act::Drop => {
+            let _ = body.data().await;
+            std::future::pending::<()>().await;
+        }
+        Act::Ok | Act::GoAway => {
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            let response = http::Response::builder().status(200).body(()).unwrap();
+            let mut stream = respond.send_response(response, false).unwrap();
+            let _ = stream.send_data(Bytes::from_static(b"ok"), true);
+        }
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap()
+}
+
+fn options(url: &str, file: &std::path::Path) -> UploadOptions {
+    UploadOptions::new(url, file, "file")
+        .enable_http2(true)
+        .timeout(Duration::from_secs(10))
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_retried_once() {
+    let (url, server) = scripted(vec![Act::Reset(Reason::REFUSED_STREAM)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 50_000);
+    let client = client();
+    let res = client
+        .upload_file(options(&url, &file))
+        .await
+        .expect("retried after REFUSED_STREAM");
+    assert_eq!(res.data, "ok");
+    assert_eq!(res.profile.unwrap().protocol, "h2");
+    assert_eq!(res.profile_extensions.unwrap().stale_connection_retries, 1);
+    drop(client);
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_goaway_before_the_stream_was_processed_retries_on_a_new_connection() {
+    let (url, server) = scripted(vec![Act::GoAway, Act::Ok]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 50_000);
+    let client = client();
+    let res = client
+        .upload_file(options(&url, &file))
+        .await
+        .expect("retried after GOAWAY");
+    assert_eq!(res.data, "ok");
+    assert!(
+        !res.profile.unwrap().socket_reused,
+        "it went on a new connection"
+    );
+    // Dropping the client closes its pooled connection, which ends the server's loop.
+    drop(client);
+    let served = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server ends")
+        .unwrap();
+    assert_eq!(served, 2, "the retry opened a second connection");
+}
+
+#[tokio::test]
+async fn other_resets_fail_with_a_clear_reason() {
+    let (url, server) = scripted(vec![Act::Reset(Reason::INTERNAL_ERROR)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 50_000);
+    let err = client()
+        .upload_file(options(&url, &file))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StreamReset, "{err}");
+    assert!(
+        err.err_msg().starts_with("uploadFile:fail stream reset"),
+        "{err}"
+    );
+    assert!(
+        err.detail().to_ascii_lowercase().contains("internal"),
+        "{err}"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_fails_every_stream_on_it_with_the_same_reason() {
+    let (url, server) = scripted(vec![Act::Drop]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 4 * 1024 * 1024);
+    let client = client();
+    let a = client.upload_file(options(&url, &file));
+    let b = client.upload_file(options(&url, &file));
+    let (ea, eb) = (a.await.unwrap_err(), b.await.unwrap_err());
+    assert_eq!(ea.kind(), ErrorKind::ConnectionClosed, "{ea}");
+    assert_eq!(ea.err_msg(), eb.err_msg());
+    server.abort();
+}

@@ -46,9 +46,13 @@ pub struct Args {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
-    /// Offer HTTP/2 (enableHttp2)
+    /// Offer HTTP/2 (enableHttp2): negotiated by ALPN over TLS
     #[arg(long)]
     pub http2: bool,
+
+    /// HTTP/2 without negotiation on http:// (h2c with prior knowledge); implies --http2
+    #[arg(long)]
+    pub http2_prior_knowledge: bool,
 
     /// Try HTTP/3 over QUIC (enableQuic)
     #[arg(long)]
@@ -91,7 +95,7 @@ impl Args {
     /// The library's options for these arguments.
     pub fn options(&self) -> UploadOptions {
         let mut o = UploadOptions::new(&self.url, &self.file, &self.name)
-            .enable_http2(self.http2)
+            .enable_http2(self.http2 || self.http2_prior_knowledge)
             .enable_quic(self.quic);
         for (k, v) in &self.header {
             o = o.header(k, v);
@@ -133,7 +137,7 @@ pub async fn run(args: Args) -> ExitCode {
 
 /// Upload with a client that trusts `--cacert`; Ctrl-C aborts the upload.
 async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, UploadError> {
-    let mut builder = Client::builder();
+    let mut builder = Client::builder().http2_prior_knowledge(args.http2_prior_knowledge);
     if let Some(path) = &args.cacert {
         builder = builder.add_root_certificates_pem(read_pem_file(path)?);
     }

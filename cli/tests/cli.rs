@@ -526,3 +526,36 @@ fn serve_with_tls_until_ctrl_c() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn upload_http2_json_reports_h2() {
+    let sink = TestSink::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sha) = test_file(dir.path(), "h2.bin", 300_000);
+    let ca = dir.path().join("ca.pem");
+    sink.sink().write_ca_pem(&ca).unwrap();
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&file)
+        .args(["--http2", "--json", "--cacert"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert_eq!(v["profile"]["protocol"], "h2", "{v}");
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["protocol"], "HTTP/2.0");
+    assert_eq!(verdict["files"][0]["sha256"], sha);
+
+    // h2c with prior knowledge on plain http.
+    let plain = TestSink::start(false);
+    let out = uploadfile()
+        .args(["upload", &plain.url()])
+        .arg(&file)
+        .args(["--http2-prior-knowledge", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(one_json_line(&out.stdout)["profile"]["protocol"], "h2");
+}

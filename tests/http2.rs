@@ -193,3 +193,58 @@ async fn timeout_over_h2() {
         .unwrap_err();
     assert_eq!(err.err_msg(), "uploadFile:fail timeout");
 }
+
+#[tokio::test]
+async fn a_server_that_declines_h2_gets_http11_on_the_same_connection() {
+    let sink = uploadfile_sink::Sink::start(uploadfile_sink::SinkConfig {
+        tls: true,
+        offer_h2: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = client_for(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 100_000);
+    for _ in 0..2 {
+        let res = client
+            .upload_file(h2_options(sink.url("/upload"), &file))
+            .await
+            .unwrap();
+        let v = verdict(&res);
+        assert_eq!(v["protocol"], "HTTP/1.1");
+        assert_eq!(
+            v["files"][0]["sha256"].as_str().unwrap(),
+            sha256_file(&file)
+        );
+        assert_eq!(res.profile.unwrap().protocol, "http1.1");
+    }
+    assert_eq!(
+        sink.stats().connections_accepted,
+        1,
+        "the ALPN-negotiated connection was used, then reused"
+    );
+    assert_eq!(client.http2_connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_stream_leaves_the_others_alone() {
+    let sink = sink(true).await;
+    let client = client_for(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    client
+        .upload_file(h2_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let slow = client.upload_file(
+        h2_options(sink.url("/upload?delay_ms=3000"), &file).timeout(Duration::from_millis(200)),
+    );
+    let other = client.upload_file(h2_options(sink.url("/upload?delay_ms=500"), &file));
+    assert_eq!(slow.await.unwrap_err().kind(), ErrorKind::Timeout);
+    let res = other
+        .await
+        .expect("the other stream is untouched by the timeout");
+    assert!(res.profile.unwrap().socket_reused);
+    assert_eq!(sink.stats().connections_accepted, 1);
+}

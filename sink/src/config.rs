@@ -56,6 +56,10 @@ pub struct SinkConfig {
     /// knobs `delay_ms`, `status`, `keepalive` and `trickle_ms` apply.
     /// Default `None` (`/d` is an ordinary upload path).
     pub httpdns: Option<HashMap<String, Vec<IpAddr>>>,
+    /// Offer `h2` in TLS ALPN (and accept h2c prior knowledge on plain listeners is
+    /// unaffected). `false` makes a TLS sink that speaks HTTP/1.1 only, to test clients'
+    /// fallback. Default `true`.
+    pub offer_h2: bool,
 }
 
 impl Default for SinkConfig {
@@ -73,6 +77,7 @@ impl Default for SinkConfig {
             keep_alive: true,
             tls_handshake_delay: Duration::ZERO,
             httpdns: None,
+            offer_h2: true,
         }
     }
 }

@@ -142,7 +142,7 @@ impl Sink {
     /// [`SinkHandle::ca_pem`].
     pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
         let tls = if config.tls {
-            Some(tls::generate(specific_ip(config.listen))?)
+            Some(tls::generate(specific_ip(config.listen), config.offer_h2)?)
         } else {
             None
         };

@@ -35,7 +35,7 @@ fn to_io(e: impl std::fmt::Display) -> io::Error {
 /// Makes a fresh CA + leaf and the rustls server configuration using them.
 /// The leaf is valid for [`SERVER_NAMES`] and, if given, `extra_ip` (the
 /// specific address the sink listens on, e.g. inside a network namespace).
-pub(crate) fn generate(extra_ip: Option<IpAddr>) -> io::Result<TlsMaterial> {
+pub(crate) fn generate(extra_ip: Option<IpAddr>, offer_h2: bool) -> io::Result<TlsMaterial> {
     let ca_key = KeyPair::generate().map_err(to_io)?;
     let mut ca_params = CertificateParams::default();
     let mut ca_dn = DistinguishedName::new();
@@ -78,7 +78,11 @@ pub(crate) fn generate(extra_ip: Option<IpAddr>) -> io::Result<TlsMaterial> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(to_io)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if offer_h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
 
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),

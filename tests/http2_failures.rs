@@ -166,3 +166,60 @@ async fn a_dropped_connection_fails_every_stream_on_it_with_the_same_reason() {
     assert_eq!(ea.err_msg(), eb.err_msg());
     server.abort();
 }
+
+/// A server allowing 2 concurrent streams: the 3rd and 4th uploads wait for a slot on the same
+/// connection, and the wait is their queue time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_max_concurrent_streams_wait_and_the_queue_shows_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut conn = h2::server::Builder::new()
+                .max_concurrent_streams(2)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        handle(req.into_body(), respond, Act::Ok).await;
+                    });
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 10_000);
+    let client = client();
+    // Open the connection first, so its SETTINGS are known.
+    client.upload_file(options(&url, &file)).await.unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| client.upload_file(options(&url, &file)))
+        .collect();
+    let mut waits = Vec::new();
+    for t in tasks {
+        let p = t.await.unwrap().profile.unwrap();
+        assert_eq!(p.protocol, "h2");
+        assert!(p.socket_reused);
+        waits.push(p.queue_end - p.queue_start);
+    }
+    waits.sort_by(|a, b| a.total_cmp(b));
+    eprintln!("queue waits at MAX_CONCURRENT_STREAMS=2: {waits:?}");
+    assert!(waits[1] < 50.0, "two streams start at once: {waits:?}");
+    assert!(
+        waits[2] > 250.0 && waits[3] > 250.0,
+        "two wait for a slot: {waits:?}"
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection"
+    );
+    server.abort();
+}

@@ -393,7 +393,7 @@ async fn send_h2(
 
         // A stream slot: the server's SETTINGS_MAX_CONCURRENT_STREAMS may make this wait, which
         // is queue time.
-        let (send, streams_before) = match conn.ready().await {
+        let (send, _slot, streams_before) = match conn.ready().await {
             Ok(ready) => ready,
             Err(e) if !retried => {
                 // The connection failed or is going away before this stream started.
@@ -424,7 +424,12 @@ async fn send_h2(
             request,
             body: with_body.then_some((&prepared.plan, &mut prepared.file)),
             max_response_body: client.config.max_response_body,
-            chunk_size: client.config.chunk_size,
+            // h2 writes one DATA frame per flush: reading the file in pieces as large as the
+            // stream's send buffer measured best (docs/performance.md, HTTP/2).
+            chunk_size: client
+                .config
+                .chunk_size
+                .max(client.config.h2_max_send_buffer_size),
             task,
             profile: hop.profile,
         };

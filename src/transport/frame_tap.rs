@@ -78,6 +78,9 @@ const TYPE_PRIORITY: u8 = 0x2;
 const TYPE_RST_STREAM: u8 = 0x3;
 const TYPE_PUSH_PROMISE: u8 = 0x5;
 const TYPE_GOAWAY: u8 = 0x7;
+const TYPE_SETTINGS: u8 = 0x4;
+const FLAG_ACK: u8 = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 const TYPE_WINDOW_UPDATE: u8 = 0x8;
 const TYPE_CONTINUATION: u8 = 0x9;
 
@@ -140,6 +143,9 @@ pub(crate) struct ConnectionTap {
     /// a graceful one with the maximum id, then the final one). A frame shorter than 8 payload
     /// bytes is counted but not recorded.
     pub goaway_received: Option<(u32, u32)>,
+    /// The peer's latest `SETTINGS_MAX_CONCURRENT_STREAMS` (received direction; `None` until a
+    /// SETTINGS frame carried it: unlimited).
+    pub max_concurrent_streams: Option<u32>,
     /// Frames whose last byte has been written.
     pub frames_written: u64,
     /// Frames whose last byte has been read.
@@ -254,6 +260,9 @@ struct Parser {
     remaining: usize,
     captured: [u8; 8],
     captured_len: usize,
+    /// The SETTINGS entry (2-byte id, 4-byte value) being read, received direction.
+    setting: [u8; 6],
+    setting_len: usize,
     /// A HEADERS frame with END_STREAM but without END_HEADERS was seen on this stream: the
     /// stream ends with the CONTINUATION that carries END_HEADERS.
     end_pending: Option<u32>,
@@ -274,6 +283,8 @@ impl Parser {
             remaining: 0,
             captured: [0; 8],
             captured_len: 0,
+            setting: [0; 6],
+            setting_len: 0,
             end_pending: None,
         }
     }
@@ -371,6 +382,7 @@ impl Parser {
         };
         self.remaining = length;
         self.captured_len = 0;
+        self.setting_len = 0;
         if kind != TYPE_CONTINUATION {
             // A header block ends before any other frame (RFC 9113 §6.10).
             self.end_pending = None;
@@ -410,6 +422,30 @@ impl Parser {
 
     /// Some payload bytes of the current frame went by.
     fn payload(&mut self, bytes: &[u8], book: &mut Book) {
+        let frame = self.frame;
+        if self.direction == Direction::Read
+            && frame.kind == TYPE_SETTINGS
+            && frame.stream == 0
+            && frame.flags & FLAG_ACK == 0
+        {
+            for &b in bytes {
+                self.setting[self.setting_len] = b;
+                self.setting_len += 1;
+                if self.setting_len == 6 {
+                    self.setting_len = 0;
+                    let id = u16::from_be_bytes([self.setting[0], self.setting[1]]);
+                    let value = u32::from_be_bytes([
+                        self.setting[2],
+                        self.setting[3],
+                        self.setting[4],
+                        self.setting[5],
+                    ]);
+                    if id == SETTINGS_MAX_CONCURRENT_STREAMS {
+                        book.connection.max_concurrent_streams = Some(value);
+                    }
+                }
+            }
+        }
         if self.captured_len < self.frame.capture {
             let k = (self.frame.capture - self.captured_len).min(bytes.len());
             self.captured[self.captured_len..self.captured_len + k].copy_from_slice(&bytes[..k]);

@@ -45,6 +45,8 @@ pub(crate) struct H2Connection {
     pub tcp_fd: Option<OwnedFd>,
     /// Streams started on it so far.
     streams_started: AtomicU64,
+    /// Streams of ours open on it now, and the wake-up for uploads waiting for a slot.
+    active: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
     /// The connection task ended (closed, failed) — with the reason.
     closed: Arc<AtomicBool>,
     close_reason: Arc<Mutex<Option<String>>>,
@@ -91,6 +93,10 @@ impl H2Connection {
             attempts: conn.attempts,
             tcp_fd,
             streams_started: AtomicU64::new(0),
+            active: Arc::new((
+                std::sync::atomic::AtomicUsize::new(0),
+                tokio::sync::Notify::new(),
+            )),
             closed,
             close_reason,
         }))
@@ -109,12 +115,46 @@ impl H2Connection {
             .clone()
     }
 
-    /// Wait for room for one more stream (the server's concurrency limit), then hand out a
-    /// handle to open it. Counts the stream as started.
-    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, u64), h2::Error> {
+    /// Wait for room for one more stream under the server's `SETTINGS_MAX_CONCURRENT_STREAMS`
+    /// (h2 would queue the stream inside itself, where the wait cannot be timed; this gate makes
+    /// it the upload's queue time), then hand out a handle to open it and the slot, which frees
+    /// when dropped. Also counts the stream as started.
+    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, StreamSlot, u64), h2::Error> {
+        let slot = loop {
+            let (count, wake) = &*self.active;
+            let notified = wake.notified();
+            let max = self
+                .book
+                .connection()
+                .max_concurrent_streams
+                .unwrap_or(u32::MAX) as usize;
+            let now = count.load(Ordering::SeqCst);
+            if now < max.max(1) {
+                if count
+                    .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    break StreamSlot(self.active.clone());
+                }
+                continue;
+            }
+            // Also wake up now and then: the limit may rise with a new SETTINGS frame.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), notified).await;
+        };
         let send = self.send.clone().ready().await?;
         let before = self.streams_started.fetch_add(1, Ordering::SeqCst);
-        Ok((send, before))
+        Ok((send, slot, before))
+    }
+}
+
+/// One of a connection's stream slots, held for the life of an upload's stream.
+pub(crate) struct StreamSlot(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let (count, wake) = &*self.0;
+        count.fetch_sub(1, Ordering::SeqCst);
+        wake.notify_one();
     }
 }
 

@@ -223,3 +223,45 @@ async fn uploads_beyond_max_concurrent_streams_wait_and_the_queue_shows_it() {
     );
     server.abort();
 }
+
+/// Abort mid-body: the server sees the stream reset with CANCEL, and the connection lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_sends_rst_stream_cancel() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        let (req, _respond) = conn.accept().await.unwrap().unwrap();
+        let mut body = req.into_body();
+        tokio::spawn(async move { while conn.accept().await.is_some() {} });
+        // Read without answering until the client gives up on the stream.
+        let reason = loop {
+            match body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                Some(Err(e)) => break e.reason(),
+                None => break None,
+            }
+        };
+        let _ = seen_tx.send(reason);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "big.bin", 32 * 1024 * 1024);
+    let task = client().upload_file(options(&url, &file));
+    let handle = task.handle();
+    task.on_progress_update(move |p| {
+        if p.total_bytes_sent > 1024 * 1024 {
+            handle.abort();
+        }
+    });
+    assert_eq!(task.await.unwrap_err().kind(), ErrorKind::Abort);
+    let reason = tokio::time::timeout(Duration::from_secs(5), seen_rx)
+        .await
+        .expect("the server saw the stream end")
+        .unwrap();
+    assert_eq!(reason, Some(Reason::CANCEL));
+    server.abort();
+}

@@ -395,10 +395,10 @@ async fn send_h2(
         // is queue time.
         let (send, _slot, streams_before) = match conn.ready().await {
             Ok(ready) => ready,
-            Err(e) if !retried => {
-                // The connection failed or is going away before this stream started.
+            Err(_) if !retried => {
+                // The connection failed or is going away before this stream started: once more,
+                // on a connection that takes it.
                 retried = true;
-                let _ = e;
                 reset_connection_phases(timeline);
                 continue;
             }

@@ -139,6 +139,14 @@ impl AckTracker {
         self.acked_body
     }
 
+    /// Poll, and report the acknowledged body bytes as a progress event (once there are any).
+    pub(crate) fn report(&mut self, task: &crate::task::TaskShared, total: u64) {
+        let acked = self.poll();
+        if acked > 0 {
+            task.emit_progress(acked, total);
+        }
+    }
+
     /// Every byte of the request has been acknowledged.
     pub(crate) fn all_acked(&self) -> bool {
         self.acked_end.is_some()

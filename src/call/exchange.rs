@@ -287,10 +287,7 @@ pub(crate) async fn exchange(
                             timeline.response_start = pending_start.or(Some(now));
                             if let Some(acks) = acks.as_mut() {
                                 facts.rtt_ms = acks.rtt_ms();
-                                let acked = acks.poll();
-                                if acked > 0 {
-                                    input.task.emit_progress(acked, total_body);
-                                }
+                                acks.report(input.task, total_body);
                             }
                             if let Some(BodyFraming::Length(n)) = decoder.body_framing() {
                                 if n > input.max_response_body as u64 {
@@ -328,10 +325,7 @@ pub(crate) async fn exchange(
                         chunk_flush = false;
                         if let Some(acks) = acks.as_mut() {
                             acks.mark(body_sent);
-                            let acked = acks.poll();
-                            if acked > 0 {
-                                input.task.emit_progress(acked, total_body);
-                            }
+                            acks.report(input.task, total_body);
                         }
                     }
                     Step::Flushed(Ok(())) => {
@@ -390,10 +384,7 @@ pub(crate) async fn exchange(
                             Some(_) if in_body && is_tls => chunk_flush = true,
                             Some(acks) if in_body => {
                                 acks.mark(body_sent);
-                                let acked = acks.poll();
-                                if acked > 0 {
-                                    input.task.emit_progress(acked, total_body);
-                                }
+                                acks.report(input.task, total_body);
                             }
                             Some(_) => {}
                             None if body_sent > 0 => input.task.emit_progress(body_sent, total_body),
@@ -410,10 +401,7 @@ pub(crate) async fn exchange(
             }
             _ = tokio::time::sleep(ack_poll.unwrap_or_default()), if ack_poll.is_some() => {
                 if let Some(acks) = acks.as_mut() {
-                    let acked = acks.poll();
-                    if acked > 0 {
-                        input.task.emit_progress(acked, total_body);
-                    }
+                    acks.report(input.task, total_body);
                 }
             }
             _ = tokio::time::sleep_until(continue_deadline.unwrap_or_else(tokio::time::Instant::now)), if continue_deadline.is_some() => {
@@ -467,10 +455,7 @@ fn request_written(
     timeline.request_end = Some(now);
     if let Some(acks) = acks {
         acks.finished_writing(body_sent);
-        let acked = acks.poll();
-        if acked > 0 {
-            task.emit_progress(acked, total_body);
-        }
+        acks.report(task, total_body);
     }
 }
 

@@ -22,7 +22,7 @@ use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
 use crate::success::UploadSuccess;
 use crate::task::TaskShared;
 use crate::transport::h2_pool::{H2Connection, H2Settings};
-use crate::transport::{connect, ConnectParams, Connection, Origin};
+use crate::transport::{connect, ConnectParams, Connection, ConnectionInfo, Origin};
 
 pub(crate) use acks::AckSource;
 use exchange::{exchange, ExchangeInput, ExchangeOutput};
@@ -360,7 +360,7 @@ async fn send_h2(
                             &client.tls
                         };
                         let conn = open_connection(client, &origin, tls, timeline, facts).await?;
-                        if origin.tls && conn.alpn != "h2" {
+                        if origin.tls && conn.info.alpn != "h2" {
                             client.h2.mark_http1_only(&origin);
                             return Ok(H2Result::Http1(conn));
                         }
@@ -382,13 +382,7 @@ async fn send_h2(
             facts.dns_source = DnsSource::None;
         }
         facts.protocol = Protocol::H2;
-        facts.peer = Some(conn.peer);
-        facts.reused = reused;
-        facts.connection_id = conn.id;
-        facts.connect_attempts = if reused { 0 } else { conn.attempts };
-        facts.tls_version = conn.tls_version.clone();
-        facts.cipher_suite = conn.cipher_suite.clone();
-        facts.alpn = conn.alpn.clone();
+        record_connection(facts, &conn.info, reused);
         facts.stale_connection_retries = u32::from(retried);
 
         // A stream slot: the server's SETTINGS_MAX_CONCURRENT_STREAMS may make this wait, which
@@ -446,20 +440,26 @@ async fn send_h2(
     }
 }
 
-fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: bool) {
-    facts.peer = Some(conn.peer);
+/// What the profile reports of the connection that carries the request (HTTP/1.1 or HTTP/2).
+fn record_connection(facts: &mut ExchangeFacts, info: &ConnectionInfo, reused: bool) {
+    facts.peer = Some(info.peer);
     facts.reused = reused;
-    facts.connection_id = conn.id;
+    facts.connection_id = info.id;
+    facts.connect_attempts = if reused { 0 } else { info.attempts };
+    facts.tls_version = info.tls_version.clone();
+    facts.cipher_suite = info.cipher_suite.clone();
+    facts.alpn = info.alpn.clone();
+}
+
+/// The same for a pooled HTTP/1.1 connection, with its reuse history.
+fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: bool) {
+    record_connection(facts, &conn.info, reused);
     facts.connection_requests_before = conn.requests;
     facts.idle_before_reuse_ms = if reused {
         conn.idle_since.elapsed().as_secs_f64() * 1000.0
     } else {
         0.0
     };
-    facts.connect_attempts = if reused { 0 } else { conn.attempts };
-    facts.tls_version = conn.tls_version.clone();
-    facts.cipher_suite = conn.cipher_suite.clone();
-    facts.alpn = conn.alpn.clone();
 }
 
 /// Forget the phases of a connection that proved dead, so the profile shows the one that

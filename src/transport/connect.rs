@@ -33,21 +33,29 @@ impl fmt::Display for Origin {
     }
 }
 
-/// An open connection and what is known about it.
-pub(crate) struct Connection {
-    pub stream: Stream,
+/// What the profile reports about the connection that carried a request, fixed when it was
+/// opened (shared by HTTP/1.1 connections and HTTP/2 connections).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionInfo {
     /// The client's id of this connection (1-based, in opening order).
     pub id: u64,
     pub peer: SocketAddr,
+    /// Connection attempts it took to open it.
+    pub attempts: u32,
+    /// `"TLSv1.3"` etc.; empty on plain TCP.
+    pub tls_version: String,
+    pub cipher_suite: String,
+    pub alpn: String,
+}
+
+/// An open connection and what is known about it.
+pub(crate) struct Connection {
+    pub stream: Stream,
+    pub info: ConnectionInfo,
     /// Requests this connection has completed.
     pub requests: u64,
     /// When it was last put back into the pool.
     pub idle_since: Instant,
-    /// Connection attempts it took to open it.
-    pub attempts: u32,
-    pub tls_version: String,
-    pub cipher_suite: String,
-    pub alpn: String,
 }
 
 /// How to open connections.
@@ -84,14 +92,16 @@ pub(crate) async fn connect(
 
     let mut conn = Connection {
         stream: Stream::Plain(tcp),
-        id,
-        peer,
+        info: ConnectionInfo {
+            id,
+            peer,
+            attempts,
+            tls_version: String::new(),
+            cipher_suite: String::new(),
+            alpn: String::new(),
+        },
         requests: 0,
         idle_since: Instant::now(),
-        attempts,
-        tls_version: String::new(),
-        cipher_suite: String::new(),
-        alpn: String::new(),
     };
     if origin.tls {
         let Stream::Plain(tcp) = conn.stream else {
@@ -107,17 +117,17 @@ pub(crate) async fn connect(
             .map_err(|e| UploadError::new(ErrorKind::Tls, format!("{origin}: {e}")))?;
         timeline.ssl_end = Some(Instant::now());
         let session = tls_stream.get_ref().1;
-        conn.tls_version = session
+        conn.info.tls_version = session
             .protocol_version()
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .replace("TLSv1_", "TLSv1.");
-        conn.cipher_suite = session
+        conn.info.cipher_suite = session
             .negotiated_cipher_suite()
             .and_then(|c| c.suite().as_str())
             .unwrap_or_default()
             .to_string();
-        conn.alpn = session
+        conn.info.alpn = session
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();

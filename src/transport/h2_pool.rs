@@ -8,7 +8,6 @@
 //! connection opens only when there is none, or the pooled one is closed or going away (GOAWAY).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use h2::client::SendRequest;
 
-use super::connect::{Connection, Origin};
+use super::connect::{Connection, ConnectionInfo, Origin};
 use super::frame_tap::{FrameTap, TapBook};
 use crate::error::{ErrorKind, UploadError};
 
@@ -35,12 +34,7 @@ pub(crate) struct H2Settings {
 pub(crate) struct H2Connection {
     send: SendRequest<Bytes>,
     pub book: Arc<TapBook>,
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub tls_version: String,
-    pub cipher_suite: String,
-    pub alpn: String,
-    pub attempts: u32,
+    pub info: ConnectionInfo,
     /// A duplicate of the TCP socket, for TCP_INFO (`rtt`).
     pub tcp_fd: Option<OwnedFd>,
     /// Streams started on it so far.
@@ -85,12 +79,7 @@ impl H2Connection {
         Ok(Arc::new(H2Connection {
             send,
             book,
-            id: conn.id,
-            peer: conn.peer,
-            tls_version: conn.tls_version,
-            cipher_suite: conn.cipher_suite,
-            alpn: conn.alpn,
-            attempts: conn.attempts,
+            info: conn.info,
             tcp_fd,
             streams_started: AtomicU64::new(0),
             active: Arc::new((

@@ -15,6 +15,6 @@ pub(crate) mod stream;
 pub(crate) mod target;
 pub(crate) mod tls;
 
-pub(crate) use connect::{connect, ConnectParams, Connection, Origin};
+pub(crate) use connect::{connect, ConnectParams, Connection, ConnectionInfo, Origin};
 pub(crate) use pool::Pool;
 pub(crate) use resolve::HostResolver;

@@ -47,8 +47,14 @@ pub struct ClientConfig {
     /// Largest response body accepted; a larger one fails with `response too large`.
     /// Default 16 MiB.
     pub max_response_body: usize,
-    /// Bytes read from the file per write. Default 256 KiB.
+    /// Bytes read from the file per write on the buffered path (TLS, HTTP/2, or zero copy
+    /// off). Default 256 KiB.
     pub chunk_size: usize,
+    /// Send the file with `sendfile(2)` on plain-TCP HTTP/1.1 (Linux): no copy through user
+    /// space (`usingHighPerformanceMode: true`). Windows of the file not in the page cache are
+    /// read on the blocking pool instead, and a kernel that refuses `sendfile` gets buffered
+    /// reads. Default true.
+    pub zero_copy: bool,
     /// How long resolved addresses stay in the client's DNS cache; zero turns the cache off.
     /// Default 60 s.
     pub dns_cache_ttl: Duration,
@@ -86,6 +92,7 @@ impl Default for ClientConfig {
             expect_continue_timeout: Duration::from_secs(1),
             max_response_body: 16 * 1024 * 1024,
             chunk_size: 256 * 1024,
+            zero_copy: true,
             dns_cache_ttl: Duration::from_secs(60),
             httpdns: None,
             happy_eyeballs_delay: Duration::from_millis(250),
@@ -163,6 +170,13 @@ impl ClientBuilder {
     /// Bytes read from the file per write (at least 4 KiB).
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.config.chunk_size = bytes.max(4096);
+        self
+    }
+
+    /// Send the file with `sendfile(2)` where possible (plain-TCP HTTP/1.1 on Linux). Default
+    /// true; false reads it into a buffer and writes that, as the TLS path does.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.config.zero_copy = on;
         self
     }
 

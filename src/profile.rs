@@ -163,6 +163,16 @@ pub struct ProfileExtensions {
     pub dns_source: String,
     /// Redirects followed before the final response (same- or cross-origin).
     pub redirects: u32,
+    /// How the file's bytes reached the connection: `"sendfile"` (all zero-copy),
+    /// `"sendfile+read"` (zero-copy, with some windows read into a buffer: not in the page cache,
+    /// or `sendfile` refused midway), `"read"` (positional reads into a reusable buffer, then
+    /// writes: TLS, HTTP/2, or zero copy off), or `"none"` (no file bytes were sent).
+    pub body_path: String,
+    /// File bytes sent with `sendfile(2)`.
+    pub body_zero_copy_bytes: u64,
+    /// File reads that had to wait for the disk and ran on the blocking pool (the page cache did
+    /// not hold them).
+    pub body_uncached_reads: u32,
 }
 
 /// Instants of one upload, recorded where the I/O happens. `None` = did not happen.
@@ -233,7 +243,7 @@ pub(crate) struct ExchangeFacts {
     pub body_bytes_sent: u64,
     pub received_bytes: u64,
     pub response_body_bytes: u64,
-    pub high_performance: bool,
+    pub body: BodyTransfer,
     pub first_interim_status: u16,
     pub expect_continue: bool,
     pub early_response: bool,
@@ -322,7 +332,7 @@ impl Timeline {
             send_bytes_count: facts.sent_bytes,
             received_byted_count: facts.received_bytes,
             protocol: facts.protocol.as_str().to_string(),
-            using_high_performance_mode: facts.high_performance,
+            using_high_performance_mode: facts.body.zero_copy_only(),
         }
     }
 
@@ -365,6 +375,38 @@ impl Timeline {
             alpn: facts.alpn.clone(),
             dns_source: facts.dns_source.as_str().to_string(),
             redirects: facts.redirects,
+            body_path: facts.body.path().to_string(),
+            body_zero_copy_bytes: facts.body.zero_copy_bytes,
+            body_uncached_reads: facts.body.uncached_reads,
+        }
+    }
+}
+
+/// How the file's bytes went out: `usingHighPerformanceMode` and the `body*` extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BodyTransfer {
+    /// File bytes sent by `sendfile(2)`.
+    pub zero_copy_bytes: u64,
+    /// File bytes read into a buffer and written from it.
+    pub copied_bytes: u64,
+    /// Reads that ran on the blocking pool because the page cache lacked the data.
+    pub uncached_reads: u32,
+    /// Why `sendfile` was given up midway (the kernel's refusal), if it was.
+    pub zero_copy_refused: Option<String>,
+}
+
+impl BodyTransfer {
+    /// The whole file went by the zero-copy path (`usingHighPerformanceMode`).
+    pub(crate) fn zero_copy_only(&self) -> bool {
+        self.zero_copy_bytes > 0 && self.copied_bytes == 0
+    }
+
+    pub(crate) fn path(&self) -> &'static str {
+        match (self.zero_copy_bytes > 0, self.copied_bytes > 0) {
+            (true, false) => "sendfile",
+            (true, true) => "sendfile+read",
+            (false, true) => "read",
+            (false, false) => "none",
         }
     }
 }

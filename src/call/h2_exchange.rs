@@ -21,15 +21,15 @@
 use std::future::poll_fn;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, SendStream};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::exchange::ExchangeOutput;
+use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
-use crate::profile::{ExchangeFacts, Timeline};
+use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
 use crate::proto::multipart::BodyPlan;
 use crate::proto::response::ResponseHead;
 use crate::task::{HeadersReceived, TaskShared};
@@ -39,7 +39,7 @@ use crate::transport::h2_pool::H2Connection;
 pub(crate) struct H2Input<'a> {
     pub request: http::Request<()>,
     /// The body, or `None` for a body-less GET (after a 303).
-    pub body: Option<(&'a BodyPlan, &'a mut tokio::fs::File)>,
+    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
     pub max_response_body: usize,
     pub chunk_size: usize,
     pub task: &'a TaskShared,
@@ -85,7 +85,7 @@ pub(crate) async fn h2_exchange(
             Some((plan, file)) => {
                 send_body(&mut stream, plan, file, chunk_size, task, &book, id).await
             }
-            None => Ok(()),
+            None => Ok(BodyTransfer::default()),
         }
     });
     let mut body_done = end_with_headers;
@@ -94,7 +94,7 @@ pub(crate) async fn h2_exchange(
             biased;
             r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response"))?,
             b = &mut sending, if !body_done => {
-                b.map_err(|e| match e {
+                facts.body = b.map_err(|e| match e {
                     SendError::H2(e) => h2_failure(e, false, "sending the body"),
                     SendError::Upload(e) => H2Failure { error: e, retryable: false },
                 })?;
@@ -198,15 +198,13 @@ enum SendError {
 async fn send_body(
     stream: &mut SendStream<Bytes>,
     plan: &BodyPlan,
-    file: &mut tokio::fs::File,
+    file: &FileSource,
     chunk_size: usize,
     task: &TaskShared,
     book: &crate::transport::frame_tap::TapBook,
     id: u32,
-) -> Result<(), SendError> {
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(|e| SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string())))?;
+) -> Result<BodyTransfer, SendError> {
+    let mut transfer = BodyTransfer::default();
     let total = plan.content_length();
     send_piece(
         stream,
@@ -218,29 +216,37 @@ async fn send_body(
         total,
     )
     .await?;
-    let mut left = plan.file_len();
-    while left > 0 {
-        let want = left.min(chunk_size as u64) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let n = file.read_buf(&mut buf).await.map_err(|e| {
-                SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string()))
-            })?;
-            if n == 0 {
-                return Err(SendError::Upload(UploadError::new(
-                    ErrorKind::FileChanged,
-                    format!(
-                        "the file ended after {} of {} bytes",
-                        plan.file_len() - left + buf.len() as u64,
-                        plan.file_len()
-                    ),
-                )));
-            }
+    // Positional reads from offset 0 (a retry sends the whole body again); each chunk is handed
+    // to h2 as one `Bytes`, without a further copy.
+    let mut offset = 0u64;
+    while offset < plan.file_len() {
+        let want = (plan.file_len() - offset).min(chunk_size as u64) as usize;
+        let chunk = file
+            .read_at(offset, want)
+            .await
+            .map_err(|e| SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string())))?;
+        if chunk.data.is_empty() {
+            return Err(SendError::Upload(UploadError::new(
+                ErrorKind::FileChanged,
+                format!("the file ended after {offset} of {} bytes", plan.file_len()),
+            )));
         }
-        left -= buf.len() as u64;
-        send_piece(stream, buf.freeze(), false, task, book, id, total).await?;
+        offset += chunk.data.len() as u64;
+        transfer.copied_bytes += chunk.data.len() as u64;
+        transfer.uncached_reads += u32::from(chunk.uncached);
+        send_piece(
+            stream,
+            Bytes::from(chunk.data),
+            false,
+            task,
+            book,
+            id,
+            total,
+        )
+        .await?;
     }
-    send_piece(stream, plan.epilogue().clone(), true, task, book, id, total).await
+    send_piece(stream, plan.epilogue().clone(), true, task, book, id, total).await?;
+    Ok(transfer)
 }
 
 async fn send_piece(

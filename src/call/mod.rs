@@ -6,6 +6,7 @@
 
 mod acks;
 mod exchange;
+mod file_source;
 mod h2_exchange;
 mod prepare;
 
@@ -211,11 +212,12 @@ async fn send_once(
         let with_body = method == Method::Post;
         let input = ExchangeInput {
             head: &head,
-            body: with_body.then_some((&prepared.plan, &mut prepared.file)),
+            body: with_body.then_some((&prepared.plan, &prepared.file)),
             expect_continue: (with_body && prepared.expect_continue)
                 .then_some(client.config.expect_continue_timeout),
             max_response_body: client.config.max_response_body,
             chunk_size: client.config.chunk_size,
+            zero_copy: client.config.zero_copy,
             task,
             track_acks,
         };
@@ -416,7 +418,7 @@ async fn send_h2(
         let with_body = hop.method == Method::Post;
         let input = H2Input {
             request,
-            body: with_body.then_some((&prepared.plan, &mut prepared.file)),
+            body: with_body.then_some((&prepared.plan, &prepared.file)),
             max_response_body: client.config.max_response_body,
             // h2 writes one DATA frame per flush: reading the file in pieces as large as the
             // stream's send buffer measured best (docs/performance.md, HTTP/2).

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use url::Url;
 
+use crate::call::file_source::FileSource;
 use crate::client::ClientConfig;
 use crate::error::{ErrorKind, UploadError};
 use crate::options::UploadOptions;
@@ -60,7 +61,7 @@ pub(crate) struct Prepared {
     /// Validated user headers (the user's `Content-Type` already dropped).
     pub user_headers: Vec<(String, String)>,
     pub plan: BodyPlan,
-    pub file: tokio::fs::File,
+    pub file: FileSource,
     /// The body is large enough for `Expect: 100-continue`.
     pub expect_continue: bool,
     pub user_agent: String,
@@ -261,7 +262,7 @@ fn user_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, U
     Ok(out)
 }
 
-async fn open_file(path: &Path) -> Result<(tokio::fs::File, u64), UploadError> {
+async fn open_file(path: &Path) -> Result<(FileSource, u64), UploadError> {
     let shown = path.display().to_string();
     let meta = tokio::fs::metadata(path)
         .await
@@ -288,7 +289,7 @@ async fn open_file(path: &Path) -> Result<(tokio::fs::File, u64), UploadError> {
             format!("{shown} is not a regular file"),
         ));
     }
-    Ok((file, meta.len()))
+    Ok((FileSource::new(file.into_std().await), meta.len()))
 }
 
 fn file_error(e: &std::io::Error, path: &Path) -> UploadError {

@@ -40,3 +40,32 @@ pub(super) fn disable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
 pub(super) fn read_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<Vec<AckTimestamp>> {
     unsupported("SO_TIMESTAMPING")
 }
+
+pub(super) fn sendfile(
+    _sock: BorrowedFd<'_>,
+    _file: BorrowedFd<'_>,
+    _offset: u64,
+    _len: usize,
+) -> io::Result<usize> {
+    unsupported("sendfile")
+}
+
+pub(super) fn send_more(_sock: BorrowedFd<'_>, _buf: &[u8]) -> io::Result<usize> {
+    unsupported("MSG_MORE")
+}
+
+pub(super) fn pread_nowait(
+    _file: BorrowedFd<'_>,
+    _buf: &mut [u8],
+    _offset: u64,
+) -> io::Result<usize> {
+    unsupported("RWF_NOWAIT")
+}
+
+pub(super) fn is_resident(_file: BorrowedFd<'_>, _offset: u64, _len: usize) -> io::Result<bool> {
+    unsupported("mincore")
+}
+
+pub(super) fn evict_from_cache(_file: BorrowedFd<'_>) -> io::Result<()> {
+    unsupported("posix_fadvise")
+}

@@ -85,6 +85,13 @@ mod fallback;
 #[cfg(not(target_os = "linux"))]
 use fallback as imp;
 
+#[cfg(target_os = "linux")]
+mod zero_copy_linux;
+#[cfg(not(target_os = "linux"))]
+use fallback as zc;
+#[cfg(target_os = "linux")]
+use zero_copy_linux as zc;
+
 #[cfg(test)]
 mod tests;
 
@@ -158,6 +165,43 @@ pub(crate) fn enable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
 /// already in flight).
 pub(crate) fn disable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
     imp::disable_ack_timestamps(sock.as_fd())
+}
+
+/// `sendfile(2)`: up to `len` bytes of `file` from `offset` straight into the (non-blocking)
+/// socket, without a copy through user space. `Ok(0)` means `offset` is at or past the end of
+/// the file (it shrank). `WouldBlock` when the socket is full.
+pub(crate) fn sendfile(
+    sock: impl AsFd,
+    file: impl AsFd,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    zc::sendfile(sock.as_fd(), file.as_fd(), offset, len)
+}
+
+/// `send(2)` with `MSG_MORE` (non-blocking): the bytes are held back to share a segment with
+/// what is written next.
+pub(crate) fn send_more(sock: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    zc::send_more(sock.as_fd(), buf)
+}
+
+/// `preadv2(2)` with `RWF_NOWAIT`: read at `offset` only what the page cache holds, never
+/// waiting for the disk. `WouldBlock` when the first page is not cached; `Unsupported` where the
+/// kernel or file system lacks the flag.
+pub(crate) fn pread_nowait(file: impl AsFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    zc::pread_nowait(file.as_fd(), buf, offset)
+}
+
+/// Whether all of `file[offset .. offset + len]` is in the page cache (`mincore(2)` over a
+/// mapping that is never touched, so a truncated file cannot raise `SIGBUS`).
+pub(crate) fn is_resident(file: impl AsFd, offset: u64, len: usize) -> io::Result<bool> {
+    zc::is_resident(file.as_fd(), offset, len)
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)`: drop the file's clean pages from the page cache.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn evict_from_cache(file: impl AsFd) -> io::Result<()> {
+    zc::evict_from_cache(file.as_fd())
 }
 
 /// One acknowledgement timestamp from the error queue.

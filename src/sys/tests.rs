@@ -464,3 +464,85 @@ mod linux {
         assert_eq!(read_ack_timestamps(&client).unwrap(), vec![]);
     }
 }
+
+mod zero_copy {
+    use super::super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    fn temp_file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&data).unwrap();
+        f.as_file().sync_all().unwrap();
+        (f, data)
+    }
+
+    #[test]
+    fn sendfile_moves_a_range_and_reports_eof_as_zero() {
+        let (f, data) = temp_file(300_000);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            got
+        });
+        let (mut off, end) = (1000u64, 250_000u64);
+        while off < end {
+            let n = sendfile(&client, f.as_file(), off, (end - off) as usize).unwrap();
+            assert!(n > 0);
+            off += n as u64;
+        }
+        assert_eq!(
+            sendfile(&client, f.as_file(), data.len() as u64, 10).unwrap(),
+            0
+        );
+        drop(client);
+        assert_eq!(reader.join().unwrap(), &data[1000..250_000]);
+    }
+
+    #[test]
+    fn pread_nowait_reads_cached_pages() {
+        let (f, data) = temp_file(100_000);
+        let mut buf = vec![0u8; 50_000];
+        // Just written: cached (unless the file system lacks RWF_NOWAIT).
+        match pread_nowait(f.as_file(), &mut buf, 10_000) {
+            Ok(n) => {
+                assert!(n > 0);
+                assert_eq!(&buf[..n], &data[10_000..10_000 + n]);
+            }
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}"),
+        }
+        // At the end of the file: 0, not an error.
+        assert_eq!(pread_nowait(f.as_file(), &mut buf, 100_000).unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn residency_follows_the_page_cache() {
+        let (f, data) = temp_file(1 << 20);
+        let mut sink = Vec::new();
+        f.reopen().unwrap().read_to_end(&mut sink).unwrap();
+        assert_eq!(sink, data);
+        assert!(is_resident(f.as_file(), 0, data.len()).unwrap());
+        assert!(is_resident(f.as_file(), 12_345, 4000).unwrap());
+        // Past the end: not resident (there is nothing to send).
+        assert!(!is_resident(f.as_file(), 0, data.len() + 8192).unwrap());
+        // Clean pages can be dropped without root; the kernel may keep a few, so only check
+        // that the whole range no longer counts as resident.
+        evict_from_cache(f.as_file()).unwrap();
+        assert!(!is_resident(f.as_file(), 0, data.len()).unwrap());
+        let mut buf = vec![0u8; 4096];
+        match pread_nowait(f.as_file(), &mut buf, 512 * 1024) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+                ),
+                "{e}"
+            ),
+            Ok(n) => panic!("a cold page was read without waiting ({n} bytes)"),
+        }
+    }
+}

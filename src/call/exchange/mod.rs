@@ -14,13 +14,13 @@
 //! - `responseEnd`: when the read returned that completed the response, or that saw EOF for a
 //!   close-delimited body.
 
-use std::io::SeekFrom;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::acks::AckTracker;
+use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
 use crate::profile::{ExchangeFacts, Timeline};
@@ -29,16 +29,23 @@ use crate::proto::response::{BodyFraming, ResponseDecoder, ResponseEvent, Respon
 use crate::task::{HeadersReceived, TaskShared};
 use crate::transport::stream::Stream;
 
+mod request_writer;
+mod wire;
+
+use request_writer::{Body, RequestWriter, Stage, Step};
+
 /// What the exchange needs besides the connection.
 pub(crate) struct ExchangeInput<'a> {
     pub head: &'a Bytes,
     /// The multipart body and the file it streams; `None` for a body-less request (the GET a
     /// 303 turns the upload into).
-    pub body: Option<(&'a BodyPlan, &'a mut tokio::fs::File)>,
+    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
     /// `Some(wait)` when the head carries `Expect: 100-continue`.
     pub expect_continue: Option<Duration>,
     pub max_response_body: usize,
     pub chunk_size: usize,
+    /// Send the file with `sendfile(2)` where the connection allows (plain TCP).
+    pub zero_copy: bool,
     pub task: &'a TaskShared,
     /// Track what the peer acknowledged (progress, `bodyAckedEnd`, `rtt`): profile work.
     pub track_acks: bool,
@@ -64,26 +71,6 @@ const ACK_POLL_AFTER_WRITES: Duration = Duration::from_millis(1);
 /// How often they are read, between writes, while the body is being sent (progress events).
 const ACK_POLL_WHILE_SENDING: Duration = Duration::from_millis(20);
 
-/// Where the request writer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Send {
-    Head,
-    AwaitContinue(tokio::time::Instant),
-    Preamble,
-    File,
-    Epilogue,
-    Flush,
-    Done,
-    /// Stopped before the end: an early final response, or a write error.
-    Stopped,
-}
-
-impl Send {
-    fn is_sending(self) -> bool {
-        !matches!(self, Send::Done | Send::Stopped)
-    }
-}
-
 pub(crate) async fn exchange(
     stream: &mut Stream,
     input: ExchangeInput<'_>,
@@ -94,39 +81,38 @@ pub(crate) async fn exchange(
         error,
         response_seen,
     };
-    let (plan, mut file) = match input.body {
-        Some((plan, file)) => {
-            // From the start: a retry or a 307/308 redirect sends the whole body again.
-            file.seek(SeekFrom::Start(0))
-                .await
-                .map_err(|e| fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false))?;
-            (Some(plan), Some(file))
-        }
-        None => (None, None),
-    };
+    let plan = input.body.map(|(plan, _)| plan);
     let total_body = plan.map_or(0, |p| p.content_length());
-    let file_len = plan.map_or(0, |p| p.file_len());
-    let empty = Bytes::new();
-    let preamble = plan.map_or(&empty, |p| p.preamble());
-    let epilogue = plan.map_or(&empty, |p| p.epilogue());
     let is_tls = matches!(stream, Stream::Tls(_));
+    if let Stream::Tls(tls) = stream {
+        // Let one write of a whole chunk become records in one go (rustls holds 64 KiB of
+        // plaintext by default, which splits every large write into several rounds).
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(input.chunk_size.max(64 * 1024) + 64 * 1024));
+    }
     let mut acks = if input.track_acks {
         AckTracker::new(stream)
     } else {
         None
     };
-    // Under TLS with ack tracking, each body write is followed by a flush, so that a mark is
-    // taken only once the records carrying it are in the socket.
-    let mut chunk_flush = false;
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let body = input.body.map(|(plan, file)| Body {
+        preamble: plan.preamble(),
+        epilogue: plan.epilogue(),
+        file,
+        file_len: plan.file_len(),
+    });
+    let mut writer = RequestWriter::new(
+        input.head,
+        body,
+        input.expect_continue,
+        input.chunk_size,
+        input.zero_copy,
+    );
+    let (mut rd, mut wr) = wire::split(stream);
     let mut decoder = ResponseDecoder::new(false);
     let mut read_buf = vec![0u8; 64 * 1024];
-    let mut file_buf = vec![0u8; input.chunk_size.max(4096)];
-    let (mut file_pos, mut file_filled) = (0usize, 0usize);
-    let mut file_left = file_len;
 
-    let mut send = Send::Head;
-    let mut offset = 0usize; // within the head, preamble or epilogue
     let mut head_written = 0u64;
     let mut body_sent = 0u64;
     let mut write_error: Option<std::io::Error> = None;
@@ -143,14 +129,14 @@ pub(crate) async fn exchange(
 
     loop {
         if complete {
-            if send == Send::Flush && write_error.is_none() {
+            if writer.stage() == Stage::Flush && write_error.is_none() {
                 // Every byte was written and the response overtook the final flush (on plain
                 // TCP a formality): finish it, this is not an early response.
                 // The server answered, so it had every byte: the request ended when the write
                 // carrying its last byte returned, before this late flush.
                 match wr.flush().await {
                     Ok(()) => {
-                        send = Send::Done;
+                        writer.finish();
                         request_written(
                             last_write_at.unwrap_or_else(Instant::now),
                             timeline,
@@ -163,11 +149,11 @@ pub(crate) async fn exchange(
                     Err(e) => write_error = Some(e),
                 }
             }
-            if send.is_sending() {
+            if !matches!(writer.stage(), Stage::Done | Stage::Stopped) {
                 // The server answered before it had the whole request: the answer stands, the
                 // connection cannot carry another request.
                 facts.early_response = true;
-                send = Send::Stopped;
+                writer.stop();
             }
             break;
         }
@@ -184,62 +170,18 @@ pub(crate) async fn exchange(
                 decoder.wire_bytes() > 0,
             ));
         }
-        if send == Send::File && file_pos == file_filled {
-            if file_left == 0 {
-                send = Send::Epilogue;
-                offset = 0;
-                if let Some(acks) = acks.as_mut() {
-                    acks.before_final_write();
-                }
-            } else if let Some(file) = file.as_deref_mut() {
-                let want = (file_left.min(file_buf.len() as u64)) as usize;
-                let n = file.read(&mut file_buf[..want]).await.map_err(|e| {
-                    fail(UploadError::new(ErrorKind::FileRead, e.to_string()), false)
-                })?;
-                if n == 0 {
-                    return Err(fail(
-                        UploadError::new(
-                            ErrorKind::FileChanged,
-                            format!(
-                                "the file ended after {} of {} bytes",
-                                file_len - file_left,
-                                file_len
-                            ),
-                        ),
-                        decoder.wire_bytes() > 0,
-                    ));
-                }
-                file_pos = 0;
-                file_filled = n;
-                file_left -= n as u64;
-            }
-        }
-        let pending: &[u8] = match send {
-            Send::Head => &input.head[offset..],
-            Send::Preamble => &preamble[offset..],
-            Send::File => &file_buf[file_pos..file_filled],
-            Send::Epilogue => &epilogue[offset..],
-            _ => &[],
-        };
-        let writing = !pending.is_empty() && write_error.is_none() && !chunk_flush;
-        let flushing = (send == Send::Flush || chunk_flush) && write_error.is_none();
+        let stage = writer.stage();
+        let writing = writer.wants_io() && write_error.is_none();
         // Poll the acknowledgement counters on a timer too: writes complete only when the
         // socket has room, and progress must grow with the network in between. After the last
         // write, poll faster to catch the moment everything is acknowledged.
         let ack_poll = match &acks {
-            Some(a) if send == Send::Done && !a.all_acked() => Some(ACK_POLL_AFTER_WRITES),
-            Some(_)
-                if matches!(
-                    send,
-                    Send::Preamble | Send::File | Send::Epilogue | Send::Flush
-                ) =>
-            {
-                Some(ACK_POLL_WHILE_SENDING)
-            }
+            Some(a) if stage == Stage::Done && !a.all_acked() => Some(ACK_POLL_AFTER_WRITES),
+            Some(_) if writer.in_body() => Some(ACK_POLL_WHILE_SENDING),
             _ => None,
         };
-        let continue_deadline = match send {
-            Send::AwaitContinue(deadline) => Some(deadline),
+        let continue_deadline = match stage {
+            Stage::AwaitContinue(deadline) => Some(deadline),
             _ => None,
         };
         let before_write = Instant::now();
@@ -277,9 +219,8 @@ pub(crate) async fn exchange(
                                 timeline.first_interim = pending_start.or(Some(now));
                                 facts.first_interim_status = head.status;
                             }
-                            if head.status == 100 && matches!(send, Send::AwaitContinue(_)) {
-                                send = Send::Preamble;
-                                offset = 0;
+                            if head.status == 100 {
+                                writer.start_body();
                             }
                             pending_start = (decoder.buffered_len() > 0).then_some(now);
                         }
@@ -313,76 +254,50 @@ pub(crate) async fn exchange(
                         }
                     }
                 }
-                if eof && !complete {
-                    // The decoder accepted EOF without finishing: treat as closed early.
-                    continue;
-                }
             }
-            step = write_or_flush(&mut wr, pending, flushing), if writing || flushing => {
+            step = writer.step(&mut wr), if writing => {
                 let now = Instant::now();
                 match step {
-                    Step::Flushed(Ok(())) if chunk_flush => {
-                        chunk_flush = false;
+                    Step::ChunkFlushed => {
                         if let Some(acks) = acks.as_mut() {
                             acks.mark(body_sent);
                             acks.report(input.task, total_body);
                         }
                     }
-                    Step::Flushed(Ok(())) => {
-                        send = Send::Done;
+                    Step::Finished => {
                         request_written(now, timeline, acks.as_mut(), body_sent, total_body, input.task);
                     }
-                    Step::Flushed(Err(e)) => {
-                        write_error = Some(e);
-                        send = Send::Stopped;
+                    // Keep reading: the server may have answered before closing.
+                    Step::WriteFailed(e) => write_error = Some(e),
+                    Step::FileFailed(e) => {
+                        return Err(fail(e, decoder.wire_bytes() > 0));
                     }
-                    Step::Wrote(w) => match w {
-                    Ok(0) => {
-                        write_error = Some(std::io::ErrorKind::WriteZero.into());
-                        send = Send::Stopped;
-                    }
-                    Ok(n) => {
+                    Step::Wrote { stage, n, stage_done } => {
                         last_write_at = Some(now);
-                        match send {
-                            Send::Head => {
-                                if offset == 0 {
-                                    timeline.request_start = Some(before_write);
-                                }
-                                offset += n;
-                                head_written += n as u64;
-                                if offset == input.head.len() {
-                                    timeline.request_head_end = Some(now);
-                                    if let Some(acks) = acks.as_mut() {
-                                        // Body byte 0 starts here: interpolation needs a first mark.
-                                        acks.mark(0);
-                                    }
-                                    offset = 0;
-                                    send = match (plan, input.expect_continue) {
-                                        (None, _) => Send::Flush,
-                                        (Some(_), Some(wait)) => Send::AwaitContinue(tokio::time::Instant::from_std(now) + wait),
-                                        (Some(_), None) => Send::Preamble,
-                                    };
+                        if stage == Stage::Head {
+                            if head_written == 0 {
+                                timeline.request_start = Some(before_write);
+                            }
+                            head_written += n as u64;
+                            if stage_done {
+                                timeline.request_head_end = Some(now);
+                                if let Some(acks) = acks.as_mut() {
+                                    // Body byte 0 starts here: interpolation needs a first mark.
+                                    acks.mark(0);
                                 }
                             }
-                            Send::Preamble | Send::Epilogue => {
-                                offset += n;
-                                body_sent += n as u64;
-                                let len = if send == Send::Preamble { preamble.len() } else { epilogue.len() };
-                                if offset == len {
-                                    offset = 0;
-                                    send = if send == Send::Preamble { Send::File } else { Send::Flush };
+                        } else {
+                            body_sent += n as u64;
+                            if stage_done && writer.stage() == Stage::Epilogue {
+                                // The epilogue is the last write of the body.
+                                if let Some(acks) = acks.as_mut() {
+                                    acks.before_final_write();
                                 }
                             }
-                            Send::File => {
-                                file_pos += n;
-                                body_sent += n as u64;
-                            }
-                            _ => {}
                         }
-                        let in_body = matches!(send, Send::Preamble | Send::File | Send::Epilogue | Send::Flush);
                         match acks.as_mut() {
-                            Some(_) if in_body && is_tls => chunk_flush = true,
-                            Some(acks) if in_body => {
+                            Some(_) if writer.in_body() && is_tls => writer.flush_before_next = true,
+                            Some(acks) if writer.in_body() => {
                                 acks.mark(body_sent);
                                 acks.report(input.task, total_body);
                             }
@@ -391,12 +306,6 @@ pub(crate) async fn exchange(
                             None => {}
                         }
                     }
-                    Err(e) => {
-                        // Keep reading: the server may have answered before closing.
-                        write_error = Some(e);
-                        send = Send::Stopped;
-                    }
-                    },
                 }
             }
             _ = tokio::time::sleep(ack_poll.unwrap_or_default()), if ack_poll.is_some() => {
@@ -406,8 +315,7 @@ pub(crate) async fn exchange(
             }
             _ = tokio::time::sleep_until(continue_deadline.unwrap_or_else(tokio::time::Instant::now)), if continue_deadline.is_some() => {
                 // No 100 Continue in time: send the body anyway, as curl and browsers do.
-                send = Send::Preamble;
-                offset = 0;
+                writer.start_body();
             }
         }
     }
@@ -420,7 +328,8 @@ pub(crate) async fn exchange(
         }
         facts.progress_acknowledged = true;
     }
-    if send == Send::Done && total_body > 0 {
+    let finished = writer.stage() == Stage::Done;
+    if finished && total_body > 0 {
         // The server answered after the whole body: the progress ends at exactly 100 %.
         input.task.emit_progress(total_body, total_body);
     }
@@ -428,13 +337,14 @@ pub(crate) async fn exchange(
     facts.body_bytes_sent = body_sent;
     facts.received_bytes = decoder.wire_bytes();
     facts.response_body_bytes = body.len() as u64;
+    facts.body = writer.transfer.clone();
     let head = response.ok_or_else(|| {
         fail(
             UploadError::new(ErrorKind::InvalidResponse, "response ended without a head"),
             true,
         )
     })?;
-    let reusable = send == Send::Done && write_error.is_none() && decoder.keep_alive();
+    let reusable = finished && write_error.is_none() && decoder.keep_alive();
     Ok(ExchangeOutput {
         head,
         body,
@@ -456,24 +366,6 @@ fn request_written(
     if let Some(acks) = acks {
         acks.finished_writing(body_sent);
         acks.report(task, total_body);
-    }
-}
-
-/// One step of the request writer: a write of the pending bytes, or the final flush.
-enum Step {
-    Wrote(std::io::Result<usize>),
-    Flushed(std::io::Result<()>),
-}
-
-async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
-    wr: &mut W,
-    pending: &[u8],
-    flushing: bool,
-) -> Step {
-    if flushing {
-        Step::Flushed(wr.flush().await)
-    } else {
-        Step::Wrote(wr.write(pending).await)
     }
 }
 

@@ -1,0 +1,406 @@
+//! The request writer: which bytes go out next, and by which path.
+//!
+//! A request is the head, then (for an upload) the multipart preamble, the file and the epilogue,
+//! then a flush. The file goes one of two ways:
+//!
+//! - **Zero copy** (plain TCP on Linux, [`crate::ClientBuilder::zero_copy`] on): `sendfile(2)`
+//!   from the page cache to the socket. The head and preamble are sent with `MSG_MORE`, so they
+//!   share a segment with the file's first bytes instead of leaving as a tiny one. Before each
+//!   window of the file is handed to `sendfile`, its residency is checked (`mincore`): a window
+//!   that is not in the page cache is read on the blocking pool and written from the buffer, since
+//!   `sendfile` would wait for the disk on the runtime's worker. A kernel or file system that
+//!   refuses `sendfile` (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`) switches the rest of the file to the
+//!   buffered path.
+//! - **Buffered** (TLS, or zero copy off/refused): positional reads into one reusable buffer of
+//!   `chunk_size` bytes — inline from the page cache (`RWF_NOWAIT`), or on the blocking pool —
+//!   and writes of the whole buffer.
+//!
+//! [`RequestWriter::step`] performs one write (or read, or flush) and is cancel-safe: the driver
+//! polls it in a `select!` next to the response reader, and a step that loses the race leaves
+//! nothing half done (a blocking read in flight is kept and awaited by the next step).
+//!
+//! The file is sent as exactly the `Content-Length` promised: if it ends early (truncated while
+//! uploading) the step reports [`Step::FileFailed`] with "file changed", and the connection,
+//! which carried an incomplete body, is never reused.
+
+use std::io;
+use std::time::Duration;
+
+use super::wire::WireWrite;
+use crate::call::file_source::{join_read, BlockingRead, FileSource};
+use crate::error::{ErrorKind, UploadError};
+use crate::profile::BodyTransfer;
+
+/// How much of the file one residency check covers (and so at most one `sendfile` call).
+const RESIDENCY_WINDOW: u64 = 8 * 1024 * 1024;
+
+/// Where the request writer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    Head,
+    /// Waiting for `100 Continue` until the deadline.
+    AwaitContinue(tokio::time::Instant),
+    Preamble,
+    File,
+    Epilogue,
+    Flush,
+    Done,
+    /// Stopped before the end: an early final response, or a write error.
+    Stopped,
+}
+
+/// The outcome of one [`RequestWriter::step`].
+#[derive(Debug)]
+pub(super) enum Step {
+    /// `n` bytes of `stage` went to the wire; `stage_done` when that finished the stage.
+    Wrote {
+        stage: Stage,
+        n: usize,
+        stage_done: bool,
+    },
+    /// The flush after the last byte returned: the request is written.
+    Finished,
+    /// The flush asked for by [`RequestWriter::flush_before_next`] returned.
+    ChunkFlushed,
+    /// A write or flush failed: stop writing (the server may still have answered).
+    WriteFailed(io::Error),
+    /// The file could not be read, or ended before its announced length.
+    FileFailed(UploadError),
+}
+
+/// The body: the multipart framing and the file between it.
+pub(super) struct Body<'a> {
+    pub preamble: &'a [u8],
+    pub epilogue: &'a [u8],
+    pub file: &'a FileSource,
+    pub file_len: u64,
+}
+
+/// Writes one request, one step at a time.
+pub(super) struct RequestWriter<'a> {
+    head: &'a [u8],
+    body: Option<Body<'a>>,
+    expect_continue: Option<Duration>,
+    stage: Stage,
+    /// Position within the head, preamble or epilogue.
+    offset: usize,
+    /// The next file byte to read (buffered) or send (zero copy).
+    file_off: u64,
+    buf: Vec<u8>,
+    buf_start: usize,
+    buf_end: usize,
+    read_in_flight: Option<BlockingRead>,
+    chunk: usize,
+    zero_copy: bool,
+    /// The end of the window known to be in the page cache.
+    resident_until: u64,
+    /// Ask for a flush before the next write (TLS: acknowledged-progress marks).
+    pub(super) flush_before_next: bool,
+    /// How the body went.
+    pub(super) transfer: BodyTransfer,
+}
+
+impl<'a> RequestWriter<'a> {
+    /// `zero_copy`: try `sendfile` for the file (only honoured on plain TCP).
+    pub(super) fn new(
+        head: &'a [u8],
+        body: Option<Body<'a>>,
+        expect_continue: Option<Duration>,
+        chunk: usize,
+        zero_copy: bool,
+    ) -> Self {
+        RequestWriter {
+            head,
+            body,
+            expect_continue,
+            stage: Stage::Head,
+            offset: 0,
+            file_off: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+            buf_end: 0,
+            read_in_flight: None,
+            chunk: chunk.max(4096),
+            zero_copy,
+            resident_until: 0,
+            flush_before_next: false,
+            transfer: BodyTransfer::default(),
+        }
+    }
+
+    pub(super) fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Something to write, read or flush.
+    pub(super) fn wants_io(&self) -> bool {
+        matches!(
+            self.stage,
+            Stage::Head | Stage::Preamble | Stage::File | Stage::Epilogue | Stage::Flush
+        )
+    }
+
+    /// In the body (the acknowledged-progress marks count body bytes).
+    pub(super) fn in_body(&self) -> bool {
+        matches!(
+            self.stage,
+            Stage::Preamble | Stage::File | Stage::Epilogue | Stage::Flush
+        )
+    }
+
+    /// The body's first byte is next: `100 Continue` arrived, or the wait for it ran out.
+    pub(super) fn start_body(&mut self) {
+        if matches!(self.stage, Stage::AwaitContinue(_)) {
+            self.stage = Stage::Preamble;
+            self.offset = 0;
+        }
+    }
+
+    /// Stop writing (an early final response, or a write error).
+    pub(super) fn stop(&mut self) {
+        self.stage = Stage::Stopped;
+    }
+
+    /// The request is written (the late flush after an overtaking response).
+    pub(super) fn finish(&mut self) {
+        self.stage = Stage::Done;
+    }
+
+    /// One write, read or flush. Cancel-safe (see the module docs).
+    pub(super) async fn step(&mut self, wr: &mut WireWrite<'_>) -> Step {
+        if self.flush_before_next {
+            return match wr.flush().await {
+                Ok(()) => {
+                    self.flush_before_next = false;
+                    Step::ChunkFlushed
+                }
+                Err(e) => self.write_failed(e),
+            };
+        }
+        match self.stage {
+            Stage::Head => {
+                // Hold the head back for the body's first bytes, unless it must go alone to
+                // earn a 100 Continue.
+                let more = self.sends_file_zero_copy(wr) && self.expect_continue.is_none();
+                let r = wr.write(&self.head[self.offset..], more).await;
+                self.wrote_framing(r, self.head.len())
+            }
+            Stage::Preamble => {
+                let more = self.sends_file_zero_copy(wr);
+                let part = self.body.as_ref().map_or(&[][..], |b| b.preamble);
+                let r = wr.write(&part[self.offset..], more).await;
+                self.wrote_framing(r, part.len())
+            }
+            Stage::Epilogue => {
+                let part = self.body.as_ref().map_or(&[][..], |b| b.epilogue);
+                let r = wr.write(&part[self.offset..], false).await;
+                self.wrote_framing(r, part.len())
+            }
+            Stage::File => self.step_file(wr).await,
+            Stage::Flush => match wr.flush().await {
+                Ok(()) => {
+                    self.stage = Stage::Done;
+                    Step::Finished
+                }
+                Err(e) => self.write_failed(e),
+            },
+            Stage::AwaitContinue(_) | Stage::Done | Stage::Stopped => std::future::pending().await,
+        }
+    }
+
+    fn sends_file_zero_copy(&self, wr: &WireWrite<'_>) -> bool {
+        self.zero_copy && wr.is_plain() && self.body.is_some()
+    }
+
+    fn write_failed(&mut self, e: io::Error) -> Step {
+        self.stage = Stage::Stopped;
+        Step::WriteFailed(e)
+    }
+
+    /// After a write of the head, preamble or epilogue.
+    fn wrote_framing(&mut self, r: io::Result<usize>, len: usize) -> Step {
+        let stage = self.stage;
+        let n = match r {
+            Ok(0) if len > self.offset => {
+                return self.write_failed(io::ErrorKind::WriteZero.into())
+            }
+            Ok(n) => n,
+            Err(e) => return self.write_failed(e),
+        };
+        self.offset += n;
+        let stage_done = self.offset >= len;
+        if stage_done {
+            self.offset = 0;
+            self.stage = match (stage, &self.body) {
+                (Stage::Head, None) => Stage::Flush,
+                (Stage::Head, Some(_)) => match self.expect_continue {
+                    Some(wait) => Stage::AwaitContinue(tokio::time::Instant::now() + wait),
+                    None => Stage::Preamble,
+                },
+                (Stage::Preamble, Some(b)) if b.file_len == 0 => Stage::Epilogue,
+                (Stage::Preamble, Some(_)) => Stage::File,
+                _ => Stage::Flush,
+            };
+        }
+        Step::Wrote {
+            stage,
+            n,
+            stage_done,
+        }
+    }
+
+    async fn step_file(&mut self, wr: &mut WireWrite<'_>) -> Step {
+        let Some(body) = self.body.as_ref() else {
+            self.stage = Stage::Epilogue;
+            return Step::Wrote {
+                stage: Stage::File,
+                n: 0,
+                stage_done: true,
+            };
+        };
+        let (file, file_len) = (body.file, body.file_len);
+        loop {
+            // Buffered bytes first.
+            if self.buf_start < self.buf_end {
+                let r = wr
+                    .write(&self.buf[self.buf_start..self.buf_end], false)
+                    .await;
+                return match r {
+                    Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.buf_start += n;
+                        self.transfer.copied_bytes += n as u64;
+                        self.file_wrote(n, file_len)
+                    }
+                    Err(e) => self.write_failed(e),
+                };
+            }
+            if let Some(read) = self.read_in_flight.as_mut() {
+                let (buf, r) = join_read(read).await;
+                self.read_in_flight = None;
+                self.buf = buf;
+                self.transfer.uncached_reads += 1;
+                match self.filled(r, file_len) {
+                    Ok(()) => continue,
+                    Err(step) => return step,
+                }
+            }
+            let left = file_len - self.file_off;
+            if self.zero_copy && wr.is_plain() {
+                if self.file_off >= self.resident_until {
+                    let window = left.min(RESIDENCY_WINDOW);
+                    if file.is_resident(self.file_off, window as usize) {
+                        self.resident_until = self.file_off + window;
+                    } else {
+                        // Cold: read this chunk on the blocking pool; sendfile would wait for
+                        // the disk on the worker thread.
+                        let want = left.min(self.chunk as u64) as usize;
+                        let buf = std::mem::take(&mut self.buf);
+                        self.read_in_flight = Some(file.read_blocking(buf, self.file_off, want));
+                        continue;
+                    }
+                }
+                let len = (self.resident_until - self.file_off) as usize;
+                match wr.sendfile(file.fd(), self.file_off, len).await {
+                    Ok(0) => return self.shrank(file_len),
+                    Ok(n) => {
+                        self.file_off += n as u64;
+                        self.transfer.zero_copy_bytes += n as u64;
+                        return self.file_wrote(n, file_len);
+                    }
+                    Err(e) if sendfile_refused(&e) => {
+                        self.zero_copy = false;
+                        self.transfer.zero_copy_refused = Some(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return self.write_failed(e),
+                }
+            }
+            // Buffered: from the page cache inline, else on the blocking pool.
+            let want = left.min(self.chunk as u64) as usize;
+            if self.buf.len() < want {
+                self.buf.resize(self.chunk, 0);
+            }
+            match file.read_cached(&mut self.buf[..want], self.file_off) {
+                Ok(Some(n)) => {
+                    if let Err(step) = self.filled(Ok(n), file_len) {
+                        return step;
+                    }
+                }
+                Ok(None) => {
+                    let buf = std::mem::take(&mut self.buf);
+                    self.read_in_flight = Some(file.read_blocking(buf, self.file_off, want));
+                }
+                Err(e) => return self.read_failed(&e),
+            }
+        }
+    }
+
+    /// A read of the file returned.
+    fn filled(&mut self, r: io::Result<usize>, file_len: u64) -> Result<(), Step> {
+        match r {
+            Ok(0) => Err(self.shrank(file_len)),
+            Ok(n) => {
+                self.buf_start = 0;
+                self.buf_end = n;
+                self.file_off += n as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.read_failed(&e)),
+        }
+    }
+
+    /// `n` file bytes went to the wire.
+    fn file_wrote(&mut self, n: usize, file_len: u64) -> Step {
+        let stage_done = self.file_off == file_len && self.buf_start == self.buf_end;
+        if stage_done {
+            self.stage = Stage::Epilogue;
+            self.offset = 0;
+        }
+        Step::Wrote {
+            stage: Stage::File,
+            n,
+            stage_done,
+        }
+    }
+
+    fn shrank(&mut self, file_len: u64) -> Step {
+        self.stage = Stage::Stopped;
+        Step::FileFailed(UploadError::new(
+            ErrorKind::FileChanged,
+            format!(
+                "the file ended after {} of {} bytes",
+                self.file_off, file_len
+            ),
+        ))
+    }
+
+    fn read_failed(&mut self, e: &io::Error) -> Step {
+        self.stage = Stage::Stopped;
+        Step::FileFailed(UploadError::new(ErrorKind::FileRead, e.to_string()))
+    }
+}
+
+/// `sendfile` itself is refused for this file or socket (not a network error): fall back.
+fn sendfile_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    ) || e.kind() == io::ErrorKind::Unsupported
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_fall_back_and_network_errors_do_not() {
+        for errno in [libc::EINVAL, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(sendfile_refused(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(sendfile_refused(&io::ErrorKind::Unsupported.into()));
+        for errno in [libc::EPIPE, libc::ECONNRESET, libc::EIO] {
+            assert!(!sendfile_refused(&io::Error::from_raw_os_error(errno)));
+        }
+    }
+}

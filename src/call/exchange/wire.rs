@@ -1,0 +1,119 @@
+//! The two halves of a connection during an exchange, and the write primitives the request
+//! writer needs beyond `AsyncWrite`: `sendfile` and `send(MSG_MORE)` on plain TCP.
+//!
+//! Plain TCP is split into tokio's borrowed halves (no lock; the write half still reaches the
+//! socket for readiness and raw calls); TLS goes through `tokio::io::split`, since a TLS session
+//! is one state machine for both directions.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::{tcp, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+use crate::sys;
+use crate::transport::stream::Stream;
+
+/// The read half.
+pub(super) enum WireRead<'a> {
+    Plain(tcp::ReadHalf<'a>),
+    Tls(tokio::io::ReadHalf<&'a mut TlsStream<TcpStream>>),
+}
+
+/// The write half.
+pub(super) enum WireWrite<'a> {
+    Plain(tcp::WriteHalf<'a>),
+    Tls(tokio::io::WriteHalf<&'a mut TlsStream<TcpStream>>),
+}
+
+/// Split a connection for one exchange.
+pub(super) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
+    match stream {
+        Stream::Plain(tcp) => {
+            let (r, w) = tcp.split();
+            (WireRead::Plain(r), WireWrite::Plain(w))
+        }
+        Stream::Tls(tls) => {
+            let (r, w) = tokio::io::split(tls.as_mut());
+            (WireRead::Tls(r), WireWrite::Tls(w))
+        }
+    }
+}
+
+impl WireWrite<'_> {
+    /// Whether `sendfile` and `MSG_MORE` are available (plain TCP).
+    pub(super) fn is_plain(&self) -> bool {
+        matches!(self, WireWrite::Plain(_))
+    }
+
+    /// Write some of `buf`. With `more` on plain TCP, `MSG_MORE` keeps a partial segment back
+    /// until the next write (the preamble waits for the file's first bytes).
+    pub(super) async fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
+        match self {
+            WireWrite::Plain(w) if more => {
+                let tcp: &TcpStream = w.as_ref();
+                raw_write(tcp, || sys::send_more(tcp, buf)).await
+            }
+            WireWrite::Plain(w) => w.write(buf).await,
+            WireWrite::Tls(w) => w.write(buf).await,
+        }
+    }
+
+    /// `sendfile` up to `len` bytes of `file` from `offset` (plain TCP only; `Unsupported` on
+    /// TLS). `Ok(0)`: the file ends before `offset`.
+    pub(super) async fn sendfile(
+        &mut self,
+        file: impl AsFd,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        match self {
+            WireWrite::Plain(w) => {
+                let tcp: &TcpStream = w.as_ref();
+                let file = file.as_fd();
+                raw_write(tcp, || sys::sendfile(tcp, file, offset, len)).await
+            }
+            WireWrite::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WireWrite::Plain(w) => w.flush().await,
+            WireWrite::Tls(w) => w.flush().await,
+        }
+    }
+}
+
+/// A non-blocking write system call driven by tokio's readiness: wait until writable, try, and
+/// on `WouldBlock` (readiness cleared by `try_io`) wait again. Cancel-safe: nothing is written
+/// unless the call returns it.
+async fn raw_write(
+    tcp: &TcpStream,
+    mut call: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        tcp.writable().await?;
+        match tcp.try_io(Interest::WRITABLE, &mut call) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+impl AsyncRead for WireRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WireRead::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            WireRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The upload's file, read for the wire without stalling the runtime.
+//!
+//! A file read is a system call that may wait for the disk. On a tokio worker thread such a wait
+//! stalls every other task of that worker (other uploads, timers, the response reader). So:
+//!
+//! - **Cached data is read inline**: `preadv2(RWF_NOWAIT)` returns what the page cache holds and
+//!   refuses (`EAGAIN`) instead of waiting — no thread hop, one copy (kernel to our buffer).
+//! - **Uncached data is read on the blocking pool**: a plain `pread` with the buffer moved into
+//!   the closure and back. The handle is kept by the caller, so a read in flight survives the
+//!   cancellation of the future that awaited it (`select!`).
+//! - **Before `sendfile`** (which would wait for the disk inside the call, on the worker), the
+//!   sender asks [`FileSource::is_resident`] for the next window; a cold window goes through a
+//!   blocking-pool read instead.
+//!
+//! `tokio::fs::File` is not used for the body: it sends every read to the blocking pool and copies
+//! through an internal buffer of its own (two copies and a thread hop per chunk).
+//!
+//! Reads are positional (`pread`), so a retry or a 307/308 resend starts at 0 without seeking,
+//! and one `FileSource` can be shared by the sender and a blocking read in flight.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::sys;
+
+/// A read on the blocking pool: the buffer comes back with the result.
+pub(crate) type BlockingRead = JoinHandle<(Vec<u8>, io::Result<usize>)>;
+
+/// Bytes read by [`FileSource::read_at`].
+pub(crate) struct ReadChunk {
+    pub data: Vec<u8>,
+    /// The read waited for the disk on the blocking pool.
+    pub uncached: bool,
+}
+
+/// The file being uploaded, opened once; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSource {
+    file: Arc<std::fs::File>,
+}
+
+impl FileSource {
+    pub(crate) fn new(file: std::fs::File) -> Self {
+        FileSource {
+            file: Arc::new(file),
+        }
+    }
+
+    /// The descriptor, for `sendfile`.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Read at `offset` from the page cache only: `Some(n)` (0 at the end of the file), or
+    /// `None` when the data is not cached (or the platform cannot tell without waiting).
+    pub(crate) fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<Option<usize>> {
+        match sys::pread_nowait(&*self.file, buf, offset) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read up to `want` bytes at `offset` on the blocking pool, into `buf` (resized to `want`).
+    pub(crate) fn read_blocking(&self, mut buf: Vec<u8>, offset: u64, want: usize) -> BlockingRead {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            buf.resize(want, 0);
+            let r = loop {
+                match file.read_at(&mut buf[..want], offset) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            (buf, r)
+        })
+    }
+
+    /// Read up to `want` bytes at `offset` into a new buffer: inline when cached, else on the
+    /// blocking pool (then `uncached` is true). An empty result means the end of the file.
+    pub(crate) async fn read_at(&self, offset: u64, want: usize) -> io::Result<ReadChunk> {
+        let mut buf = vec![0u8; want];
+        if let Some(n) = self.read_cached(&mut buf, offset)? {
+            buf.truncate(n);
+            return Ok(ReadChunk {
+                data: buf,
+                uncached: false,
+            });
+        }
+        let (mut buf, r) = join_read(self.read_blocking(buf, offset, want)).await;
+        buf.truncate(r?);
+        Ok(ReadChunk {
+            data: buf,
+            uncached: true,
+        })
+    }
+
+    /// Whether `len` bytes at `offset` are all in the page cache. Unknown counts as not.
+    pub(crate) fn is_resident(&self, offset: u64, len: usize) -> bool {
+        sys::is_resident(&*self.file, offset, len).unwrap_or(false)
+    }
+}
+
+type JoinedRead = Result<(Vec<u8>, io::Result<usize>), tokio::task::JoinError>;
+
+/// Await a blocking read; a read that panicked or was cancelled is an I/O error.
+pub(crate) async fn join_read(
+    handle: impl std::future::Future<Output = JoinedRead>,
+) -> (Vec<u8>, io::Result<usize>) {
+    match handle.await {
+        Ok(done) => done,
+        Err(e) => (
+            Vec::new(),
+            Err(io::Error::other(format!("file read task failed: {e}"))),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn reads_cached_and_cold_data_alike() {
+        let data: Vec<u8> = (0..(1 << 20)).map(|i| (i % 253) as u8).collect();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&data).unwrap();
+        f.as_file().sync_all().unwrap();
+        let src = FileSource::new(f.reopen().unwrap());
+        let hot = src.read_at(4096, 10_000).await.unwrap();
+        assert_eq!(hot.data, &data[4096..14_096]);
+        assert!(!hot.uncached);
+        sys::evict_from_cache(f.as_file()).unwrap();
+        assert!(!src.is_resident(0, data.len()));
+        // Cold: goes through the blocking pool, same bytes.
+        let mut got = Vec::new();
+        let mut uncached = 0;
+        while got.len() < data.len() {
+            let chunk = src.read_at(got.len() as u64, 300_000).await.unwrap();
+            assert!(!chunk.data.is_empty());
+            uncached += usize::from(chunk.uncached);
+            got.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(got, data);
+        assert!(
+            uncached > 0,
+            "a cold file was read without the blocking pool"
+        );
+        assert!(src
+            .read_at(data.len() as u64, 10)
+            .await
+            .unwrap()
+            .data
+            .is_empty());
+    }
+}

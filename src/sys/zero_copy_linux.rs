@@ -1,0 +1,143 @@
+//! Linux file-to-socket primitives for the zero-copy upload path: `sendfile(2)`, `send(2)` with
+//! `MSG_MORE`, `preadv2(2)` with `RWF_NOWAIT`, and a page-cache residency check (`mincore(2)`
+//! over a mapping that is never touched). Each `unsafe` block is one FFI call on borrowed, live
+//! descriptors with buffers owned by the calling frame.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr;
+
+/// `sendfile(sock, file, &offset, len)` on a non-blocking socket: bytes moved from the page
+/// cache to the socket without passing through user space. Returns what the kernel took
+/// (`Ok(0)`: `offset` is at or past the end of the file).
+pub(super) fn sendfile(
+    sock: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    // SAFETY: both descriptors are live for the borrows; `off` is a local the kernel reads and
+    // updates during the call and nothing else aliases it.
+    let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, len) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `send(sock, buf, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL)`: more data follows at once, so the
+/// kernel holds a partial segment instead of sending it alone (the multipart preamble before the
+/// file's `sendfile`).
+pub(super) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `sock` is live for the borrow; pointer and length describe `buf`, which the kernel
+    // only reads during the call.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `preadv2(file, buf, offset, RWF_NOWAIT)`: read only what is already in the page cache.
+/// `WouldBlock` when the first page is not (the read would wait for the disk); `Unsupported`
+/// when the kernel or file system does not offer `RWF_NOWAIT`.
+pub(super) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `file` is live for the borrow; `iov` describes `buf`, exclusively borrowed for the
+    // call, and the kernel writes at most `buf.len()` bytes into it.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Err(io::ErrorKind::WouldBlock.into()),
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, err))
+        }
+        _ => Err(err),
+    }
+}
+
+/// Whether every page of `file[offset .. offset + len]` is in the page cache: `mincore(2)` over
+/// a read-only shared mapping of the range, which is never read (so a file truncated meanwhile
+/// cannot raise `SIGBUS` here) and unmapped before returning. Pages past the end of the file
+/// count as not resident.
+pub(super) fn is_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    let page = page_size();
+    let start = offset - offset % page as u64;
+    let span = (offset - start) as usize + len;
+    let pages = span.div_ceil(page);
+    let map_len = pages * page;
+    let map_off = libc::off_t::try_from(start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    // SAFETY: a fresh read-only shared mapping chosen by the kernel (null hint), of a live
+    // descriptor; it aliases no Rust object, and it is only passed to mincore and munmap below,
+    // never dereferenced.
+    let addr = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            map_off,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `addr..addr + map_len` is the page-aligned mapping made above; `vec` has one byte
+    // per page of it, exclusively borrowed for the call.
+    let rc = unsafe { libc::mincore(addr, map_len, vec.as_mut_ptr().cast()) };
+    let result = if rc == 0 {
+        Ok(vec.iter().all(|b| b & 1 == 1))
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: unmaps exactly the mapping made above, which nothing references any more.
+    unsafe { libc::munmap(addr, map_len) };
+    result
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a configuration value.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)` on a whole file: drop its clean pages from the page
+/// cache (tests use it to make a file cold without root).
+pub(super) fn evict_from_cache(file: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `file` is live for the borrow; the call only reads its arguments.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}

@@ -1,0 +1,277 @@
+//! Which path carries the body (sendfile or buffered reads), what the profile says about it, a
+//! file that shrinks mid-upload, and a cold file that must not stall the runtime (issue 5).
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{client_for, make_file, sha256_file, sink, verdict};
+use uploadfile::{Client, ErrorKind, UploadOptions};
+
+fn options(url: String, file: &Path) -> UploadOptions {
+    UploadOptions::new(url, file, "file")
+}
+
+#[tokio::test]
+async fn plain_http_sends_the_file_with_sendfile() {
+    let sink = sink(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than one residency window, so several sendfile windows are checked.
+    let file = make_file(dir.path(), "a.bin", 20 * 1024 * 1024 + 123);
+    let client = client_for(&sink);
+    let res = client
+        .upload_file(options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    assert_eq!(verdict(&res)["files"][0]["sha256"], sha256_file(&file));
+    let p = res.profile.unwrap();
+    let ext = res.profile_extensions.unwrap();
+    assert!(p.using_high_performance_mode, "{ext:?}");
+    assert_eq!(ext.body_path, "sendfile");
+    assert_eq!(ext.body_zero_copy_bytes, 20 * 1024 * 1024 + 123);
+    assert_eq!(ext.body_uncached_reads, 0);
+    assert_eq!(client.idle_connections(), 1, "the connection is reused");
+}
+
+#[tokio::test]
+async fn zero_copy_off_and_tls_use_buffered_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 3 * 1024 * 1024 + 7);
+    for tls in [false, true] {
+        let sink = sink(tls).await;
+        let mut builder = Client::builder().zero_copy(tls);
+        if let Some(pem) = sink.ca_pem() {
+            builder = builder.add_root_certificates_pem(pem.as_bytes());
+        }
+        let client = builder.build().unwrap();
+        let res = client
+            .upload_file(options(sink.url("/upload"), &file))
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict(&res)["files"][0]["sha256"],
+            sha256_file(&file),
+            "tls={tls}"
+        );
+        let p = res.profile.unwrap();
+        let ext = res.profile_extensions.unwrap();
+        assert!(!p.using_high_performance_mode, "tls={tls}");
+        assert_eq!(ext.body_path, "read", "tls={tls}");
+        assert_eq!(ext.body_zero_copy_bytes, 0);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_file_goes_out_on_either_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "empty.txt", 0);
+    for zero_copy in [true, false] {
+        let sink = sink(false).await;
+        let client = Client::builder().zero_copy(zero_copy).build().unwrap();
+        let res = client
+            .upload_file(options(sink.url("/upload"), &file))
+            .await
+            .unwrap();
+        assert_eq!(verdict(&res)["files"][0]["size"], 0);
+        let ext = res.profile_extensions.unwrap();
+        assert_eq!(ext.body_path, "none");
+        assert!(!res.profile.unwrap().using_high_performance_mode);
+    }
+}
+
+/// Truncate the file from the progress listener once more than 1 MiB has gone out: the next read
+/// or sendfile finds the end of the file before the announced length.
+async fn shrink_mid_upload(tls: bool, zero_copy: bool) {
+    let sink = sink(tls).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "shrinks.bin", 64 * 1024 * 1024);
+    let mut builder = Client::builder().zero_copy(zero_copy);
+    if let Some(pem) = sink.ca_pem() {
+        builder = builder.add_root_certificates_pem(pem.as_bytes());
+    }
+    let client = builder.build().unwrap();
+    let task = client.upload_file(options(sink.url("/upload"), &file));
+    let done = Arc::new(AtomicBool::new(false));
+    let (path, flag) = (file.clone(), done.clone());
+    task.on_progress_update(move |p| {
+        if p.total_bytes_sent > 1024 * 1024 && !flag.swap(true, Ordering::SeqCst) {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(512 * 1024)
+                .unwrap();
+        }
+    });
+    let err = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(done.load(Ordering::SeqCst));
+    assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
+    assert!(
+        err.err_msg().starts_with("uploadFile:fail file changed"),
+        "{}",
+        err.err_msg()
+    );
+    assert_eq!(
+        client.idle_connections(),
+        0,
+        "a connection that carried a partial body is closed"
+    );
+    // The client is still usable, on a new connection.
+    let small = make_file(dir.path(), "small.txt", 1000);
+    let res = client
+        .upload_file(options(sink.url("/upload"), &small))
+        .await
+        .unwrap();
+    assert_eq!(verdict(&res)["files"][0]["sha256"], sha256_file(&small));
+    assert_eq!(
+        res.profile_extensions.unwrap().connection_requests_before,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_with_sendfile() {
+    shrink_mid_upload(false, true).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_with_buffered_reads() {
+    shrink_mid_upload(false, false).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_over_tls() {
+    shrink_mid_upload(true, true).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_over_h2() {
+    let sink = uploadfile_sink::Sink::start(uploadfile_sink::SinkConfig {
+        tls: true,
+        offer_h2: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "shrinks.bin", 64 * 1024 * 1024);
+    let client = client_for(&sink);
+    let mut opts = options(sink.url("/upload"), &file);
+    opts.enable_http2 = true;
+    let task = client.upload_file(opts);
+    let done = Arc::new(AtomicBool::new(false));
+    let (path, flag) = (file.clone(), done.clone());
+    task.on_progress_update(move |p| {
+        if p.total_bytes_sent > 1024 * 1024 && !flag.swap(true, Ordering::SeqCst) {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(512 * 1024)
+                .unwrap();
+        }
+    });
+    let err = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
+}
+
+/// Drop a file's pages from the page cache (clean pages; no root needed).
+fn make_cold(path: &Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+}
+
+/// Two concurrent uploads on a single-threaded runtime, one of a cold file: the cold windows are
+/// read on the blocking pool (counted in `bodyUncachedReads`), so the runtime's one thread keeps
+/// serving the other upload and a ticker meanwhile.
+#[test]
+fn a_cold_file_does_not_stall_the_runtime() {
+    // The sink runs on a runtime of its own, so the ticker measures the client's thread alone.
+    let sink_rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = sink_rt.block_on(sink(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A disk-backed directory: on tmpfs nothing can be cold.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let fs = nix::sys::statfs::statfs(dir.path()).unwrap();
+        if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+            eprintln!("skipped: /var/tmp is tmpfs, where a file cannot be made cold");
+            return;
+        }
+        let cold = make_file(dir.path(), "cold.bin", 48 * 1024 * 1024);
+        let hot = make_file(dir.path(), "hot.bin", 256 * 1024);
+        make_cold(&cold);
+        let _ = std::fs::read(&hot).unwrap();
+        let client = Client::new();
+        // The ticker: the longest gap between its wake-ups while the uploads run.
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let ticker = tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut last = Instant::now();
+            while flag.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = Instant::now();
+                worst = worst.max(now - last);
+                last = now;
+            }
+            worst
+        });
+        let cold_task = client.upload_file(options(sink.url("/upload"), &cold));
+        let hot_uploads = async {
+            let mut n = 0;
+            for _ in 0..5 {
+                let res = client
+                    .upload_file(options(sink.url("/upload"), &hot))
+                    .await
+                    .unwrap();
+                assert_eq!(res.profile_extensions.unwrap().body_path, "sendfile");
+                n += 1;
+            }
+            n
+        };
+        let (cold_res, hot_n) = tokio::join!(cold_task, hot_uploads);
+        running.store(false, Ordering::SeqCst);
+        let worst = ticker.await.unwrap();
+        let cold_res = cold_res.unwrap();
+        assert_eq!(verdict(&cold_res)["files"][0]["sha256"], sha256_file(&cold));
+        assert_eq!(hot_n, 5);
+        let ext = cold_res.profile_extensions.unwrap();
+        eprintln!(
+            "cold file: path {}, {} uncached reads, {} of {} bytes by sendfile; worst ticker gap {worst:?}",
+            ext.body_path,
+            ext.body_uncached_reads,
+            ext.body_zero_copy_bytes,
+            48 * 1024 * 1024
+        );
+        assert!(
+            ext.body_uncached_reads > 0,
+            "the cold file's windows were not read on the blocking pool: {ext:?}"
+        );
+        assert!(ext.body_path.starts_with("sendfile"), "{}", ext.body_path);
+        // A generous bound: the point is that no disk wait of the whole file lands on the thread.
+        assert!(
+            worst < Duration::from_millis(200),
+            "runtime stalled for {worst:?}"
+        );
+    });
+}

@@ -1,0 +1,49 @@
+//! The side-by-side bench's client for our library: one `Client` for every upload, no
+//! `Expect: 100-continue` (`expect_continue_threshold(None)`, as curl's `-H 'Expect:'`), the
+//! library's defaults otherwise. Arguments: see the crate docs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use uploadfile::{Client, UploadOptions};
+use uploadfile_bench_peers::{check_answer, drive, finish, Args, Outcome};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::from_env();
+    let result = run(&args).await;
+    finish("ours", &args, result)
+}
+
+async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
+    let file_len = args.file_len()?;
+    let mut builder = Client::builder()
+        .expect_continue_threshold(None)
+        .max_concurrent_uploads(args.concurrency)
+        .pool_max_idle_per_origin(args.concurrency.max(16));
+    if let Some(ca) = &args.cacert {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        builder = builder.add_root_certificates_pem(pem);
+    }
+    let client = builder.build().map_err(|e| e.err_msg())?;
+    let options = UploadOptions::new(args.url.clone(), &args.file, &args.field)
+        .enable_http2(args.http2)
+        .timeout(Duration::from_secs(3600));
+    drive(args, |_| {
+        let task = client.upload_file(options.clone());
+        async move {
+            let res = task.await.map_err(|e| e.err_msg())?;
+            let received = check_answer(res.status_code, &res.data, file_len, None)?;
+            let protocol = match res.profile.as_ref().map(|p| p.protocol.as_str()) {
+                Some("h2") => "h2",
+                Some("http1.1") => "HTTP/1.1",
+                other => return Err(format!("unexpected profile.protocol {other:?}")),
+            };
+            Ok(Outcome {
+                received_bytes: received,
+                protocol,
+            })
+        }
+    })
+    .await
+}

@@ -529,10 +529,16 @@ mod zero_copy {
         assert!(is_resident(f.as_file(), 12_345, 4000).unwrap());
         // Past the end: not resident (there is nothing to send).
         assert!(!is_resident(f.as_file(), 0, data.len() + 8192).unwrap());
+        // The mincore fallback agrees.
+        let fd = std::os::fd::AsFd::as_fd(f.as_file());
+        assert!(super::super::zc::mincore_resident(fd, 0, data.len()).unwrap());
+        assert!(super::super::zc::mincore_resident(fd, 12_345, 4000).unwrap());
+        assert!(!super::super::zc::mincore_resident(fd, 0, data.len() + 8192).unwrap());
         // Clean pages can be dropped without root; the kernel may keep a few, so only check
         // that the whole range no longer counts as resident.
         evict_from_cache(f.as_file()).unwrap();
         assert!(!is_resident(f.as_file(), 0, data.len()).unwrap());
+        assert!(!super::super::zc::mincore_resident(fd, 0, data.len()).unwrap());
         let mut buf = vec![0u8; 4096];
         match pread_nowait(f.as_file(), &mut buf, 512 * 1024) {
             Err(e) => assert!(

@@ -6,6 +6,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `sendfile(sock, file, &offset, len)` on a non-blocking socket: bytes moved from the page
 /// cache to the socket without passing through user space. Returns what the kernel took
@@ -75,11 +76,82 @@ pub(super) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) ->
     }
 }
 
-/// Whether every page of `file[offset .. offset + len]` is in the page cache: `mincore(2)` over
-/// a read-only shared mapping of the range, which is never read (so a file truncated meanwhile
-/// cannot raise `SIGBUS` here) and unmapped before returning. Pages past the end of the file
-/// count as not resident.
+/// `cachestat(2)` (Linux 6.5): the same number on every architecture; not in the libc crate
+/// for all targets yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of `<linux/mman.h>`.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat` of `<linux/mman.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// The kernel lacks `cachestat` (learned once; then `mincore` answers).
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+/// Whether every page of `file[offset .. offset + len]` is in the page cache. Pages past the end
+/// of the file count as not resident.
+///
+/// `cachestat(2)` walks the cache's tree once for the range; where the kernel lacks it (before
+/// 6.5), `mincore(2)` over a read-only shared mapping of the range answers, a mapping that is
+/// never read (so a file truncated meanwhile cannot raise `SIGBUS` here) and is unmapped before
+/// returning. `mincore` looks each page up from the top of the tree: measured about 5x the cost.
 pub(super) fn is_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    if !NO_CACHESTAT.load(Ordering::Relaxed) {
+        match cachestat_resident(file, offset, len) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                NO_CACHESTAT.store(true, Ordering::Relaxed);
+            }
+            r => return r,
+        }
+    }
+    mincore_resident(file, offset, len)
+}
+
+fn cachestat_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
+    let page = page_size() as u64;
+    let start = offset - offset % page;
+    let end = offset + len as u64;
+    let pages = (end - start).div_ceil(page);
+    let range = CachestatRange {
+        off: start,
+        len: pages * page,
+    };
+    let mut stat = Cachestat::default();
+    // SAFETY: `file` is live for the borrow; `range` is read and `stat` written by the kernel
+    // during the call only, both locals of the layout `<linux/mman.h>` defines.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            ptr::from_ref(&range),
+            ptr::from_mut(&mut stat),
+            0u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.nr_cache >= pages)
+}
+
+/// The `mincore` fallback of [`is_resident`].
+pub(super) fn mincore_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
     if len == 0 {
         return Ok(true);
     }

@@ -289,7 +289,7 @@ impl<'a> RequestWriter<'a> {
             if self.zero_copy && wr.is_plain() {
                 if self.file_off >= self.resident_until {
                     let window = left.min(RESIDENCY_WINDOW);
-                    if file.is_resident(self.file_off, window as usize) {
+                    if file.is_resident(self.file_off, window) {
                         self.resident_until = self.file_off + window;
                     } else {
                         // Cold: read this chunk on the blocking pool; sendfile would wait for

@@ -93,7 +93,7 @@
 //!
 //! # The binary
 //!
-//! `uploadfile-sink [--listen ADDR] [--tls] [--discard] [--ca-out PATH]` runs
+//! `uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]` runs
 //! a sink as a separate process (e.g. inside a network namespace), prints a
 //! JSON ready line (`{"url":..,"addr":..,"caPem":..}`), then one JSON line
 //! per completed request with wall-clock times, and exits on stdin EOF or

@@ -3,12 +3,13 @@
 //! uploadfile-sink --listen 10.0.0.1:0`).
 //!
 //! ```text
-//! uploadfile-sink [--listen ADDR] [--tls] [--discard] [--ca-out PATH]
+//! uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]
 //! ```
 //!
 //! - `--listen ADDR`: address to listen on (default `127.0.0.1:0`).
 //! - `--tls`: serve HTTPS; the CA's PEM is written to `--ca-out PATH`, or to
 //!   a file in the temporary directory.
+//! - `--h2`: with `--tls`, offer HTTP/2 by ALPN as well (`SinkConfig::offer_h2`).
 //! - `--discard`: only count body bytes (see `SinkConfig::discard`).
 //!
 //! When ready, prints one JSON line on stdout:
@@ -41,12 +42,14 @@ use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
-const USAGE: &str = "usage: uploadfile-sink [--listen ADDR] [--tls] [--discard] [--ca-out PATH]";
+const USAGE: &str =
+    "usage: uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     listen: SocketAddr,
     tls: bool,
+    h2: bool,
     discard: bool,
     ca_out: Option<PathBuf>,
 }
@@ -55,6 +58,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
         listen: SinkConfig::default().listen,
         tls: false,
+        h2: false,
         discard: false,
         ca_out: None,
     };
@@ -78,10 +82,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--ca-out" => a.ca_out = Some(PathBuf::from(value("--ca-out")?)),
             "--tls" if inline.is_none() => a.tls = true,
+            "--h2" if inline.is_none() => a.h2 = true,
             "--discard" if inline.is_none() => a.discard = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
+    }
+    if a.h2 && !a.tls {
+        return Err("--h2 needs --tls".to_string());
     }
     if a.ca_out.is_some() && !a.tls {
         return Err("--ca-out needs --tls".to_string());
@@ -124,6 +132,7 @@ async fn run(args: Args) -> std::io::Result<()> {
     let sink = Sink::start(SinkConfig {
         listen: args.listen,
         tls: args.tls,
+        offer_h2: args.h2,
         discard: args.discard,
         ..SinkConfig::default()
     })
@@ -254,6 +263,8 @@ mod tests {
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--ca-out", "x.pem"]).is_err());
         assert!(parse(&["--tls=1"]).is_err());
+        assert!(parse(&["--tls", "--h2"]).unwrap().h2);
+        assert!(parse(&["--h2"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }
 }

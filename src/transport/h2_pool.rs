@@ -54,7 +54,15 @@ impl H2Connection {
     ) -> Result<Arc<H2Connection>, UploadError> {
         let book = TapBook::new();
         let tcp_fd = conn.stream.tcp_fd().ok();
-        let io = FrameTap::new(conn.stream, book.clone());
+        let mut stream = conn.stream;
+        if let super::stream::Stream::Tls(tls) = &mut stream {
+            // rustls holds 64 KiB of plaintext by default: let h2's large writes (a send buffer
+            // of DATA frames) become records in one go.
+            tls.get_mut().1.set_buffer_limit(Some(
+                settings.max_send_buffer_size.max(64 * 1024) + 64 * 1024,
+            ));
+        }
+        let io = FrameTap::new(stream, book.clone());
         let (send, driver) = h2::client::Builder::new()
             .initial_window_size(settings.initial_window_size)
             .initial_connection_window_size(settings.initial_connection_window_size)

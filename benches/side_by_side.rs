@@ -13,6 +13,7 @@
 //! - `SBS_SMALL_COUNT` sequential 4 KiB uploads per run (default 2000);
 //! - `SBS_CONC_COUNT` 64 KiB uploads per run with 64 in flight (default 2048);
 //! - `SBS_RSS_MIB` the large upload of the memory rows (default 4096 = 4 GiB, sparse);
+//! - `SBS_RSS_PROTOS` the protocols of the memory rows: `plain,tls,h2` (default `plain,h2`);
 //! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss` (default all);
 //! - `SBS_OUT` where to write the markdown report (default `TARGET/side_by_side.md`).
 //!
@@ -21,8 +22,10 @@
 //!   workspace and the clients of `benches/peers/` (a separate package: `peer-ours`,
 //!   `peer-reqwest`, `peer-raw`) into `TARGET/peers`, where TARGET is `CARGO_TARGET_DIR` or
 //!   `target/`;
-//! - writes the files under `/tmp` (disk-backed) and reads each once, so that every run reads
-//!   them from the page cache (`fincore` shows it before and after);
+//! - writes the files under `/tmp` (disk-backed) and reads each once, and reads the large one
+//!   again before each part (part 6: before each large upload), so that every run reads it
+//!   from the page cache (`fincore` shows it before and after each part). This machine's DAMON
+//!   reclaim pages out memory idle for about a minute, page cache included;
 //! - for every single run starts a fresh `uploadfile-sink --discard [--tls]` (hyper; counts the
 //!   body, answers `{"receivedBytes":N}`; offers h2 and HTTP/1.1 by ALPN), runs one client as a
 //!   child process against it, reaps the client with `wait4(2)` (its own user+sys CPU and peak
@@ -42,7 +45,8 @@
 //! Parts: 1. one upload of the large file, HTTP/1.1 plain; 2. the same over TLS; 3. the same
 //! over h2; 4. `SBS_SMALL_COUNT` sequential 4 KiB uploads on one connection, plain and TLS;
 //! 5. `SBS_CONC_COUNT` 64 KiB uploads, 64 in flight on one h2 connection; 6. peak RSS of one
-//! 4 MiB and one `SBS_RSS_MIB` upload per client and protocol (one run each).
+//! 4 MiB and one `SBS_RSS_MIB` upload per client and protocol of `SBS_RSS_PROTOS` (one run
+//! each).
 //!
 //! This is a measurement, not a test: it asserts nothing about speed.
 
@@ -60,7 +64,7 @@ use std::time::Instant;
 
 use util::{
     cell, command_line, describe_status, env_usize, exited_ok, fincore, num, process_cpu,
-    ratio_cell, stats, wait4, write_file, write_sparse_file, Cpu, Machine, GIB, KIB, MIB,
+    ratio_cell, stats, wait4, warm, write_file, write_sparse_file, Cpu, Machine, GIB, KIB, MIB,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -910,7 +914,13 @@ fn large_part(
     };
     let what = format!("{number}. {}, {}", size_label(files.big_len), proto.label());
     eprintln!("side_by_side: part {what}");
+    warm(&files.big)?;
+    let before = fincore(&files.big);
     let rounds = interleaved(ctx, &what, &clients, &work)?;
+    table.notes.push(format!(
+        "part {number}, the file in the page cache: {before} before, {} after",
+        fincore(&files.big)
+    ));
     table.add_rounds(ctx, &what, &clients, &work, &rounds);
     Ok(())
 }
@@ -959,9 +969,9 @@ fn concurrent_part(
 
 /// One 4 MiB and one large upload per client and protocol, one run each: the peak RSS of both,
 /// and the large one's MB/s and CPU.
-fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files) -> Result<(), BoxError> {
+fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files, protos: &[Proto]) -> Result<(), BoxError> {
     let big = files.rss_big.as_ref().ok_or("no sparse file")?;
-    for proto in [Proto::Plain, Proto::Tls, Proto::H2] {
+    for &proto in protos {
         let mut clients = vec![ctx.ours(), ctx.ours_extra()];
         if proto != Proto::H2 || ctx.curl_http2 {
             clients.push(Who::Curl);
@@ -990,8 +1000,19 @@ fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files) -> Result<(), BoxError>
         eprintln!("side_by_side: part {what}");
         let mut results = Vec::new();
         for who in &clients {
+            warm(&small.file)?;
             let s = run_one(ctx, *who, &small)?;
+            // Read the large file again right before: see `page_cache_note`.
+            warm(&large.file)?;
+            let resident = fincore(&large.file);
             let l = run_one(ctx, *who, &large)?;
+            if !resident.starts_with(&format!("{} of", large.file_len)) {
+                table.notes.push(format!(
+                    "part 6, {} {}: the sparse file was not all in the page cache: {resident}",
+                    ctx.label(*who, proto),
+                    proto.label()
+                ));
+            }
             eprintln!(
                 "  {what} {:<60} rss {:.1} → {:.1} MiB, {} MB/s",
                 ctx.label(*who, proto),
@@ -1048,6 +1069,18 @@ fn bench() -> Result<(), BoxError> {
         .unwrap_or(2048)
         .max(CONCURRENCY + 1);
     let rss_mib = env_usize("SBS_RSS_MIB").unwrap_or(4096).max(1) as u64;
+    let rss_protos = match std::env::var("SBS_RSS_PROTOS") {
+        Ok(s) if !s.trim().is_empty() => s
+            .split(',')
+            .map(|p| match p.trim() {
+                "plain" => Ok(Proto::Plain),
+                "tls" => Ok(Proto::Tls),
+                "h2" => Ok(Proto::H2),
+                other => Err(format!("SBS_RSS_PROTOS: unknown {other:?} (plain,tls,h2)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![Proto::Plain, Proto::H2],
+    };
     let parts = match std::env::var("SBS_ONLY") {
         Ok(s) if !s.trim().is_empty() => s
             .split(',')
@@ -1113,11 +1146,6 @@ fn bench() -> Result<(), BoxError> {
     if let Some(p) = &files.rss_big {
         write_sparse_file(p, files.rss_big_len)?;
     }
-    let residency_before = if large {
-        fincore(&files.big)
-    } else {
-        "(not used)".into()
-    };
 
     let mut table = Table {
         rows: Vec::new(),
@@ -1131,15 +1159,10 @@ fn bench() -> Result<(), BoxError> {
             Part::H2 => large_part(&ctx, &mut table, &files, Proto::H2, 3)?,
             Part::Small => small_part(&ctx, &mut table, &files, small_count)?,
             Part::Concurrent => concurrent_part(&ctx, &mut table, &files, conc_count)?,
-            Part::Rss => rss_part(&ctx, &mut table, &files)?,
+            Part::Rss => rss_part(&ctx, &mut table, &files, &rss_protos)?,
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let residency_after = if large {
-        fincore(&files.big)
-    } else {
-        "(not used)".into()
-    };
 
     let m = Machine::detect();
     let mut report = String::new();
@@ -1161,6 +1184,7 @@ fn bench() -> Result<(), BoxError> {
         "- command: `{}cargo bench --bench side_by_side`",
         knobs_prefix()
     );
+    let _ = writeln!(report, "- source: {}", source_state(&root));
     let _ = writeln!(report, "- curl: {}", ctx.curl_version);
     let _ = writeln!(
         report,
@@ -1169,9 +1193,10 @@ fn bench() -> Result<(), BoxError> {
     );
     let _ = writeln!(
         report,
-        "- large file: {} bytes, pseudo-random, in the page cache: {residency_before} before the \
-         runs, {residency_after} after",
-        big_len
+        "- files under /tmp (disk-backed): the large one {big_len} bytes of pseudo-random data, \
+         written once, read again before each part (part 6: before each large upload) so that \
+         every run reads it from the page cache; {}",
+        page_cache_note()
     );
     let _ = writeln!(
         report,
@@ -1207,6 +1232,62 @@ fn bench() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// DAMON's reclaim (`/sys/kernel/mm/damon`) pages out what has not been touched for a while,
+/// page cache included: a file read once and then left alone for a minute is no longer cached.
+fn page_cache_note() -> String {
+    let dir = "/sys/kernel/mm/damon/admin/kdamonds/0";
+    let read = |p: &str| {
+        std::fs::read_to_string(format!("{dir}/{p}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    if read("state") != "on" || read("contexts/0/schemes/0/action") != "pageout" {
+        return "no DAMON reclaim on this machine".into();
+    }
+    let age: f64 = read("contexts/0/schemes/0/access_pattern/age/min")
+        .parse()
+        .unwrap_or(0.0);
+    let aggr_us: f64 = read("contexts/0/monitoring_attrs/intervals/aggr_us")
+        .parse()
+        .unwrap_or(0.0);
+    format!(
+        "this machine runs DAMON reclaim (`pageout` of memory idle for ≥ {:.0} s, page cache \
+         included), hence the re-reads",
+        age * aggr_us / 1e6
+    )
+}
+
+/// The commit the binaries were built from, and whether `src/`, `sink/` or `cli/` had changes
+/// not committed.
+fn source_state(root: &Path) -> String {
+    let commit = command_line(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "log",
+            "-1",
+            "--format=%h %s",
+        ],
+    );
+    if commit.is_empty() {
+        return "(not a git checkout)".into();
+    }
+    let dirty = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["status", "--porcelain", "--", "src", "sink", "cli"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    let commit: String = commit.chars().take(100).collect();
+    if dirty {
+        format!("`{commit}` plus uncommitted changes in src/, sink/ or cli/")
+    } else {
+        format!("`{commit}`")
+    }
+}
+
 /// The `SBS_*` variables set for this run, as a command prefix.
 fn knobs_prefix() -> String {
     let mut s = String::new();
@@ -1216,6 +1297,7 @@ fn knobs_prefix() -> String {
         "SBS_SMALL_COUNT",
         "SBS_CONC_COUNT",
         "SBS_RSS_MIB",
+        "SBS_RSS_PROTOS",
         "SBS_ONLY",
     ] {
         if let Ok(v) = std::env::var(k) {

@@ -272,6 +272,12 @@ pub fn write_sparse_file(path: &Path, size: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads the whole file once (into the page cache); its length.
+pub fn warm(path: &Path) -> io::Result<u64> {
+    let mut block = vec![0u8; MIB as usize];
+    read_through(path, &mut block)
+}
+
 fn read_through(path: &Path, block: &mut [u8]) -> io::Result<u64> {
     let mut f = File::open(path)?;
     let mut read = 0u64;

@@ -26,12 +26,13 @@
 //!   again before each part (part 6: before each large upload), so that every run reads it
 //!   from the page cache (`fincore` shows it before and after each part). This machine's DAMON
 //!   reclaim pages out memory idle for about a minute, page cache included;
-//! - for every single run starts a fresh `uploadfile-sink --discard [--tls]` (hyper; counts the
-//!   body, answers `{"receivedBytes":N}`; offers h2 and HTTP/1.1 by ALPN), runs one client as a
-//!   child process against it, reaps the client with `wait4(2)` (its own user+sys CPU and peak
-//!   RSS), reads the sink's CPU from `/proc/PID/stat` around the client, then stops the sink
-//!   and checks its per-request lines: the number of requests, status 200, the protocol, the
-//!   bytes, and the number of connections (one: every run must reuse one connection);
+//! - for every single run starts a fresh `uploadfile-sink --discard [--tls [--h2]]` (hyper;
+//!   counts the body, answers `{"receivedBytes":N}`; `--h2` for the h2 runs only, offering h2
+//!   and HTTP/1.1 by ALPN), runs one client as a child process against it, reaps the client
+//!   with `wait4(2)` (its own user+sys CPU and peak RSS), reads the sink's CPU from
+//!   `/proc/PID/stat` around the client, then stops the sink and checks its per-request lines:
+//!   the number of requests, status 200, the protocol, the bytes, and the number of
+//!   connections (one: every run must reuse one connection);
 //! - the clients check their own answers too (status, `receivedBytes`, protocol); any failure
 //!   ends the bench with an error;
 //! - no client sends `Expect: 100-continue` (ours: `expect_continue_threshold(None)`; curl:
@@ -363,12 +364,19 @@ struct SinkRequest {
 }
 
 impl SinkProc {
-    fn start(ctx: &Ctx, tls: bool) -> Result<SinkProc, BoxError> {
+    /// `uploadfile-sink --discard`, with `--tls` for TLS, and `--h2` (offer h2 by ALPN) for h2
+    /// only: the HTTP/1.1 + TLS sink offers `http/1.1` alone, as the clients do.
+    fn start(ctx: &Ctx, proto: Proto) -> Result<SinkProc, BoxError> {
         let mut cmd = Command::new(&ctx.bins.sink);
         cmd.arg("--discard");
-        let ca = tls.then(|| ctx.dir.join(format!("sink-ca-{}.pem", ctx.next_id())));
+        let ca = proto
+            .tls()
+            .then(|| ctx.dir.join(format!("sink-ca-{}.pem", ctx.next_id())));
         if let Some(ca) = &ca {
             cmd.arg("--tls").arg("--ca-out").arg(ca);
+        }
+        if proto == Proto::H2 {
+            cmd.arg("--h2");
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -552,7 +560,7 @@ fn curl_config(work: &Work, url: &str, ca: Option<&Path>) -> String {
 }
 
 fn run_one(ctx: &Ctx, who: Who, work: &Work) -> Result<Sample, BoxError> {
-    let sink = SinkProc::start(ctx, work.proto.tls())?;
+    let sink = SinkProc::start(ctx, work.proto)?;
     let url = sink.url();
     let ca = sink.ca.clone();
     let config = ctx.dir.join(format!("curl-{}.cfg", ctx.next_id()));

@@ -55,6 +55,10 @@ pub struct ClientConfig {
     /// read on the blocking pool instead, and a kernel that refuses `sendfile` gets buffered
     /// reads. Default true.
     pub zero_copy: bool,
+    /// rustls' limit on buffered outgoing plaintext (`ClientConnection::set_buffer_limit`): how
+    /// much of one write becomes TLS records before they go to the socket. `None` keeps rustls'
+    /// default (64 KiB). Default `None` (see `docs/performance.md`: larger measured no faster).
+    pub tls_buffer_limit: Option<usize>,
     /// How long resolved addresses stay in the client's DNS cache; zero turns the cache off.
     /// Default 60 s.
     pub dns_cache_ttl: Duration,
@@ -93,6 +97,7 @@ impl Default for ClientConfig {
             max_response_body: 16 * 1024 * 1024,
             chunk_size: 256 * 1024,
             zero_copy: true,
+            tls_buffer_limit: None,
             dns_cache_ttl: Duration::from_secs(60),
             httpdns: None,
             happy_eyeballs_delay: Duration::from_millis(250),
@@ -177,6 +182,12 @@ impl ClientBuilder {
     /// true; false reads it into a buffer and writes that, as the TLS path does.
     pub fn zero_copy(mut self, on: bool) -> Self {
         self.config.zero_copy = on;
+        self
+    }
+
+    /// rustls' outgoing plaintext buffer limit (`None`: rustls' default, 64 KiB).
+    pub fn tls_buffer_limit(mut self, bytes: Option<usize>) -> Self {
+        self.config.tls_buffer_limit = bytes;
         self
     }
 

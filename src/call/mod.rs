@@ -218,6 +218,7 @@ async fn send_once(
             max_response_body: client.config.max_response_body,
             chunk_size: client.config.chunk_size,
             zero_copy: client.config.zero_copy,
+            tls_buffer_limit: client.config.tls_buffer_limit,
             task,
             track_acks,
         };
@@ -372,6 +373,7 @@ async fn send_h2(
                                 .config
                                 .h2_initial_connection_window_size,
                             max_send_buffer_size: client.config.h2_max_send_buffer_size,
+                            tls_buffer_limit: client.config.tls_buffer_limit,
                         };
                         let conn = H2Connection::handshake(conn, settings).await?;
                         client.h2.insert(origin.clone(), conn.clone());

@@ -28,6 +28,8 @@ pub(crate) struct H2Settings {
     /// Bytes h2 buffers per stream before `poll_capacity` waits (h2 writes one DATA frame per
     /// flush, so larger buffers mean larger writes).
     pub max_send_buffer_size: usize,
+    /// rustls' outgoing plaintext limit, when not its default.
+    pub tls_buffer_limit: Option<usize>,
 }
 
 /// One HTTP/2 connection and what the profile needs to know about it.
@@ -55,12 +57,10 @@ impl H2Connection {
         let book = TapBook::new();
         let tcp_fd = conn.stream.tcp_fd().ok();
         let mut stream = conn.stream;
-        if let super::stream::Stream::Tls(tls) = &mut stream {
-            // rustls holds 64 KiB of plaintext by default: let h2's large writes (a send buffer
-            // of DATA frames) become records in one go.
-            tls.get_mut().1.set_buffer_limit(Some(
-                settings.max_send_buffer_size.max(64 * 1024) + 64 * 1024,
-            ));
+        if let (super::stream::Stream::Tls(tls), Some(limit)) =
+            (&mut stream, settings.tls_buffer_limit)
+        {
+            tls.get_mut().1.set_buffer_limit(Some(limit));
         }
         let io = FrameTap::new(stream, book.clone());
         let (send, driver) = h2::client::Builder::new()

@@ -46,6 +46,8 @@ pub(crate) struct ExchangeInput<'a> {
     pub chunk_size: usize,
     /// Send the file with `sendfile(2)` where the connection allows (plain TCP).
     pub zero_copy: bool,
+    /// rustls' outgoing plaintext limit, when not its default.
+    pub tls_buffer_limit: Option<usize>,
     pub task: &'a TaskShared,
     /// Track what the peer acknowledged (progress, `bodyAckedEnd`, `rtt`): profile work.
     pub track_acks: bool,
@@ -84,12 +86,8 @@ pub(crate) async fn exchange(
     let plan = input.body.map(|(plan, _)| plan);
     let total_body = plan.map_or(0, |p| p.content_length());
     let is_tls = matches!(stream, Stream::Tls(_));
-    if let Stream::Tls(tls) = stream {
-        // Let one write of a whole chunk become records in one go (rustls holds 64 KiB of
-        // plaintext by default, which splits every large write into several rounds).
-        tls.get_mut()
-            .1
-            .set_buffer_limit(Some(input.chunk_size.max(64 * 1024) + 64 * 1024));
+    if let (Stream::Tls(tls), Some(limit)) = (&mut *stream, input.tls_buffer_limit) {
+        tls.get_mut().1.set_buffer_limit(Some(limit));
     }
     let mut acks = if input.track_acks {
         AckTracker::new(stream)

@@ -27,6 +27,22 @@ pub(crate) fn parse_pem_certificates(
     Ok(certs)
 }
 
+/// The crypto provider of every TLS config the client builds: the one place it is chosen.
+///
+/// aws-lc-rs when the cargo feature `aws-lc-rs` is on (even with `ring` on too), else ring
+/// (feature `ring`). Measured on this project's machines: docs/performance.md, "Crypto provider
+/// (issue 5)".
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("uploadfile needs a TLS crypto provider: enable the feature `ring` or `aws-lc-rs`");
+
 /// Build the rustls client config shared by every TLS connection of a client (ALPN
 /// `http/1.1`).
 pub(crate) fn client_config(
@@ -53,8 +69,7 @@ fn client_config_with_alpn(
             UploadError::new(ErrorKind::Config, format!("unusable root certificate: {e}"))
         })?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| UploadError::new(ErrorKind::Config, e.to_string()))?
         .with_root_certificates(roots)

@@ -1,6 +1,10 @@
 //! The side-by-side bench's client for our library: one `Client` for every upload, no
 //! `Expect: 100-continue` (`expect_continue_threshold(None)`, as curl's `-H 'Expect:'`), the
 //! library's defaults otherwise. Arguments: see the crate docs.
+//!
+//! For A/B runs of the library's own write paths, three environment variables override its
+//! defaults: `OURS_ZERO_COPY=0|1` (`ClientBuilder::zero_copy`), `OURS_CHUNK=BYTES`
+//! (`chunk_size`) and `OURS_TLS_LIMIT=BYTES` (`tls_buffer_limit`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +25,15 @@ async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
         .expect_continue_threshold(None)
         .max_concurrent_uploads(args.concurrency)
         .pool_max_idle_per_origin(args.concurrency.max(16));
+    if let Some(on) = env_number("OURS_ZERO_COPY")? {
+        builder = builder.zero_copy(on != 0);
+    }
+    if let Some(bytes) = env_number("OURS_CHUNK")? {
+        builder = builder.chunk_size(bytes);
+    }
+    if let Some(bytes) = env_number("OURS_TLS_LIMIT")? {
+        builder = builder.tls_buffer_limit(Some(bytes));
+    }
     if let Some(ca) = &args.cacert {
         let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         builder = builder.add_root_certificates_pem(pem);
@@ -46,4 +59,15 @@ async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
         }
     })
     .await
+}
+
+/// A number from the environment, if set.
+fn env_number(name: &str) -> Result<Option<usize>, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v:?} is not a number")),
+        Err(_) => Ok(None),
+    }
 }

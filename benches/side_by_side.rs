@@ -28,11 +28,13 @@
 //!   reclaim pages out memory idle for about a minute, page cache included;
 //! - for every single run starts a fresh `uploadfile-sink --discard [--tls [--h2]]` (hyper;
 //!   counts the body, answers `{"receivedBytes":N}`; `--h2` for the h2 runs only, offering h2
-//!   and HTTP/1.1 by ALPN), runs one client as a child process against it, reaps the client
-//!   with `wait4(2)` (its own user+sys CPU and peak RSS), reads the sink's CPU from
-//!   `/proc/PID/stat` around the client, then stops the sink and checks its per-request lines:
-//!   the number of requests, status 200, the protocol, the bytes, and the number of
-//!   connections (one: every run must reuse one connection);
+//!   and HTTP/1.1 by ALPN), runs one client against it as a child of the small launcher
+//!   `sbs-exec` (benches/peers), which reaps it with `wait4(2)`: its own user+sys CPU and peak
+//!   RSS (a client spawned straight from the bench would report at least the bench's own peak
+//!   RSS: see `sbs-exec`); reads the sink's CPU from `/proc/PID/stat` around the client; then
+//!   stops the sink and checks its per-request lines: the number of requests, status 200, the
+//!   protocol, the bytes, and the number of connections (one: every run must reuse one
+//!   connection);
 //! - the clients check their own answers too (status, `receivedBytes`, protocol); any failure
 //!   ends the bench with an error;
 //! - no client sends `Expect: 100-continue` (ours: `expect_continue_threshold(None)`; curl:
@@ -139,6 +141,8 @@ struct Bins {
     ours: PathBuf,
     reqwest: PathBuf,
     raw: PathBuf,
+    /// `sbs-exec`, the launcher every client runs under (see its docs: `ru_maxrss`).
+    exec: PathBuf,
 }
 
 struct Ctx {
@@ -308,8 +312,16 @@ fn build(root: &Path, target: &Path) -> Result<Bins, BoxError> {
         ours: peers_target.join("release/peer-ours"),
         reqwest: peers_target.join("release/peer-reqwest"),
         raw: peers_target.join("release/peer-raw"),
+        exec: peers_target.join("release/sbs-exec"),
     };
-    for b in [&bins.cli, &bins.sink, &bins.ours, &bins.reqwest, &bins.raw] {
+    for b in [
+        &bins.cli,
+        &bins.sink,
+        &bins.ours,
+        &bins.reqwest,
+        &bins.raw,
+        &bins.exec,
+    ] {
         if !b.exists() {
             return Err(format!("{} was not built", b.display()).into());
         }
@@ -567,29 +579,12 @@ fn run_one(ctx: &Ctx, who: Who, work: &Work) -> Result<Sample, BoxError> {
     if who == Who::Curl {
         std::fs::write(&config, curl_config(work, &url, ca.as_deref()))?;
     }
-    let mut cmd = command_for(ctx, who, work, &url, ca.as_deref(), &config);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let client = command_for(ctx, who, work, &url, ca.as_deref(), &config);
     let sink0 = sink.cpu()?;
     let start = Instant::now();
-    let mut child = cmd.spawn()?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .ok_or("no stdout")?
-        .read_to_string(&mut out)?;
-    let (status, ru) = wait4(child.id())?;
+    let (status, usage, out, err) = launch(ctx, &client)?;
     let wall = start.elapsed().as_secs_f64();
     let sink1 = sink.cpu()?;
-    let err = err_thread.join().unwrap_or_default();
     let name = ctx.label(who, work.proto);
     if !exited_ok(status) {
         return Err(format!(
@@ -605,10 +600,64 @@ fn run_one(ctx: &Ctx, who: Who, work: &Work) -> Result<Sample, BoxError> {
     check_sink(work, &requests).map_err(|e| format!("{name}: at the sink: {e}"))?;
     Ok(Sample {
         wall,
-        cpu: Cpu::of(&ru),
-        maxrss_kib: ru.ru_maxrss as u64,
+        cpu: usage.cpu,
+        maxrss_kib: usage.maxrss_kib,
         sink: sink1.since(sink0),
     })
+}
+
+/// A client's own resource usage, as `sbs-exec` reported it.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu: Cpu,
+    maxrss_kib: u64,
+}
+
+/// Runs `client` under `sbs-exec` (stdin empty, stdout and stderr collected): the client's wait
+/// status, its own usage, its stdout and its stderr.
+fn launch(ctx: &Ctx, client: &Command) -> Result<(i32, Usage, String, String), BoxError> {
+    let usage_file = ctx.dir.join(format!("usage-{}.json", ctx.next_id()));
+    let mut cmd = Command::new(&ctx.bins.exec);
+    cmd.arg(&usage_file)
+        .arg(client.get_program())
+        .args(client.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .ok_or("no stdout")?
+        .read_to_string(&mut out)?;
+    let (launcher_status, _) = wait4(child.id())?;
+    let err = err_thread.join().unwrap_or_default();
+    let text = std::fs::read_to_string(&usage_file).map_err(|e| {
+        format!(
+            "sbs-exec ({}) wrote no usage: {e}: {}",
+            describe_status(launcher_status),
+            err.trim()
+        )
+    })?;
+    let _ = std::fs::remove_file(&usage_file);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("sbs-exec: {text:?}: {e}"))?;
+    let status = v["status"].as_i64().ok_or("sbs-exec: no status")? as i32;
+    let usage = Usage {
+        cpu: Cpu {
+            user: v["userSec"].as_f64().unwrap_or(0.0),
+            sys: v["sysSec"].as_f64().unwrap_or(0.0),
+        },
+        maxrss_kib: v["maxrssKiB"].as_u64().unwrap_or(0),
+    };
+    Ok((status, usage, out, err))
 }
 
 fn tail(s: &str) -> String {
@@ -1014,7 +1063,12 @@ fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files, protos: &[Proto]) -> Re
             warm(&large.file)?;
             let resident = fincore(&large.file);
             let l = run_one(ctx, *who, &large)?;
-            if !resident.starts_with(&format!("{} of", large.file_len)) {
+            let cached: u64 = resident
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if cached * 100 < large.file_len * 99 {
                 table.notes.push(format!(
                     "part 6, {} {}: the sparse file was not all in the page cache: {resident}",
                     ctx.label(*who, proto),
@@ -1129,6 +1183,8 @@ fn bench() -> Result<(), BoxError> {
         seq: std::cell::Cell::new(0),
     };
 
+    // The floor under every client's peak RSS: the launcher's own (see `sbs-exec`).
+    let (_, floor, _, _) = launch(&ctx, &Command::new("true"))?;
     eprintln!("side_by_side: writing the files under {}", dir.display());
     let big_len = size_mib * MIB;
     let files = Files {
@@ -1210,6 +1266,13 @@ fn bench() -> Result<(), BoxError> {
         report,
         "- rounds: 1 warm-up, then {runs}, order rotating; a fresh sink process per run; all \
          parts took {elapsed:.0} s"
+    );
+    let _ = writeln!(
+        report,
+        "- every client runs under `sbs-exec`, which reaps it with `wait4(2)`: its own CPU and \
+         peak RSS (`ru_maxrss`); the floor under the RSS figures is the launcher's own, {:.1} MiB \
+         (what `true` shows)",
+        floor.maxrss_kib as f64 / 1024.0
     );
     if !ctx.cli_no_expect {
         let _ = writeln!(

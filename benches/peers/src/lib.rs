@@ -21,8 +21,9 @@
 //! file and at most [`MAX_FRAMING`] more (the multipart framing), and on the protocol asked for.
 //! Anything else ends the process with status 1 and a message on stderr: a benchmark of a failed
 //! upload means nothing. On success, one line on stdout:
-//! `{"client":"..","uploads":N,"fileBytes":..,"receivedBytes":..,"protocol":"..","elapsedSec":..}`
-//! (`elapsedSec`: from the first upload's start to the last one's answer, inside the process).
+//! `{"client":"..","uploads":N,"fileBytes":..,"receivedBytes":..,"protocol":"..","elapsedSec":..,
+//! "vmHwmKiB":..}` (`elapsedSec`: from the first upload's start to the last one's answer, inside
+//! the process; `vmHwmKiB`: the process's peak RSS so far, from `/proc/self/status`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -197,6 +198,7 @@ pub fn finish(
                 "receivedBytes": received,
                 "protocol": protocol,
                 "elapsedSec": elapsed,
+                "vmHwmKiB": vm_hwm_kib(),
             });
             println!("{line}");
             ExitCode::SUCCESS
@@ -206,4 +208,14 @@ pub fn finish(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `VmHWM` of `/proc/self/status`: this process's peak RSS so far, in KiB.
+pub fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }

@@ -4,7 +4,8 @@
 //!
 //! For A/B runs of the library's own write paths, three environment variables override its
 //! defaults: `OURS_ZERO_COPY=0|1` (`ClientBuilder::zero_copy`), `OURS_CHUNK=BYTES`
-//! (`chunk_size`) and `OURS_TLS_LIMIT=BYTES` (`tls_buffer_limit`).
+//! (`chunk_size`), `OURS_TLS_LIMIT=BYTES` (`tls_buffer_limit`), `OURS_LOWAT=BYTES`
+//! (`notsent_lowat`, 0 for the kernel's default) and `OURS_PROFILE=0` (`enableProfile: false`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,6 +35,9 @@ async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
     if let Some(bytes) = env_number("OURS_TLS_LIMIT")? {
         builder = builder.tls_buffer_limit(Some(bytes));
     }
+    if let Some(bytes) = env_number("OURS_LOWAT")? {
+        builder = builder.notsent_lowat((bytes > 0).then_some(bytes as u32));
+    }
     if let Some(ca) = &args.cacert {
         let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         builder = builder.add_root_certificates_pem(pem);
@@ -41,7 +45,9 @@ async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
     let client = builder.build().map_err(|e| e.err_msg())?;
     let options = UploadOptions::new(args.url.clone(), &args.file, &args.field)
         .enable_http2(args.http2)
+        .enable_profile(env_number("OURS_PROFILE")? != Some(0))
         .timeout(Duration::from_secs(3600));
+    let http2 = args.http2;
     drive(args, |_| {
         let task = client.upload_file(options.clone());
         async move {
@@ -50,6 +56,8 @@ async fn run(args: &Args) -> Result<(u64, &'static str, f64), String> {
             let protocol = match res.profile.as_ref().map(|p| p.protocol.as_str()) {
                 Some("h2") => "h2",
                 Some("http1.1") => "HTTP/1.1",
+                // OURS_PROFILE=0: no profile to ask; HTTP/1.1 unless h2 was asked for.
+                None if !http2 => "HTTP/1.1",
                 other => return Err(format!("unexpected profile.protocol {other:?}")),
             };
             Ok(Outcome {

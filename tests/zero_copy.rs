@@ -21,7 +21,7 @@ async fn plain_http_sends_the_file_with_sendfile() {
     let dir = tempfile::tempdir().unwrap();
     // Larger than one residency window, so several sendfile windows are checked.
     let file = make_file(dir.path(), "a.bin", 20 * 1024 * 1024 + 123);
-    let client = client_for(&sink);
+    let client = Client::builder().zero_copy(true).build().unwrap();
     let res = client
         .upload_file(options(sink.url("/upload"), &file))
         .await
@@ -37,12 +37,17 @@ async fn plain_http_sends_the_file_with_sendfile() {
 }
 
 #[tokio::test]
-async fn zero_copy_off_and_tls_use_buffered_reads() {
+async fn the_default_and_tls_use_buffered_reads() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 3 * 1024 * 1024 + 7);
     for tls in [false, true] {
         let sink = sink(tls).await;
-        let mut builder = Client::builder().zero_copy(tls);
+        // Over TLS, zero copy asked for or not, the body is buffered.
+        let mut builder = if tls {
+            Client::builder().zero_copy(true)
+        } else {
+            Client::builder()
+        };
         if let Some(pem) = sink.ca_pem() {
             builder = builder.add_root_certificates_pem(pem.as_bytes());
         }
@@ -201,7 +206,16 @@ fn make_cold(path: &Path) {
 /// read on the blocking pool (counted in `bodyUncachedReads`), so the runtime's one thread keeps
 /// serving the other upload and a ticker meanwhile.
 #[test]
-fn a_cold_file_does_not_stall_the_runtime() {
+fn a_cold_file_does_not_stall_the_runtime_with_sendfile() {
+    cold_next_to_hot(true);
+}
+
+#[test]
+fn a_cold_file_does_not_stall_the_runtime_with_buffered_reads() {
+    cold_next_to_hot(false);
+}
+
+fn cold_next_to_hot(zero_copy: bool) {
     // The sink runs on a runtime of its own, so the ticker measures the client's thread alone.
     let sink_rt = tokio::runtime::Runtime::new().unwrap();
     let sink = sink_rt.block_on(sink(false));
@@ -221,7 +235,8 @@ fn a_cold_file_does_not_stall_the_runtime() {
         let hot = make_file(dir.path(), "hot.bin", 256 * 1024);
         make_cold(&cold);
         let _ = std::fs::read(&hot).unwrap();
-        let client = Client::new();
+        let client = Client::builder().zero_copy(zero_copy).build().unwrap();
+        let hot_path = if zero_copy { "sendfile" } else { "read" };
         // The ticker: the longest gap between its wake-ups while the uploads run.
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
@@ -244,7 +259,7 @@ fn a_cold_file_does_not_stall_the_runtime() {
                     .upload_file(options(sink.url("/upload"), &hot))
                     .await
                     .unwrap();
-                assert_eq!(res.profile_extensions.unwrap().body_path, "sendfile");
+                assert_eq!(res.profile_extensions.unwrap().body_path, hot_path);
                 n += 1;
             }
             n
@@ -257,7 +272,7 @@ fn a_cold_file_does_not_stall_the_runtime() {
         assert_eq!(hot_n, 5);
         let ext = cold_res.profile_extensions.unwrap();
         eprintln!(
-            "cold file: path {}, {} uncached reads, {} of {} bytes by sendfile; worst ticker gap {worst:?}",
+            "cold file, zero_copy={zero_copy}: path {}, {} uncached reads, {} of {} bytes by sendfile; worst ticker gap {worst:?}",
             ext.body_path,
             ext.body_uncached_reads,
             ext.body_zero_copy_bytes,
@@ -267,7 +282,7 @@ fn a_cold_file_does_not_stall_the_runtime() {
             ext.body_uncached_reads > 0,
             "the cold file's windows were not read on the blocking pool: {ext:?}"
         );
-        assert!(ext.body_path.starts_with("sendfile"), "{}", ext.body_path);
+        assert!(ext.body_path.starts_with(hot_path), "{}", ext.body_path);
         // A generous bound: the point is that no disk wait of the whole file lands on the thread.
         assert!(
             worst < Duration::from_millis(200),

@@ -85,6 +85,12 @@ impl AckTracker {
         }
     }
 
+    /// Record that `body` body bytes are in the socket, which holds `written` bytes of this
+    /// exchange (plain TCP, where the count is known without asking the kernel).
+    pub(crate) fn mark_written(&mut self, written: u64, body: u64) {
+        self.marks.push_back((written, body));
+    }
+
     /// Call just before the write that carries the last body byte.
     pub(crate) fn before_final_write(&mut self) {
         if !self.stamps_enabled {

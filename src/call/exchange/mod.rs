@@ -116,6 +116,7 @@ pub(crate) async fn exchange(
     let mut write_error: Option<std::io::Error> = None;
     // When the last write returned (the request's end if the response overtakes the flush).
     let mut last_write_at: Option<Instant> = None;
+    let mut final_armed = false;
 
     let mut response: Option<ResponseHead> = None;
     let mut body: Vec<u8> = Vec::new();
@@ -170,6 +171,13 @@ pub(crate) async fn exchange(
         }
         let stage = writer.stage();
         let writing = writer.wants_io() && write_error.is_none();
+        if writing && !final_armed && writer.last_write_ready() {
+            // Stamp the acknowledgement of the write that will carry the last body byte.
+            final_armed = true;
+            if let Some(acks) = acks.as_mut() {
+                acks.before_final_write();
+            }
+        }
         // Poll the acknowledgement counters on a timer too: writes complete only when the
         // socket has room, and progress must grow with the network in between. After the last
         // write, poll faster to catch the moment everything is acknowledged.
@@ -270,36 +278,37 @@ pub(crate) async fn exchange(
                     Step::FileFailed(e) => {
                         return Err(fail(e, decoder.wire_bytes() > 0));
                     }
-                    Step::Wrote { stage, n, stage_done } => {
+                    Step::Wrote { head, body: body_n, head_done } => {
                         last_write_at = Some(now);
-                        if stage == Stage::Head {
-                            if head_written == 0 {
-                                timeline.request_start = Some(before_write);
-                            }
-                            head_written += n as u64;
-                            if stage_done {
-                                timeline.request_head_end = Some(now);
-                                if let Some(acks) = acks.as_mut() {
-                                    // Body byte 0 starts here: interpolation needs a first mark.
-                                    acks.mark(0);
-                                }
-                            }
-                        } else {
-                            body_sent += n as u64;
-                            if stage_done && writer.stage() == Stage::Epilogue {
-                                // The epilogue is the last write of the body.
-                                if let Some(acks) = acks.as_mut() {
-                                    acks.before_final_write();
-                                }
-                            }
+                        if head > 0 && head_written == 0 {
+                            timeline.request_start = Some(before_write);
+                        }
+                        head_written += head as u64;
+                        body_sent += body_n as u64;
+                        if head_done {
+                            timeline.request_head_end = Some(now);
                         }
                         match acks.as_mut() {
-                            Some(_) if writer.in_body() && is_tls => writer.flush_before_next = true,
-                            Some(acks) if writer.in_body() => {
-                                acks.mark(body_sent);
-                                acks.report(input.task, total_body);
+                            Some(acks) if !is_tls => {
+                                // Plain TCP: socket bytes are ours, counted exactly.
+                                if head_done {
+                                    // Body byte 0 starts here: interpolation needs a first mark.
+                                    acks.mark_written(head_written, 0);
+                                }
+                                if writer.in_body() {
+                                    acks.mark_written(head_written + body_sent, body_sent);
+                                    acks.report(input.task, total_body);
+                                }
                             }
-                            Some(_) => {}
+                            Some(acks) => {
+                                if head_done && body_n == 0 {
+                                    acks.mark(0);
+                                }
+                                // TLS: mark once the records are flushed into the socket.
+                                if writer.in_body() {
+                                    writer.flush_before_next = true;
+                                }
+                            }
                             None if body_sent > 0 => input.task.emit_progress(body_sent, total_body),
                             None => {}
                         }

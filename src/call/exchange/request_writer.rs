@@ -52,11 +52,12 @@ pub(super) enum Stage {
 /// The outcome of one [`RequestWriter::step`].
 #[derive(Debug)]
 pub(super) enum Step {
-    /// `n` bytes of `stage` went to the wire; `stage_done` when that finished the stage.
+    /// Bytes of the head and of the body went to the wire (one write may carry the end of the
+    /// head and the whole body); `head_done` when this write completed the head.
     Wrote {
-        stage: Stage,
-        n: usize,
-        stage_done: bool,
+        head: usize,
+        body: usize,
+        head_done: bool,
     },
     /// The flush after the last byte returned: the request is written.
     Finished,
@@ -177,18 +178,21 @@ impl<'a> RequestWriter<'a> {
                 Err(e) => self.write_failed(e),
             };
         }
+        let zero_copy = self.sends_file_zero_copy(wr);
         match self.stage {
+            Stage::Head | Stage::Preamble | Stage::Epilogue if !zero_copy => {
+                self.step_gathered(wr).await
+            }
             Stage::Head => {
-                // Hold the head back for the body's first bytes, unless it must go alone to
-                // earn a 100 Continue.
-                let more = self.sends_file_zero_copy(wr) && self.expect_continue.is_none();
+                // Zero copy: hold the head back for the file's first bytes, unless it must go
+                // alone to earn a 100 Continue.
+                let more = self.expect_continue.is_none();
                 let r = wr.write(&self.head[self.offset..], more).await;
                 self.wrote_framing(r, self.head.len())
             }
             Stage::Preamble => {
-                let more = self.sends_file_zero_copy(wr);
                 let part = self.body.as_ref().map_or(&[][..], |b| b.preamble);
-                let r = wr.write(&part[self.offset..], more).await;
+                let r = wr.write(&part[self.offset..], true).await;
                 self.wrote_framing(r, part.len())
             }
             Stage::Epilogue => {
@@ -205,6 +209,198 @@ impl<'a> RequestWriter<'a> {
                 Err(e) => self.write_failed(e),
             },
             Stage::AwaitContinue(_) | Stage::Done | Stage::Stopped => std::future::pending().await,
+        }
+    }
+
+    /// Every byte still to be written is in memory (the epilogue, or a file already read in
+    /// full): the next write may be the one that carries the request's last byte. Reads the
+    /// file's first chunk from the page cache first, when it may join the head's write.
+    pub(super) fn last_write_ready(&mut self) -> bool {
+        if self.body.is_none() {
+            return false;
+        }
+        if !self.zero_copy {
+            self.prefill();
+        }
+        let Some(body) = &self.body else {
+            return false;
+        };
+        match self.stage {
+            Stage::Epilogue => true,
+            Stage::Head if self.expect_continue.is_some() => false,
+            Stage::Head | Stage::Preamble | Stage::File => {
+                self.file_off == body.file_len && self.read_in_flight.is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// The buffered path's write: everything ready in memory, from where the writer is, in one
+    /// vectored write — the rest of the head, the preamble, the buffered file bytes and, once
+    /// the file has been read to its end, the epilogue. A small upload is one system call and
+    /// usually one segment. The head goes alone when it must wait for `100 Continue`.
+    async fn step_gathered(&mut self, wr: &mut WireWrite<'_>) -> Step {
+        self.prefill();
+        let empty: &[u8] = &[];
+        let (preamble, epilogue, file_len) = self
+            .body
+            .as_ref()
+            .map_or((empty, empty, 0), |b| (b.preamble, b.epilogue, b.file_len));
+        let mut parts: [&[u8]; 4] = [empty; 4];
+        let mut k = 0;
+        let mut stage = self.stage;
+        let mut offset = self.offset;
+        loop {
+            match stage {
+                Stage::Head => {
+                    parts[k] = &self.head[offset..];
+                    k += 1;
+                    if self.body.is_none() || self.expect_continue.is_some() {
+                        break;
+                    }
+                    stage = Stage::Preamble;
+                }
+                Stage::Preamble => {
+                    parts[k] = &preamble[offset..];
+                    k += 1;
+                    stage = if file_len == 0 {
+                        Stage::Epilogue
+                    } else {
+                        Stage::File
+                    };
+                }
+                Stage::File => {
+                    if self.buf_start < self.buf_end {
+                        parts[k] = &self.buf[self.buf_start..self.buf_end];
+                        k += 1;
+                    }
+                    if self.file_off < file_len || self.read_in_flight.is_some() {
+                        break;
+                    }
+                    stage = Stage::Epilogue;
+                }
+                Stage::Epilogue => {
+                    parts[k] = &epilogue[offset..];
+                    k += 1;
+                    break;
+                }
+                _ => break,
+            }
+            offset = 0;
+        }
+        let slices: Vec<io::IoSlice<'_>> = parts[..k]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| io::IoSlice::new(p))
+            .collect();
+        if slices.is_empty() {
+            // Nothing buffered yet (the file stage with its read pending).
+            return self.step_file(wr).await;
+        }
+        match wr.write_vectored(&slices).await {
+            Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => self.advance(n),
+            Err(e) => self.write_failed(e),
+        }
+    }
+
+    /// Without waiting: read the file's first chunk from the page cache, so that it can share
+    /// the head's write.
+    fn prefill(&mut self) {
+        let Some(body) = &self.body else { return };
+        let fresh = self.file_off == 0 && self.buf_start == self.buf_end;
+        let may_join = match self.stage {
+            Stage::Head => self.expect_continue.is_none(),
+            Stage::Preamble => true,
+            _ => false,
+        };
+        if !fresh || !may_join || body.file_len == 0 || self.read_in_flight.is_some() {
+            return;
+        }
+        let want = body.file_len.min(self.chunk as u64) as usize;
+        if self.buf.len() < want {
+            self.buf.resize(self.chunk.min(want.max(64 * 1024)), 0);
+        }
+        if let Ok(Some(n)) = body.file.read_cached(&mut self.buf[..want], 0) {
+            self.buf_start = 0;
+            self.buf_end = n;
+            self.file_off = n as u64;
+        }
+    }
+
+    /// `n` bytes of a gathered write went out: move through the stages they covered.
+    fn advance(&mut self, mut n: usize) -> Step {
+        let (mut head, mut body_bytes, mut head_done) = (0, 0, false);
+        let empty: &[u8] = &[];
+        let (preamble, epilogue, file_len) = self
+            .body
+            .as_ref()
+            .map_or((empty, empty, 0), |b| (b.preamble, b.epilogue, b.file_len));
+        while n > 0 {
+            match self.stage {
+                Stage::Head => {
+                    let k = n.min(self.head.len() - self.offset);
+                    self.offset += k;
+                    head += k;
+                    n -= k;
+                    if self.offset < self.head.len() {
+                        break;
+                    }
+                    head_done = true;
+                    self.offset = 0;
+                    self.stage = match (&self.body, self.expect_continue) {
+                        (None, _) => Stage::Flush,
+                        (Some(_), Some(wait)) => {
+                            Stage::AwaitContinue(tokio::time::Instant::now() + wait)
+                        }
+                        (Some(_), None) => Stage::Preamble,
+                    };
+                }
+                Stage::Preamble => {
+                    let k = n.min(preamble.len() - self.offset);
+                    self.offset += k;
+                    body_bytes += k;
+                    n -= k;
+                    if self.offset < preamble.len() {
+                        break;
+                    }
+                    self.offset = 0;
+                    self.stage = if file_len == 0 {
+                        Stage::Epilogue
+                    } else {
+                        Stage::File
+                    };
+                }
+                Stage::File => {
+                    let k = n.min(self.buf_end - self.buf_start);
+                    self.buf_start += k;
+                    self.transfer.copied_bytes += k as u64;
+                    body_bytes += k;
+                    n -= k;
+                    if self.buf_start < self.buf_end || self.file_off < file_len {
+                        break;
+                    }
+                    self.stage = Stage::Epilogue;
+                    self.offset = 0;
+                }
+                Stage::Epilogue => {
+                    let k = n.min(epilogue.len() - self.offset);
+                    self.offset += k;
+                    body_bytes += k;
+                    n -= k;
+                    if self.offset < epilogue.len() {
+                        break;
+                    }
+                    self.offset = 0;
+                    self.stage = Stage::Flush;
+                }
+                _ => break,
+            }
+        }
+        Step::Wrote {
+            head,
+            body: body_bytes,
+            head_done,
         }
     }
 
@@ -242,10 +438,11 @@ impl<'a> RequestWriter<'a> {
                 _ => Stage::Flush,
             };
         }
+        let head_stage = stage == Stage::Head;
         Step::Wrote {
-            stage,
-            n,
-            stage_done,
+            head: if head_stage { n } else { 0 },
+            body: if head_stage { 0 } else { n },
+            head_done: head_stage && stage_done,
         }
     }
 
@@ -253,25 +450,28 @@ impl<'a> RequestWriter<'a> {
         let Some(body) = self.body.as_ref() else {
             self.stage = Stage::Epilogue;
             return Step::Wrote {
-                stage: Stage::File,
-                n: 0,
-                stage_done: true,
+                head: 0,
+                body: 0,
+                head_done: false,
             };
         };
-        let (file, file_len) = (body.file, body.file_len);
+        let (file, file_len, epilogue) = (body.file, body.file_len, body.epilogue);
         loop {
-            // Buffered bytes first.
+            // Buffered bytes first (with the epilogue, once the file is read to its end).
             if self.buf_start < self.buf_end {
-                let r = wr
-                    .write(&self.buf[self.buf_start..self.buf_end], false)
-                    .await;
+                let tail: &[u8] = if self.file_off == file_len {
+                    epilogue
+                } else {
+                    &[]
+                };
+                let parts = [
+                    io::IoSlice::new(&self.buf[self.buf_start..self.buf_end]),
+                    io::IoSlice::new(tail),
+                ];
+                let r = wr.write_vectored(&parts).await;
                 return match r {
                     Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.buf_start += n;
-                        self.transfer.copied_bytes += n as u64;
-                        self.file_wrote(n, file_len)
-                    }
+                    Ok(n) => self.advance(n),
                     Err(e) => self.write_failed(e),
                 };
             }
@@ -350,17 +550,16 @@ impl<'a> RequestWriter<'a> {
         }
     }
 
-    /// `n` file bytes went to the wire.
+    /// `n` file bytes went to the wire by `sendfile`.
     fn file_wrote(&mut self, n: usize, file_len: u64) -> Step {
-        let stage_done = self.file_off == file_len && self.buf_start == self.buf_end;
-        if stage_done {
+        if self.file_off == file_len {
             self.stage = Stage::Epilogue;
             self.offset = 0;
         }
         Step::Wrote {
-            stage: Stage::File,
-            n,
-            stage_done,
+            head: 0,
+            body: n,
+            head_done: false,
         }
     }
 

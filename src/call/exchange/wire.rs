@@ -62,6 +62,14 @@ impl WireWrite<'_> {
         }
     }
 
+    /// Write some of `bufs`, in order, in one system call where the transport allows.
+    pub(super) async fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            WireWrite::Plain(w) => w.write_vectored(bufs).await,
+            WireWrite::Tls(w) => w.write_vectored(bufs).await,
+        }
+    }
+
     /// `sendfile` up to `len` bytes of `file` from `offset` (plain TCP only; `Unsupported` on
     /// TLS). `Ok(0)`: the file ends before `offset`.
     pub(super) async fn sendfile(

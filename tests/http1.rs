@@ -94,7 +94,7 @@ async fn fields_and_hash(tls: bool) {
         ext.body_acked_end,
         p.request_start
     );
-    assert!(ext.body_acked_end <= p.response_end);
+    assert!(ext.body_acked_end <= p.response_end, "{ext:?} {p:?}");
     assert!(["kernel", "poll"].contains(&ext.ack_source.as_str()));
 }
 

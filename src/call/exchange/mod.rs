@@ -270,6 +270,7 @@ pub(crate) async fn exchange(
                             acks.report(input.task, total_body);
                         }
                     }
+                    Step::ReadToEnd => {}
                     Step::Finished => {
                         request_written(now, timeline, acks.as_mut(), body_sent, total_body, input.task);
                     }

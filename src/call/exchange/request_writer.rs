@@ -61,6 +61,9 @@ pub(super) enum Step {
     },
     /// The flush after the last byte returned: the request is written.
     Finished,
+    /// The file has been read to its end and nothing was written: the next write may carry the
+    /// request's last byte (the driver arms the acknowledgement stamp first).
+    ReadToEnd,
     /// The flush asked for by [`RequestWriter::flush_before_next`] returned.
     ChunkFlushed,
     /// A write or flush failed: stop writing (the server may still have answered).
@@ -481,6 +484,7 @@ impl<'a> RequestWriter<'a> {
                 self.buf = buf;
                 self.transfer.uncached_reads += 1;
                 match self.filled(r, file_len) {
+                    Ok(()) if self.file_off == file_len => return Step::ReadToEnd,
                     Ok(()) => continue,
                     Err(step) => return step,
                 }
@@ -525,6 +529,9 @@ impl<'a> RequestWriter<'a> {
                 Ok(Some(n)) => {
                     if let Err(step) = self.filled(Ok(n), file_len) {
                         return step;
+                    }
+                    if self.file_off == file_len {
+                        return Step::ReadToEnd;
                     }
                 }
                 Ok(None) => {

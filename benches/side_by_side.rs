@@ -1215,6 +1215,7 @@ fn bench() -> Result<(), BoxError> {
         rows: Vec::new(),
         notes: Vec::new(),
     };
+    let load_before = load_average();
     let started = Instant::now();
     for part in &parts {
         match part {
@@ -1240,8 +1241,13 @@ fn bench() -> Result<(), BoxError> {
     let _ = writeln!(report, "- date: {}", m.date);
     let _ = writeln!(
         report,
-        "- machine: nproc {}; CPU {}; {:.1} GiB RAM; Linux {}",
-        m.nproc, m.cpu, m.mem_gib, m.kernel
+        "- machine: nproc {}; CPU {}; {:.1} GiB RAM; Linux {}; load average (1, 5, 15 min) \
+         {load_before} at the start, {} at the end: other processes share these cores",
+        m.nproc,
+        m.cpu,
+        m.mem_gib,
+        m.kernel,
+        load_average()
     );
     let _ = writeln!(
         report,
@@ -1301,6 +1307,13 @@ fn bench() -> Result<(), BoxError> {
     std::fs::write(&out, &report)?;
     eprintln!("side_by_side: the report is also in {}", out.display());
     Ok(())
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// DAMON's reclaim (`/sys/kernel/mm/damon`) pages out what has not been touched for a while,

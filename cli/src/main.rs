@@ -8,6 +8,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The allocator: the system's (glibc's malloc) unless a measurement feature picks another (see
+// cli/Cargo.toml and docs/performance.md, "Allocator for the CLI (issue 5)").
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("the features `mimalloc` and `jemalloc` exclude each other");
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(
+    feature = "jemalloc",
+    not(feature = "mimalloc"),
+    not(target_env = "msvc")
+))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod demo;
 mod json;
 mod phases;

@@ -252,6 +252,16 @@ impl SinkHandle {
         self.stats.snapshot()
     }
 
+    /// The records (with their timings and indices) from index `start` on, and those at the
+    /// indices in `also`: what a poller has not yet seen complete, without copying the rest.
+    pub fn records_since(
+        &self,
+        start: usize,
+        also: &[usize],
+    ) -> Vec<(usize, RequestRecord, RequestTiming)> {
+        self.stats.records_since(start, also)
+    }
+
     /// When each connection was accepted and (with TLS) finished its
     /// handshake, by connection id. See [`ConnectionTiming`].
     pub fn connection_timings(&self) -> Vec<ConnectionTiming> {

@@ -30,7 +30,6 @@
 //! Arguments are parsed by hand: four flags do not justify a dependency of
 //! the library crate (a binary's dependencies are the package's).
 
-use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -178,7 +177,7 @@ async fn run(args: Args) -> std::io::Result<()> {
     };
     print_line(&ready)?;
 
-    let mut printed = HashSet::new();
+    let mut printed = Printed::default();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     loop {
         tokio::select! {
@@ -200,26 +199,33 @@ fn print_line(v: &impl Serialize) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Which requests have been printed: every index below `next` was looked at, and `waiting`
+/// holds those of them still incomplete. A tick copies only those and the new ones (copying
+/// every record each 5 ms kept a long-lived sink busy at 100 % of a core).
+#[derive(Default)]
+struct Printed {
+    next: usize,
+    waiting: Vec<usize>,
+}
+
 /// Prints the requests not printed yet that are complete (all of them with
 /// `all`).
-fn print_completed(
-    sink: &SinkHandle,
-    printed: &mut HashSet<usize>,
-    all: bool,
-) -> std::io::Result<()> {
-    let stats = sink.stats();
-    if printed.len() == stats.records.len() {
+fn print_completed(sink: &SinkHandle, printed: &mut Printed, all: bool) -> std::io::Result<()> {
+    let fresh = sink.records_since(printed.next, &printed.waiting);
+    if fresh.is_empty() {
         return Ok(());
     }
     let connections = sink.connection_timings();
-    for (i, (record, timing)) in stats.records.iter().zip(&stats.timings).enumerate() {
+    let mut waiting = Vec::new();
+    for (i, record, timing) in fresh {
+        printed.next = printed.next.max(i + 1);
         let http1 = record.protocol.starts_with("HTTP/1");
         let complete = record.response_sent_ms.is_some()
             && (!http1 || timing.response_end_written_ms.is_some());
-        if printed.contains(&i) || !(all || complete) {
+        if !(all || complete) {
+            waiting.push(i);
             continue;
         }
-        printed.insert(i);
         let mut line = Map::new();
         for part in [json!(record), json!(timing)] {
             if let Value::Object(fields) = part {
@@ -232,6 +238,7 @@ fn print_completed(
         }
         print_line(&Value::Object(line))?;
     }
+    printed.waiting = waiting;
     Ok(())
 }
 

@@ -259,6 +259,22 @@ impl StatsInner {
         lock(&self.redirects).push(redirect);
     }
 
+    /// Copies of the records with index `start` and later, and of those at `also` (cheap to
+    /// poll: only what the caller has not seen complete).
+    pub fn records_since(
+        &self,
+        start: usize,
+        also: &[usize],
+    ) -> Vec<(usize, RequestRecord, RequestTiming)> {
+        let records = lock(&self.records);
+        also.iter()
+            .copied()
+            .filter(|&i| i < start)
+            .chain(start..records.len())
+            .filter_map(|i| records.get(i).map(|(r, t)| (i, r.clone(), t.clone())))
+            .collect()
+    }
+
     /// A consistent-enough copy of everything.
     pub fn snapshot(&self) -> SinkStats {
         let (records, timings) = lock(&self.records).iter().cloned().unzip();

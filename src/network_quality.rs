@@ -248,6 +248,10 @@ pub struct NetworkQualityEstimator {
     http_rtt: ObservationBuffer,
     transport_rtt: ObservationBuffer,
     downstream_kbps: ObservationBuffer,
+    /// Observations accepted so far (all buffers, ever).
+    observations: u64,
+    /// The last computed estimate: when, and after how many observations.
+    last: Option<(Instant, u64, QualityEstimate)>,
 }
 
 impl NetworkQualityEstimator {
@@ -261,7 +265,30 @@ impl NetworkQualityEstimator {
             http_rtt: ObservationBuffer::new(params.capacity),
             transport_rtt: ObservationBuffer::new(params.capacity),
             downstream_kbps: ObservationBuffer::new(params.capacity),
+            observations: 0,
+            last: None,
         }
+    }
+
+    /// How often [`Self::current`] recomputes at the least (Chromium's
+    /// `effective_connection_type_recomputation_interval`).
+    pub const RECOMPUTE_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// The estimate as Chromium serves it: recomputed when none was made yet, when the
+    /// observations have grown by half since the last computation (so the first uploads each
+    /// see their own), or [`Self::RECOMPUTE_INTERVAL`] after the last one; otherwise the last
+    /// one. Computing costs a weighted sort of every buffer (microseconds with full buffers),
+    /// which per upload would be a large part of the profile's cost.
+    pub fn current(&mut self, now: Instant) -> QualityEstimate {
+        if let Some((at, count, estimate)) = self.last {
+            let grown = self.observations * 2 >= count * 3;
+            if !grown && now.saturating_duration_since(at) < Self::RECOMPUTE_INTERVAL {
+                return estimate;
+            }
+        }
+        let estimate = self.estimate(now);
+        self.last = Some((now, self.observations, estimate));
+        estimate
     }
 
     /// The parameters this estimator was built with.
@@ -271,12 +298,12 @@ impl NetworkQualityEstimator {
 
     /// An HTTP RTT observation in ms, made at `at`. Ignored when not finite or negative.
     pub fn add_http_rtt(&mut self, rtt_ms: f64, at: Instant) {
-        self.http_rtt.add(rtt_ms, at);
+        self.observations += u64::from(self.http_rtt.add(rtt_ms, at));
     }
 
     /// A transport RTT observation in ms, made at `at`. Ignored when not finite or negative.
     pub fn add_transport_rtt(&mut self, rtt_ms: f64, at: Instant) {
-        self.transport_rtt.add(rtt_ms, at);
+        self.observations += u64::from(self.transport_rtt.add(rtt_ms, at));
     }
 
     /// A download observation: `bytes` received over `duration`; ignored (returns false) when
@@ -288,7 +315,9 @@ impl NetworkQualityEstimator {
         }
         let millis = duration.as_secs_f64() * 1000.0;
         let kbps = bytes as f64 * 8.0 / millis;
-        self.downstream_kbps.add(kbps, at)
+        let added = self.downstream_kbps.add(kbps, at);
+        self.observations += u64::from(added);
+        added
     }
 
     /// The weighted medians as of `now`, and the ECT from the HTTP RTT estimate.
@@ -337,6 +366,33 @@ mod tests {
 
     fn nqe() -> NetworkQualityEstimator {
         NetworkQualityEstimator::new(EstimatorParams::default())
+    }
+
+    #[test]
+    fn current_recomputes_on_growth_or_after_the_interval() {
+        let mut q = nqe();
+        let t0 = Instant::now();
+        q.add_http_rtt(100.0, t0);
+        assert_eq!(q.current(t0).http_rtt_ms, Some(100.0));
+        // 1 -> 2 observations: grown by half, recomputed ([10, 100]: 10).
+        q.add_http_rtt(10.0, t0);
+        assert_eq!(q.current(t0).http_rtt_ms, Some(10.0));
+        // 2 -> 3: recomputed ([10, 100, 100]: 100).
+        q.add_http_rtt(100.0, t0);
+        assert_eq!(q.current(t0).http_rtt_ms, Some(100.0));
+        // 3 -> 4 is less than half more: the last estimate is served although the exact one
+        // moved ([10, 10, 100, 100]: 10).
+        q.add_http_rtt(10.0, t0);
+        assert_eq!(q.estimate(t0 + secs(1)).http_rtt_ms, Some(10.0));
+        assert_eq!(q.current(t0 + secs(1)).http_rtt_ms, Some(100.0));
+        // Ten seconds after the last computation it is recomputed.
+        let later = t0 + secs(10);
+        assert_eq!(q.current(later), q.estimate(later));
+        assert_eq!(q.current(later).http_rtt_ms, Some(10.0));
+        // 4 -> 6 observations: recomputed at once.
+        q.add_http_rtt(1000.0, later);
+        q.add_http_rtt(1000.0, later);
+        assert_eq!(q.current(later), q.estimate(later));
     }
 
     #[test]

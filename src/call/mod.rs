@@ -290,7 +290,7 @@ fn observe_quality(client: &ClientInner, t: &Timeline, facts: &ExchangeFacts) ->
             now,
         );
     }
-    q.estimate(now)
+    q.current(now)
 }
 
 /// Resolve (timed) and open a new connection to `origin`.

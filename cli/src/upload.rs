@@ -58,6 +58,14 @@ pub struct Args {
     #[arg(long)]
     pub quic: bool,
 
+    /// Never send `Expect: 100-continue` (by default bodies over 1 MiB ask for it, as curl's do)
+    #[arg(long)]
+    pub no_expect_continue: bool,
+
+    /// Send the file with sendfile(2) on plain http:// (Linux); buffered writes otherwise
+    #[arg(long)]
+    pub zero_copy: bool,
+
     /// Also trust the CA certificates in this PEM file (e.g. the one `serve --tls` writes)
     #[arg(long, value_name = "PEM")]
     pub cacert: Option<PathBuf>,
@@ -137,7 +145,12 @@ pub async fn run(args: Args) -> ExitCode {
 
 /// Upload with a client that trusts `--cacert`; Ctrl-C aborts the upload.
 async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, UploadError> {
-    let mut builder = Client::builder().http2_prior_knowledge(args.http2_prior_knowledge);
+    let mut builder = Client::builder()
+        .http2_prior_knowledge(args.http2_prior_knowledge)
+        .zero_copy(args.zero_copy);
+    if args.no_expect_continue {
+        builder = builder.expect_continue_threshold(None);
+    }
     if let Some(path) = &args.cacert {
         builder = builder.add_root_certificates_pem(read_pem_file(path)?);
     }

@@ -559,3 +559,65 @@ fn upload_http2_json_reports_h2() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(one_json_line(&out.stdout)["profile"]["protocol"], "h2");
 }
+
+#[test]
+fn zero_copy_flag_sends_the_file_with_sendfile() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sha) = test_file(dir.path(), "big.bin", 2 * 1024 * 1024);
+    for (flag, sendfile) in [(None, false), (Some("--zero-copy"), true)] {
+        let out = uploadfile()
+            .args(["upload", &sink.url()])
+            .arg(&file)
+            .arg("--json")
+            .args(flag)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let v = one_json_line(&out.stdout);
+        assert_eq!(
+            v["profile"]["usingHighPerformanceMode"], sendfile,
+            "{flag:?}"
+        );
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["files"][0]["sha256"], sha);
+    }
+}
+
+/// The request head the CLI sends, seen by a one-shot server that answers right after it.
+fn head_sent(extra: &[&str], file: &Path) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the head ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let out = uploadfile()
+        .args(["upload", &url])
+        .arg(file)
+        .args(extra)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    server.join().unwrap().to_ascii_lowercase()
+}
+
+#[test]
+fn no_expect_continue_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    // Over the 1 MiB threshold, so Expect is sent by default.
+    let (file, _) = test_file(dir.path(), "big.bin", 2 * 1024 * 1024);
+    assert!(head_sent(&[], &file).contains("\r\nexpect: 100-continue\r\n"));
+    assert!(!head_sent(&["--no-expect-continue"], &file).contains("expect:"));
+}

@@ -99,9 +99,10 @@ impl AckTracker {
         }
     }
 
-    /// The request is completely in the socket.
-    pub(crate) fn finished_writing(&mut self, body: u64) {
-        if let Some((_, written)) = self.counters() {
+    /// The request is completely in the socket, which holds `written` bytes of this exchange
+    /// when the caller knows (plain TCP), else the kernel is asked.
+    pub(crate) fn finished_writing(&mut self, body: u64, written: Option<u64>) {
+        if let Some(written) = written.or_else(|| self.counters().map(|(_, w)| w)) {
             self.marks.push_back((written, body));
             self.final_socket = Some(written);
         }

@@ -76,7 +76,10 @@ impl FileSource {
     pub(crate) fn read_blocking(&self, mut buf: Vec<u8>, offset: u64, want: usize) -> BlockingRead {
         let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || {
-            buf.resize(want, 0);
+            if buf.len() < want {
+                // Allocated zeroed (no `memset` of fresh pages), not grown by `resize`.
+                buf = vec![0; want];
+            }
             let r = loop {
                 match file.read_at(&mut buf[..want], offset) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -138,6 +138,7 @@ pub(crate) async fn exchange(
                         writer.finish();
                         request_written(
                             last_write_at.unwrap_or_else(Instant::now),
+                            (!is_tls).then_some(head_written + body_sent),
                             timeline,
                             acks.as_mut(),
                             body_sent,
@@ -272,7 +273,7 @@ pub(crate) async fn exchange(
                     }
                     Step::ReadToEnd => {}
                     Step::Finished => {
-                        request_written(now, timeline, acks.as_mut(), body_sent, total_body, input.task);
+                        request_written(now, (!is_tls).then_some(head_written + body_sent), timeline, acks.as_mut(), body_sent, total_body, input.task);
                     }
                     // Keep reading: the server may have answered before closing.
                     Step::WriteFailed(e) => write_error = Some(e),
@@ -364,6 +365,7 @@ pub(crate) async fn exchange(
 /// acknowledged progress.
 fn request_written(
     now: Instant,
+    socket_written: Option<u64>,
     timeline: &mut Timeline,
     acks: Option<&mut AckTracker>,
     body_sent: u64,
@@ -372,7 +374,7 @@ fn request_written(
 ) {
     timeline.request_end = Some(now);
     if let Some(acks) = acks {
-        acks.finished_writing(body_sent);
+        acks.finished_writing(body_sent, socket_written);
         acks.report(task, total_body);
     }
 }

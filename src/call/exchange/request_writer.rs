@@ -322,7 +322,8 @@ impl<'a> RequestWriter<'a> {
         }
         let want = body.file_len.min(self.chunk as u64) as usize;
         if self.buf.len() < want {
-            self.buf.resize(self.chunk.min(want.max(64 * 1024)), 0);
+            // No larger than the file: a small upload allocates a small buffer.
+            self.buf = zeroed(want);
         }
         if let Ok(Some(n)) = body.file.read_cached(&mut self.buf[..want], 0) {
             self.buf_start = 0;
@@ -523,7 +524,7 @@ impl<'a> RequestWriter<'a> {
             // Buffered: from the page cache inline, else on the blocking pool.
             let want = left.min(self.chunk as u64) as usize;
             if self.buf.len() < want {
-                self.buf.resize(self.chunk, 0);
+                self.buf = zeroed(self.chunk.min(file_len as usize));
             }
             match file.read_cached(&mut self.buf[..want], self.file_off) {
                 Ok(Some(n)) => {
@@ -585,6 +586,11 @@ impl<'a> RequestWriter<'a> {
         self.stage = Stage::Stopped;
         Step::FileFailed(UploadError::new(ErrorKind::FileRead, e.to_string()))
     }
+}
+
+/// A buffer of `len` zero bytes, allocated zeroed (`calloc`: fresh pages need no `memset`).
+fn zeroed(len: usize) -> Vec<u8> {
+    vec![0; len]
 }
 
 /// `sendfile` itself is refused for this file or socket (not a network error): fall back.

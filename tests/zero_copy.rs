@@ -21,7 +21,8 @@ async fn plain_http_sends_the_file_with_sendfile() {
     let dir = tempfile::tempdir().unwrap();
     // Larger than one residency window, so several sendfile windows are checked.
     let file = make_file(dir.path(), "a.bin", 20 * 1024 * 1024 + 123);
-    let client = Client::builder().zero_copy(true).build().unwrap();
+    // The default.
+    let client = Client::new();
     let res = client
         .upload_file(options(sink.url("/upload"), &file))
         .await
@@ -37,17 +38,13 @@ async fn plain_http_sends_the_file_with_sendfile() {
 }
 
 #[tokio::test]
-async fn the_default_and_tls_use_buffered_reads() {
+async fn zero_copy_off_and_tls_use_buffered_reads() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 3 * 1024 * 1024 + 7);
     for tls in [false, true] {
         let sink = sink(tls).await;
-        // Over TLS, zero copy asked for or not, the body is buffered.
-        let mut builder = if tls {
-            Client::builder().zero_copy(true)
-        } else {
-            Client::builder()
-        };
+        // Over TLS, zero copy on (the default) or not, the body is buffered.
+        let mut builder = Client::builder().zero_copy(tls);
         if let Some(pem) = sink.ca_pem() {
             builder = builder.add_root_certificates_pem(pem.as_bytes());
         }

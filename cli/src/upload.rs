@@ -62,9 +62,9 @@ pub struct Args {
     #[arg(long)]
     pub no_expect_continue: bool,
 
-    /// Send the file with sendfile(2) on plain http:// (Linux); buffered writes otherwise
+    /// Read the file into a buffer and write that, instead of sendfile(2) on plain http://
     #[arg(long)]
-    pub zero_copy: bool,
+    pub no_zero_copy: bool,
 
     /// Also trust the CA certificates in this PEM file (e.g. the one `serve --tls` writes)
     #[arg(long, value_name = "PEM")]
@@ -147,7 +147,7 @@ pub async fn run(args: Args) -> ExitCode {
 async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, UploadError> {
     let mut builder = Client::builder()
         .http2_prior_knowledge(args.http2_prior_knowledge)
-        .zero_copy(args.zero_copy);
+        .zero_copy(!args.no_zero_copy);
     if args.no_expect_continue {
         builder = builder.expect_continue_threshold(None);
     }

@@ -561,11 +561,11 @@ fn upload_http2_json_reports_h2() {
 }
 
 #[test]
-fn zero_copy_flag_sends_the_file_with_sendfile() {
+fn sendfile_by_default_and_no_zero_copy_flag() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
     let (file, sha) = test_file(dir.path(), "big.bin", 2 * 1024 * 1024);
-    for (flag, sendfile) in [(None, false), (Some("--zero-copy"), true)] {
+    for (flag, sendfile) in [(None, true), (Some("--no-zero-copy"), false)] {
         let out = uploadfile()
             .args(["upload", &sink.url()])
             .arg(&file)

@@ -229,7 +229,8 @@ fn cold_next_to_hot(zero_copy: bool) {
             return;
         }
         let cold = make_file(dir.path(), "cold.bin", 48 * 1024 * 1024);
-        let hot = make_file(dir.path(), "hot.bin", 256 * 1024);
+        // Larger than one chunk (256 KiB): smaller files go in one vectored write, not sendfile.
+        let hot = make_file(dir.path(), "hot.bin", 1024 * 1024);
         make_cold(&cold);
         let _ = std::fs::read(&hot).unwrap();
         let client = Client::builder().zero_copy(zero_copy).build().unwrap();
@@ -286,4 +287,19 @@ fn cold_next_to_hot(zero_copy: bool) {
             "runtime stalled for {worst:?}"
         );
     });
+}
+
+#[tokio::test]
+async fn a_file_within_one_chunk_goes_with_the_head_not_by_sendfile() {
+    let sink = sink(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "small.bin", 4096);
+    let res = Client::new()
+        .upload_file(options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    assert_eq!(verdict(&res)["files"][0]["sha256"], sha256_file(&file));
+    let ext = res.profile_extensions.unwrap();
+    assert_eq!(ext.body_path, "read");
+    assert!(!res.profile.unwrap().using_high_performance_mode);
 }

@@ -3,7 +3,8 @@
 //! A request is the head, then (for an upload) the multipart preamble, the file and the epilogue,
 //! then a flush. The file goes one of two ways:
 //!
-//! - **Zero copy** (plain TCP on Linux, [`crate::ClientBuilder::zero_copy`] on): `sendfile(2)`
+//! - **Zero copy** (plain TCP on Linux, [`crate::ClientBuilder::zero_copy`] on, a file larger
+//!   than one chunk: a smaller one goes with the head in one vectored write): `sendfile(2)`
 //!   from the page cache to the socket. The head and preamble are sent with `MSG_MORE`, so they
 //!   share a segment with the file's first bytes instead of leaving as a tiny one. Before each
 //!   window of the file is handed to `sendfile`, its residency is checked (`mincore`): a window
@@ -113,6 +114,10 @@ impl<'a> RequestWriter<'a> {
         chunk: usize,
         zero_copy: bool,
     ) -> Self {
+        let chunk = chunk.max(4096);
+        // A file that fits in one chunk goes with the head in one vectored write: one system
+        // call, where sendfile would take four (head, preamble, file, epilogue).
+        let zero_copy = zero_copy && body.as_ref().is_some_and(|b| b.file_len > chunk as u64);
         RequestWriter {
             head,
             body,
@@ -124,7 +129,7 @@ impl<'a> RequestWriter<'a> {
             buf_start: 0,
             buf_end: 0,
             read_in_flight: None,
-            chunk: chunk.max(4096),
+            chunk,
             zero_copy,
             resident_until: 0,
             flush_before_next: false,

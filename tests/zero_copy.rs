@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client_for, make_file, sha256_file, sink, verdict};
+use common::{make_file, sha256_file, sink, verdict};
 use uploadfile::{Client, ErrorKind, UploadOptions};
 
 fn options(url: String, file: &Path) -> UploadOptions {
@@ -84,10 +84,24 @@ async fn an_empty_file_goes_out_on_either_path() {
     }
 }
 
+/// How the shrinking upload travels.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Wire {
+    Plain,
+    Tls,
+    H2,
+}
+
 /// Truncate the file from the progress listener once more than 1 MiB has gone out: the next read
 /// or sendfile finds the end of the file before the announced length.
-async fn shrink_mid_upload(tls: bool, zero_copy: bool) {
-    let sink = sink(tls).await;
+async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
+    let sink = uploadfile_sink::Sink::start(uploadfile_sink::SinkConfig {
+        tls: wire != Wire::Plain,
+        offer_h2: wire == Wire::H2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "shrinks.bin", 64 * 1024 * 1024);
     let mut builder = Client::builder().zero_copy(zero_copy);
@@ -95,77 +109,8 @@ async fn shrink_mid_upload(tls: bool, zero_copy: bool) {
         builder = builder.add_root_certificates_pem(pem.as_bytes());
     }
     let client = builder.build().unwrap();
-    let task = client.upload_file(options(sink.url("/upload"), &file));
-    let done = Arc::new(AtomicBool::new(false));
-    let (path, flag) = (file.clone(), done.clone());
-    task.on_progress_update(move |p| {
-        if p.total_bytes_sent > 1024 * 1024 && !flag.swap(true, Ordering::SeqCst) {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(512 * 1024)
-                .unwrap();
-        }
-    });
-    let err = tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("no hang")
-        .unwrap_err();
-    assert!(done.load(Ordering::SeqCst));
-    assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
-    assert!(
-        err.err_msg().starts_with("uploadFile:fail file changed"),
-        "{}",
-        err.err_msg()
-    );
-    assert_eq!(
-        client.idle_connections(),
-        0,
-        "a connection that carried a partial body is closed"
-    );
-    // The client is still usable, on a new connection.
-    let small = make_file(dir.path(), "small.txt", 1000);
-    let res = client
-        .upload_file(options(sink.url("/upload"), &small))
-        .await
-        .unwrap();
-    assert_eq!(verdict(&res)["files"][0]["sha256"], sha256_file(&small));
-    assert_eq!(
-        res.profile_extensions.unwrap().connection_requests_before,
-        0
-    );
-}
-
-#[tokio::test]
-async fn a_file_that_shrinks_fails_cleanly_with_sendfile() {
-    shrink_mid_upload(false, true).await;
-}
-
-#[tokio::test]
-async fn a_file_that_shrinks_fails_cleanly_with_buffered_reads() {
-    shrink_mid_upload(false, false).await;
-}
-
-#[tokio::test]
-async fn a_file_that_shrinks_fails_cleanly_over_tls() {
-    shrink_mid_upload(true, true).await;
-}
-
-#[tokio::test]
-async fn a_file_that_shrinks_fails_cleanly_over_h2() {
-    let sink = uploadfile_sink::Sink::start(uploadfile_sink::SinkConfig {
-        tls: true,
-        offer_h2: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = make_file(dir.path(), "shrinks.bin", 64 * 1024 * 1024);
-    let client = client_for(&sink);
     let mut opts = options(sink.url("/upload"), &file);
-    opts.enable_http2 = true;
+    opts.enable_http2 = wire == Wire::H2;
     let task = client.upload_file(opts);
     let done = Arc::new(AtomicBool::new(false));
     let (path, flag) = (file.clone(), done.clone());
@@ -183,7 +128,54 @@ async fn a_file_that_shrinks_fails_cleanly_over_h2() {
         .await
         .expect("no hang")
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
+    assert!(done.load(Ordering::SeqCst));
+    assert_eq!(err.kind(), ErrorKind::FileChanged, "{wire:?}: {err}");
+    assert!(
+        err.err_msg().starts_with("uploadFile:fail file changed"),
+        "{}",
+        err.err_msg()
+    );
+    if wire != Wire::H2 {
+        // (Over h2 only the stream is reset; the connection carries on.)
+        assert_eq!(
+            client.idle_connections(),
+            0,
+            "a connection that carried a partial body is closed"
+        );
+    }
+    // The client is still usable.
+    let small = make_file(dir.path(), "small.txt", 1000);
+    let mut opts = options(sink.url("/upload"), &small);
+    opts.enable_http2 = wire == Wire::H2;
+    let res = client.upload_file(opts).await.unwrap();
+    assert_eq!(verdict(&res)["files"][0]["sha256"], sha256_file(&small));
+    if wire != Wire::H2 {
+        assert_eq!(
+            res.profile_extensions.unwrap().connection_requests_before,
+            0,
+            "on a new connection"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_with_sendfile() {
+    shrink_mid_upload(Wire::Plain, true).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_with_buffered_reads() {
+    shrink_mid_upload(Wire::Plain, false).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_over_tls() {
+    shrink_mid_upload(Wire::Tls, true).await;
+}
+
+#[tokio::test]
+async fn a_file_that_shrinks_fails_cleanly_over_h2() {
+    shrink_mid_upload(Wire::H2, true).await;
 }
 
 /// Drop a file's pages from the page cache (clean pages; no root needed).

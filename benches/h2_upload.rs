@@ -61,6 +61,10 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::runtime::Runtime;
 use uploadfile::{Client, ClientBuilder, UploadOptions, UploadSuccess};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+use util::{clock_ticks, env_usize, fincore, num, stats, timeval_secs, wait4};
+
+#[path = "util/mod.rs"]
+mod util;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -159,10 +163,6 @@ fn bench() -> Result<(), BoxError> {
     Ok(())
 }
 
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
 /// Write `size` bytes of a cheap pseudo-random pattern, then read the file back once so that it
 /// is in the page cache.
 fn write_file(path: &Path, size: usize) -> io::Result<()> {
@@ -224,16 +224,6 @@ impl Cpu {
     }
 }
 
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
 /// CPU of this process's threads whose name starts with `prefix`: user and system time from
 /// `/proc/self/task/TID/stat` (fields 14 and 15, in clock ticks), rescaled so that their sum is
 /// the thread's exact on-CPU time from `/proc/self/task/TID/schedstat` (ns) when that exists.
@@ -278,10 +268,6 @@ fn threads_cpu(prefix: &str) -> Cpu {
         }
     }
     cpu
-}
-
-fn timeval_secs(tv: libc::timeval) -> f64 {
-    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
 }
 
 /// `getrusage(RUSAGE_THREAD)`: the calling thread's own CPU.
@@ -486,24 +472,6 @@ fn run_ours(
     })
 }
 
-/// Reap `pid` with `wait4(2)`: its exit status and its own resource usage.
-fn wait4(pid: u32) -> io::Result<(libc::c_int, libc::rusage)> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointers to locals; `pid` is our own child, not reaped yet.
-        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
-        if r >= 0 {
-            return Ok((status, ru));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
 fn run_curl(env: &Env, http2: bool, file: &Path, size: usize) -> Result<Sample, BoxError> {
     let mut cmd = Command::new("curl");
     cmd.arg("-q") // ignore any ~/.curlrc
@@ -668,33 +636,6 @@ fn read_response(r: &mut impl Read) -> Result<Vec<u8>, BoxError> {
 // Statistics and printing
 // ---------------------------------------------------------------------------------------------
 
-/// Median, min, max.
-fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((median, v[0], v[n - 1]))
-}
-
-fn num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 fn cell(s: Option<(f64, f64, f64)>) -> String {
     match s {
         Some((med, lo, hi)) => format!("{} [{}–{}]", num(med), num(lo), num(hi)),
@@ -842,25 +783,6 @@ fn print_header(env: &Env, curl: &Curl, size: usize, big: &Path, small: &Path) {
         vm_kib("VmRSS:").map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0))
     );
     println!();
-}
-
-/// `fincore`'s view of how much of the file is in the page cache, when it is installed.
-fn fincore(path: &Path) -> String {
-    match Command::new("fincore")
-        .args(["-n", "-b", "-o", "RES,SIZE"])
-        .arg(path)
-        .output()
-    {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            let v: Vec<&str> = text.split_whitespace().collect();
-            match v.as_slice() {
-                [res, size] => format!("{res} of {size} bytes resident"),
-                _ => text.trim().to_string(),
-            }
-        }
-        _ => "(fincore not available)".into(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

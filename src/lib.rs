@@ -31,25 +31,39 @@
 //!
 //! See `docs/architecture.md`, `docs/profile.md` and `docs/errors.md` in the repository.
 
+// `unsafe` is forbidden in every module but `sys` (each `mod` below says so), and denied here.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[forbid(unsafe_code)]
 mod call;
+#[forbid(unsafe_code)]
 mod client;
+#[forbid(unsafe_code)]
 pub mod clock;
+#[forbid(unsafe_code)]
 pub mod dns;
+#[forbid(unsafe_code)]
 mod error;
+#[forbid(unsafe_code)]
 mod headers;
 #[allow(dead_code)]
+#[forbid(unsafe_code)]
 mod network_quality;
+#[forbid(unsafe_code)]
 mod options;
+#[forbid(unsafe_code)]
 mod profile;
+#[forbid(unsafe_code)]
 pub mod proto;
+#[forbid(unsafe_code)]
 mod success;
 // The one place with `unsafe`: socket options and kernel interfaces tokio and socket2 lack.
 #[allow(unsafe_code, dead_code)]
 mod sys;
+#[forbid(unsafe_code)]
 mod task;
+#[forbid(unsafe_code)]
 mod transport;
 
 pub use client::{

@@ -4,6 +4,8 @@
 //! - `serve`: run the `uploadfile-sink` receiving server until Ctrl-C;
 //! - `demo`: both at once, on loopback, with verification of what arrived.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -30,7 +30,8 @@ pub enum ErrorKind {
     NotAFile,
     /// The file could not be opened or read (permissions, I/O error).
     FileRead,
-    /// The file changed size while it was being uploaded; the body would have been short.
+    /// The file changed while it was being uploaded (truncated, written to in place, or
+    /// replaced); the body is never completed.
     FileChanged,
     /// Name resolution failed.
     Dns,

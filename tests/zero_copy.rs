@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,9 +92,53 @@ enum Wire {
     H2,
 }
 
-/// Truncate the file from the progress listener once more than 1 MiB has gone out: the next read
-/// or sendfile finds the end of the file before the announced length.
-async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
+/// What happens to the file once more than 1 MiB of the body has gone out (from the progress
+/// listener, so before the next read or sendfile).
+type Mutation = fn(&Path);
+
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(512 * 1024)
+        .unwrap();
+}
+
+fn write_in_place(path: &Path) {
+    use std::io::{Seek, Write};
+    // Past the clock tick of the open, so that the modification time moves.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(std::io::SeekFrom::Start(60 * 1024 * 1024)).unwrap();
+    f.write_all(b"changed").unwrap();
+}
+
+fn replace(path: &Path) {
+    let other = path.with_extension("new");
+    std::fs::write(&other, b"another file").unwrap();
+    std::fs::rename(&other, path).unwrap();
+}
+
+fn append(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(&[7u8; 1024 * 1024]).unwrap();
+}
+
+/// Upload a 64 MiB file while `mutation` changes it; the sink, client and outcome.
+async fn upload_while(
+    wire: Wire,
+    zero_copy: bool,
+    mutation: Mutation,
+    dir: &Path,
+) -> (
+    uploadfile_sink::SinkHandle,
+    Client,
+    PathBuf,
+    String,
+    Result<uploadfile::UploadSuccess, uploadfile::UploadError>,
+) {
     let sink = uploadfile_sink::Sink::start(uploadfile_sink::SinkConfig {
         tls: wire != Wire::Plain,
         offer_h2: wire == Wire::H2,
@@ -102,8 +146,8 @@ async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = make_file(dir.path(), "shrinks.bin", 64 * 1024 * 1024);
+    let file = make_file(dir, "changes.bin", 64 * 1024 * 1024);
+    let original_sha = sha256_file(&file);
     let mut builder = Client::builder().zero_copy(zero_copy);
     if let Some(pem) = sink.ca_pem() {
         builder = builder.add_root_certificates_pem(pem.as_bytes());
@@ -116,23 +160,31 @@ async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
     let (path, flag) = (file.clone(), done.clone());
     task.on_progress_update(move |p| {
         if p.total_bytes_sent > 1024 * 1024 && !flag.swap(true, Ordering::SeqCst) {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(512 * 1024)
-                .unwrap();
+            mutation(&path);
         }
     });
-    let err = tokio::time::timeout(Duration::from_secs(30), task)
+    let res = tokio::time::timeout(Duration::from_secs(30), task)
         .await
-        .expect("no hang")
-        .unwrap_err();
-    assert!(done.load(Ordering::SeqCst));
+        .expect("no hang");
+    assert!(done.load(Ordering::SeqCst), "the mutation ran");
+    (sink, client, file, original_sha, res)
+}
+
+/// The file changes mid-upload in a way that makes the body not the file measured: the upload
+/// fails as changed, the body is never completed, the connection is not reused.
+async fn fails_as_changed(wire: Wire, zero_copy: bool, mutation: Mutation, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, client, _, _, res) = upload_while(wire, zero_copy, mutation, dir.path()).await;
+    let err = res.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::FileChanged, "{wire:?}: {err}");
     assert!(
         err.err_msg().starts_with("uploadFile:fail file changed"),
         "{}",
+        err.err_msg()
+    );
+    assert!(
+        err.err_msg().contains(reason),
+        "{wire:?}: {}",
         err.err_msg()
     );
     if wire != Wire::H2 {
@@ -143,6 +195,12 @@ async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
             "a connection that carried a partial body is closed"
         );
     }
+    // The sink never saw a complete upload.
+    assert!(
+        sink.stats().records.iter().all(|r| r.status != Some(200)),
+        "{:?}",
+        sink.stats().records
+    );
     // The client is still usable.
     let small = make_file(dir.path(), "small.txt", 1000);
     let mut opts = options(sink.url("/upload"), &small);
@@ -155,6 +213,47 @@ async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
             0,
             "on a new connection"
         );
+    }
+}
+
+async fn shrink_mid_upload(wire: Wire, zero_copy: bool) {
+    fails_as_changed(wire, zero_copy, truncate, "the file ended after").await;
+}
+
+#[tokio::test]
+async fn a_file_written_in_place_fails_as_changed() {
+    for (wire, zero_copy) in [
+        (Wire::Plain, true),
+        (Wire::Plain, false),
+        (Wire::Tls, true),
+        (Wire::H2, true),
+    ] {
+        fails_as_changed(wire, zero_copy, write_in_place, "written to").await;
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_file_fails_as_changed() {
+    for (wire, zero_copy) in [(Wire::Plain, true), (Wire::Tls, true), (Wire::H2, true)] {
+        fails_as_changed(wire, zero_copy, replace, "replaced").await;
+    }
+}
+
+#[tokio::test]
+async fn a_growing_file_sends_the_length_measured_at_the_start() {
+    for (wire, zero_copy) in [
+        (Wire::Plain, true),
+        (Wire::Plain, false),
+        (Wire::Tls, true),
+        (Wire::H2, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_sink, _client, _file, original_sha, res) =
+            upload_while(wire, zero_copy, append, dir.path()).await;
+        let res = res.unwrap_or_else(|e| panic!("{wire:?}: {e}"));
+        let v = verdict(&res);
+        assert_eq!(v["files"][0]["size"], 64 * 1024 * 1024, "{wire:?}");
+        assert_eq!(v["files"][0]["sha256"], original_sha, "{wire:?}");
     }
 }
 

@@ -41,13 +41,73 @@ pub(crate) struct ReadChunk {
 #[derive(Debug, Clone)]
 pub(crate) struct FileSource {
     file: Arc<std::fs::File>,
+    path: Option<Arc<std::path::Path>>,
+    /// The file as measured when opened: the body announces this length.
+    opened: Option<Snapshot>,
+}
+
+/// What [`FileSource::change`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Snapshot {
+    len: u64,
+    modified: std::time::SystemTime,
+    dev: u64,
+    ino: u64,
+}
+
+impl Snapshot {
+    fn of(meta: &std::fs::Metadata) -> Option<Snapshot> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Snapshot {
+            len: meta.len(),
+            modified: meta.modified().ok()?,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl FileSource {
-    pub(crate) fn new(file: std::fs::File) -> Self {
+    /// `path`: where the file was opened, to notice a replacement (`None` in unit tests).
+    pub(crate) fn new(file: std::fs::File, path: Option<&std::path::Path>) -> Self {
+        let opened = file.metadata().ok().as_ref().and_then(Snapshot::of);
         FileSource {
             file: Arc::new(file),
+            path: path.map(Arc::from),
+            opened,
         }
+    }
+
+    /// How the file changed since it was opened, if in a way that makes the bytes sent not the
+    /// file that was measured. Called once every file byte has been read or sent, and before
+    /// the body's last bytes go, so that the server never receives a complete body:
+    ///
+    /// - shorter than measured: truncated (the reads would also have ended early);
+    /// - the same length with a new modification time: written to in place, so the body may
+    ///   mix two versions;
+    /// - the path now names another file: replaced (by a rename or a new file).
+    ///
+    /// A file that only grew is not changed for the upload: the body carries exactly the length
+    /// measured at the start (a growing log is uploaded as it was when the upload began). A write
+    /// in place that also grew the file, or one within the file system's timestamp granularity,
+    /// cannot be told from that and is not caught.
+    pub(crate) fn change(&self) -> Option<&'static str> {
+        let opened = self.opened?;
+        let now = self.file.metadata().ok().as_ref().and_then(Snapshot::of)?;
+        if now.len < opened.len {
+            return Some("the file was truncated while it was being sent");
+        }
+        if now.len == opened.len && now.modified != opened.modified {
+            return Some("the file was written to while it was being sent");
+        }
+        let replaced = self.path.as_deref().is_some_and(|path| {
+            std::fs::metadata(path)
+                .ok()
+                .as_ref()
+                .and_then(Snapshot::of)
+                .is_some_and(|at_path| (at_path.dev, at_path.ino) != (opened.dev, opened.ino))
+        });
+        replaced.then_some("the file was replaced while it was being sent")
     }
 
     /// The descriptor, for `sendfile`.
@@ -157,7 +217,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&data).unwrap();
         f.as_file().sync_all().unwrap();
-        let src = FileSource::new(f.reopen().unwrap());
+        let src = FileSource::new(f.reopen().unwrap(), None);
         let hot = src.read_at(4096, 10_000).await.unwrap();
         assert_eq!(hot.data, &data[4096..14_096]);
         assert!(!hot.uncached);

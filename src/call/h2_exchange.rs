@@ -245,6 +245,13 @@ async fn send_body(
         )
         .await?;
     }
+    if let Some(change) = file.change().filter(|_| plan.file_len() > 0) {
+        // Never complete a body that is not the file as measured (see `FileSource::change`).
+        return Err(SendError::Upload(UploadError::new(
+            ErrorKind::FileChanged,
+            change,
+        )));
+    }
     send_piece(stream, plan.epilogue().clone(), true, task, book, id, total).await?;
     Ok(transfer)
 }

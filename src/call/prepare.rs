@@ -269,7 +269,7 @@ async fn open_file(path: &Path) -> Result<(FileSource, u64), UploadError> {
     let opened = tokio::task::spawn_blocking(move || open_checked(&owned))
         .await
         .map_err(|e| UploadError::new(ErrorKind::FileRead, format!("opening the file: {e}")))??;
-    Ok((FileSource::new(opened.0), opened.1))
+    Ok((FileSource::new(opened.0, Some(path)), opened.1))
 }
 
 /// Open `path` for reading if it is a regular file; its length from the opened handle.

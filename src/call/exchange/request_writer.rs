@@ -99,6 +99,8 @@ pub(super) struct RequestWriter<'a> {
     zero_copy: bool,
     /// The end of the window known to be in the page cache.
     resident_until: u64,
+    /// The file was checked for changes once all of it was read or sent.
+    change_checked: bool,
     /// Ask for a flush before the next write (TLS: acknowledged-progress marks).
     pub(super) flush_before_next: bool,
     /// How the body went.
@@ -132,6 +134,7 @@ impl<'a> RequestWriter<'a> {
             chunk,
             zero_copy,
             resident_until: 0,
+            change_checked: false,
             flush_before_next: false,
             transfer: BodyTransfer::default(),
         }
@@ -177,6 +180,9 @@ impl<'a> RequestWriter<'a> {
 
     /// One write, read or flush. Cancel-safe (see the module docs).
     pub(super) async fn step(&mut self, wr: &mut WireWrite<'_>) -> Step {
+        if let Some(step) = self.check_file_unchanged() {
+            return step;
+        }
         if self.flush_before_next {
             return match wr.flush().await {
                 Ok(()) => {
@@ -547,6 +553,23 @@ impl<'a> RequestWriter<'a> {
                 Err(e) => return self.read_failed(&e),
             }
         }
+    }
+
+    /// Once every file byte has been read (buffered) or sent (zero copy), and before the body's
+    /// last bytes go: a file written to meanwhile fails as changed (see
+    /// [`FileSource::change`]).
+    fn check_file_unchanged(&mut self) -> Option<Step> {
+        let body = self.body.as_ref()?;
+        if self.change_checked || body.file_len == 0 || self.file_off < body.file_len {
+            return None;
+        }
+        self.change_checked = true;
+        let change = body.file.change()?;
+        self.stage = Stage::Stopped;
+        Some(Step::FileFailed(UploadError::new(
+            ErrorKind::FileChanged,
+            change,
+        )))
     }
 
     /// A read of the file returned.

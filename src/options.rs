@@ -95,12 +95,20 @@ impl UploadOptions {
 
     /// Parse the original's JSON options object.
     pub fn from_json(json: &str) -> Result<Self, UploadError> {
-        serde_json::from_str(json)
-            .map_err(|e| UploadError::new(ErrorKind::InvalidOptions, e.to_string()))
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| UploadError::new(ErrorKind::InvalidOptions, e.to_string()))?;
+        Self::from_value(value)
     }
 
-    /// Parse from an already-parsed JSON value.
+    /// Parse from an already-parsed JSON value, which must be an object (serde would also
+    /// accept an array as a struct, field by field in order).
     pub fn from_value(value: serde_json::Value) -> Result<Self, UploadError> {
+        if !value.is_object() {
+            return Err(UploadError::new(
+                ErrorKind::InvalidOptions,
+                "the options must be a JSON object",
+            ));
+        }
         serde_json::from_value(value)
             .map_err(|e| UploadError::new(ErrorKind::InvalidOptions, e.to_string()))
     }
@@ -301,6 +309,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidOptions);
         let e = UploadOptions::from_json(r#"{"enableProfile":"yes"}"#).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidOptions);
+        for not_an_object in ["[]", r#"["u","f","n"]"#, "5", "null", r#""x""#] {
+            let e = UploadOptions::from_json(not_an_object).unwrap_err();
+            assert!(e.detail().contains("JSON object"), "{not_an_object}: {e}");
+        }
     }
 
     #[test]

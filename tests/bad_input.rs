@@ -87,7 +87,7 @@ async fn urls_we_cannot_use() {
         "http://:80/upload".to_string(),
         "http://".to_string(),
         format!("ftp://127.0.0.1:{port}/upload"),
-        format!("file:///etc/passwd"),
+        "file:///etc/passwd".to_string(),
         format!("http://user:pw@127.0.0.1:{port}/upload"),
         format!("http://user@127.0.0.1:{port}/upload"),
     ] {

@@ -8,7 +8,8 @@
 //!
 //! Skipped inputs: names containing NUL (refused by src/call/prepare.rs) and names containing
 //! other ASCII controls or DEL, which the library sends raw (as browsers do) but which no
-//! header parser (httparse, under multer) accepts in a header value: see docs/fuzzing.md.
+//! header parser (httparse, under multer) accepts in a header value, and names containing a
+//! backslash, also sent raw but read by multer as a quoted-pair escape: see docs/fuzzing.md.
 #![no_main]
 
 use std::convert::Infallible;
@@ -52,10 +53,15 @@ fn input(u: &mut Unstructured<'_>) -> Result<Input> {
 }
 
 /// Names the round trip can hold: no NUL (refused upstream) and no other control byte once
-/// escaped (CR and LF are escaped; tab is legal in a header value).
+/// escaped (CR and LF are escaped; tab is legal in a header value), and no backslash.
 fn name_ok(s: &str) -> bool {
-    !s.chars()
-        .any(|c| c.is_ascii_control() && c != '\t' && c != '\r' && c != '\n')
+    // A backslash is sent raw (browsers' convention), but multer reads a quoted string with
+    // quoted-pairs: `name="g\"` loses its closing quote. Known interop divergence, kept in
+    // artifacts-kept/multipart-name-trailing-backslash and described in docs/fuzzing.md.
+    !s.contains('\\')
+        && !s
+            .chars()
+            .any(|c| c.is_ascii_control() && c != '\t' && c != '\r' && c != '\n')
 }
 
 fuzz_target!(|data: &[u8]| {

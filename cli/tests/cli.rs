@@ -621,3 +621,29 @@ fn no_expect_continue_flag() {
     assert!(head_sent(&[], &file).contains("\r\nexpect: 100-continue\r\n"));
     assert!(!head_sent(&["--no-expect-continue"], &file).contains("expect:"));
 }
+
+#[test]
+fn credentials_are_never_printed() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = test_file(dir.path(), "a.bin", 1000);
+    // The discard sink answers only a byte count, so whatever is printed comes from the CLI.
+    let url = format!("{}?discard=1", sink.url());
+    for extra in [&[][..], &["--json"][..]] {
+        let out = uploadfile()
+            .args(["upload", &url])
+            .arg(&file)
+            .args(["-H", "Authorization: Bearer s3cr3t-token"])
+            .args(["-H", "Cookie: session=s3cr3t-cookie"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("s3cr3t"), "{extra:?}: {all}");
+    }
+}

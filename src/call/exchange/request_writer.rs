@@ -202,17 +202,17 @@ impl<'a> RequestWriter<'a> {
                 // alone to earn a 100 Continue.
                 let more = self.expect_continue.is_none();
                 let r = wr.write(&self.head[self.offset..], more).await;
-                self.wrote_framing(r, self.head.len())
+                self.wrote(r)
             }
             Stage::Preamble => {
                 let part = self.body.as_ref().map_or(&[][..], |b| b.preamble);
                 let r = wr.write(&part[self.offset..], true).await;
-                self.wrote_framing(r, part.len())
+                self.wrote(r)
             }
             Stage::Epilogue => {
                 let part = self.body.as_ref().map_or(&[][..], |b| b.epilogue);
                 let r = wr.write(&part[self.offset..], false).await;
-                self.wrote_framing(r, part.len())
+                self.wrote(r)
             }
             Stage::File => self.step_file(wr).await,
             Stage::Flush => match wr.flush().await {
@@ -311,11 +311,8 @@ impl<'a> RequestWriter<'a> {
             // Nothing buffered yet (the file stage with its read pending).
             return self.step_file(wr).await;
         }
-        match wr.write_vectored(&slices).await {
-            Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
-            Ok(n) => self.advance(n),
-            Err(e) => self.write_failed(e),
-        }
+        let r = wr.write_vectored(&slices).await;
+        self.wrote(r)
     }
 
     /// Without waiting: read the file's first chunk from the page cache, so that it can share
@@ -428,36 +425,12 @@ impl<'a> RequestWriter<'a> {
         Step::WriteFailed(e)
     }
 
-    /// After a write of the head, preamble or epilogue.
-    fn wrote_framing(&mut self, r: io::Result<usize>, len: usize) -> Step {
-        let stage = self.stage;
-        let n = match r {
-            Ok(0) if len > self.offset => {
-                return self.write_failed(io::ErrorKind::WriteZero.into())
-            }
-            Ok(n) => n,
-            Err(e) => return self.write_failed(e),
-        };
-        self.offset += n;
-        let stage_done = self.offset >= len;
-        if stage_done {
-            self.offset = 0;
-            self.stage = match (stage, &self.body) {
-                (Stage::Head, None) => Stage::Flush,
-                (Stage::Head, Some(_)) => match self.expect_continue {
-                    Some(wait) => Stage::AwaitContinue(tokio::time::Instant::now() + wait),
-                    None => Stage::Preamble,
-                },
-                (Stage::Preamble, Some(b)) if b.file_len == 0 => Stage::Epilogue,
-                (Stage::Preamble, Some(_)) => Stage::File,
-                _ => Stage::Flush,
-            };
-        }
-        let head_stage = stage == Stage::Head;
-        Step::Wrote {
-            head: if head_stage { n } else { 0 },
-            body: if head_stage { 0 } else { n },
-            head_done: head_stage && stage_done,
+    /// A write returned: move through what it carried, or stop on a failure.
+    fn wrote(&mut self, r: io::Result<usize>) -> Step {
+        match r {
+            Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => self.advance(n),
+            Err(e) => self.write_failed(e),
         }
     }
 
@@ -484,11 +457,7 @@ impl<'a> RequestWriter<'a> {
                     io::IoSlice::new(tail),
                 ];
                 let r = wr.write_vectored(&parts).await;
-                return match r {
-                    Ok(0) => self.write_failed(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => self.advance(n),
-                    Err(e) => self.write_failed(e),
-                };
+                return self.wrote(r);
             }
             if let Some(read) = self.read_in_flight.as_mut() {
                 let (buf, r) = join_read(read).await;

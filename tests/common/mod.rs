@@ -11,6 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use uploadfile::{Client, UploadSuccess};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
+pub mod hostile;
+
 /// A sink with the default config, plain or TLS.
 pub async fn sink(tls: bool) -> SinkHandle {
     Sink::start(SinkConfig {

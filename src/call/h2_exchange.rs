@@ -33,7 +33,7 @@ use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
 use crate::proto::multipart::BodyPlan;
 use crate::proto::response::ResponseHead;
 use crate::task::{HeadersReceived, TaskShared};
-use crate::transport::h2_pool::H2Connection;
+use crate::transport::h2_pool::{connection_failure, H2Connection};
 
 /// What the stream needs.
 pub(crate) struct H2Input<'a> {
@@ -74,7 +74,7 @@ pub(crate) async fn h2_exchange(
     let end_with_headers = body.is_none();
     let (response, mut stream) = send
         .send_request(request, end_with_headers)
-        .map_err(|e| h2_failure(e, false, "opening the stream"))?;
+        .map_err(|e| h2_failure(e, false, "opening the stream", &conn.book))?;
     let id = stream.stream_id().as_u32();
     let book = conn.book.clone();
     let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
@@ -92,10 +92,10 @@ pub(crate) async fn h2_exchange(
     let head = loop {
         tokio::select! {
             biased;
-            r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response"))?,
+            r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response", &book))?,
             b = &mut sending, if !body_done => {
                 facts.body = b.map_err(|e| match e {
-                    SendError::H2(e) => h2_failure(e, false, "sending the body"),
+                    SendError::H2(e) => h2_failure(e, false, "sending the body", &book),
                     SendError::Upload(e) => H2Failure { error: e, retryable: false },
                 })?;
                 body_done = true;
@@ -150,7 +150,7 @@ pub(crate) async fn h2_exchange(
 
     let mut data = Vec::new();
     while let Some(chunk) = recv.data().await {
-        let chunk = chunk.map_err(|e| h2_failure(e, true, "reading the response body"))?;
+        let chunk = chunk.map_err(|e| h2_failure(e, true, "reading the response body", &book))?;
         let _ = recv.flow_control().release_capacity(chunk.len());
         if data.len() + chunk.len() > max_response_body {
             return Err(H2Failure {
@@ -291,7 +291,9 @@ async fn send_piece(
                 Some(Ok(reason)) => {
                     return Err(SendError::Upload(UploadError::new(
                         ErrorKind::StreamReset,
-                        format!("the server reset the stream ({reason:?}) while the body was sent"),
+                        format!(
+                            "the server reset the stream with {reason:?} while sending the body"
+                        ),
                     )))
                 }
                 Some(Err(e)) => return Err(SendError::H2(e)),
@@ -310,14 +312,26 @@ async fn send_piece(
 }
 
 /// Map an h2 error to the upload's error, and say whether the request may go again.
-fn h2_failure(e: h2::Error, response_seen: bool, doing: &str) -> H2Failure {
+///
+/// A reset by the server is `stream reset` whatever its code (REFUSED_STREAM included: it is
+/// retried once, but a second refusal, or one after the response began, is the failure), and
+/// the detail names the code. A GOAWAY that left the stream unprocessed, and a refusal before
+/// any response, may go again. A connection-level failure after a GOAWAY says so, with the
+/// GOAWAY's code and last-stream-id (from the connection's frame tap).
+fn h2_failure(
+    e: h2::Error,
+    response_seen: bool,
+    doing: &str,
+    book: &crate::transport::frame_tap::TapBook,
+) -> H2Failure {
     let reason = e.reason();
     let refused = reason == Some(Reason::REFUSED_STREAM);
+    let reset = e.is_reset() && e.is_remote();
     let goaway = e.is_go_away() && e.is_remote();
-    let retryable = !response_seen && (refused || goaway);
+    let retryable = !response_seen && ((reset && refused) || goaway);
     let kind = if e.is_io() {
         ErrorKind::ConnectionClosed
-    } else if e.is_reset() && e.is_remote() && !refused {
+    } else if reset {
         ErrorKind::StreamReset
     } else if goaway {
         ErrorKind::ConnectionClosed
@@ -326,10 +340,10 @@ fn h2_failure(e: h2::Error, response_seen: bool, doing: &str) -> H2Failure {
     };
     // A connection-level failure reads the same on every stream it ends; a stream's own failure
     // says what the stream was doing.
-    let detail = if e.is_io() || e.is_go_away() {
-        format!("the HTTP/2 connection failed: {e}")
-    } else {
-        format!("{doing}: {e}")
+    let detail = match reason {
+        _ if e.is_io() || e.is_go_away() => connection_failure(book, &e),
+        Some(code) if reset => format!("the server reset the stream with {code:?} while {doing}"),
+        _ => format!("{doing}: {e}"),
     };
     H2Failure {
         error: UploadError::new(kind, detail),

@@ -402,7 +402,8 @@ async fn send_h2(
             }
             Err(e) => {
                 let reason = conn.close_reason().unwrap_or_else(|| e.to_string());
-                return Err(UploadError::new(ErrorKind::ConnectionClosed, reason));
+                let detail = crate::transport::h2_pool::connection_failure(&conn.book, reason);
+                return Err(UploadError::new(ErrorKind::ConnectionClosed, detail));
             }
         };
         if reused {

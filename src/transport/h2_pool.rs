@@ -144,6 +144,18 @@ impl H2Connection {
     }
 }
 
+/// How the failure of a whole connection reads: the same on every stream it ends, naming the
+/// server's GOAWAY (code and last-stream-id) when one came.
+pub(crate) fn connection_failure(book: &TapBook, error: impl std::fmt::Display) -> String {
+    match book.connection().goaway_received {
+        Some((last, code)) => format!(
+            "the HTTP/2 connection failed: {error} (the server sent GOAWAY {:?} with last stream {last})",
+            h2::Reason::from(code)
+        ),
+        None => format!("the HTTP/2 connection failed: {error}"),
+    }
+}
+
 /// One of a connection's stream slots, held for the life of an upload's stream.
 pub(crate) struct StreamSlot(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
 

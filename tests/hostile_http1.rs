@@ -7,8 +7,9 @@
 //! the success), that it came within the upload's timeout (the whole test is bounded, so a hang
 //! fails instead of stalling CI), and that a connection that failed was never pooled: nothing is
 //! idle afterwards, and a second upload to the same server opens a new connection (the server's
-//! accept count) and reads its own response. The servers are scripted with
-//! `common::hostile` and listen on 127.0.0.1 only.
+//! accept count) and reads its own response. A panic in the upload's task would surface as
+//! `ClientClosed` and fail the kind check. The servers are scripted with `common::hostile` and
+//! listen on 127.0.0.1 only; docs/errors.md ("Hostile HTTP/1.1 servers") lists the outcomes.
 
 mod common;
 
@@ -209,6 +210,38 @@ async fn ten_thousand_headers(tls: bool) {
 }
 plain_only!(ten_thousand_headers => ten_thousand_headers_plain);
 
+async fn header_line_without_colon(tls: bool) {
+    invalid_response(
+        tls,
+        b"HTTP/1.1 200 OK\r\nthis is not a header\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        "malformed response header",
+    )
+    .await;
+}
+plain_only!(header_line_without_colon => header_line_without_colon_plain);
+
+/// 20,000 interim (1xx) responses before the final one: each is read and dropped, nothing
+/// accumulates, and the final response is the result.
+async fn many_interim_responses(tls: bool) {
+    let interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    let (server, client) = server(
+        tls,
+        after_request([
+            Act::Write(interim.repeat(20_000)),
+            Act::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast".to_vec()),
+            Act::Hang,
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let res = result.unwrap_or_else(|e| panic!("{}", e.err_msg()));
+    assert_eq!((res.status_code, res.data.as_str()), (200, "last"));
+    assert_eq!(res.profile_extensions.unwrap().first_interim_status, 103);
+}
+plain_only!(many_interim_responses => many_interim_responses_plain);
+
 // ---- Chunked framing ----
 
 fn chunked(body: &[u8]) -> Vec<u8> {
@@ -284,6 +317,46 @@ async fn content_length_more_than_sent(tls: bool) {
 }
 plain_and_tls!(content_length_more_than_sent => content_length_more_plain, content_length_more_tls);
 
+/// The same, but the server drops the connection (no TLS `close_notify`, as when it dies): the
+/// reason is still the missing body bytes, not the TLS layer's complaint.
+async fn content_length_more_than_sent_then_dropped(tls: bool) {
+    let (server, client) = server(
+        tls,
+        after_request([
+            Act::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok".to_vec()),
+            Act::Drop,
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let msg = expect_failure(result, ErrorKind::ConnectionClosed);
+    assert!(msg.contains("got 2 of 10 bytes"), "{msg}");
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(content_length_more_than_sent_then_dropped => content_length_more_dropped_plain, content_length_more_dropped_tls);
+
+/// A close-delimited body ended by a connection dropped without TLS `close_notify` is complete
+/// at the end of the connection, as curl and browsers take it.
+async fn close_delimited_body_then_dropped(tls: bool) {
+    let (server, client) = server(
+        tls,
+        after_request([
+            Act::Write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".to_vec()),
+            Act::Drop,
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let res = result.unwrap_or_else(|e| panic!("{}", e.err_msg()));
+    assert_eq!((res.status_code, res.data.as_str()), (200, "until the end"));
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(close_delimited_body_then_dropped => close_delimited_dropped_plain, close_delimited_dropped_tls);
+
 /// The extra bytes look like a whole response: if the connection were reused, the next
 /// upload would take them for its answer.
 const SMUGGLED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG";
@@ -332,6 +405,26 @@ async fn content_length_less_than_sent_extra_bytes_later(tls: bool) {
 }
 plain_and_tls!(content_length_less_than_sent_extra_bytes_later => content_length_less_later_plain, content_length_less_later_tls);
 
+async fn negative_content_length(tls: bool) {
+    invalid_response(
+        tls,
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok".to_vec(),
+        "invalid Content-Length",
+    )
+    .await;
+}
+plain_only!(negative_content_length => negative_content_length_plain);
+
+async fn conflicting_content_lengths(tls: bool) {
+    invalid_response(
+        tls,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 7\r\n\r\nok".to_vec(),
+        "conflicting values",
+    )
+    .await;
+}
+plain_only!(conflicting_content_lengths => conflicting_content_lengths_plain);
+
 // ---- The connection ends mid-upload ----
 
 /// The server reads the head and 256 KiB of an 8 MiB body, then performs `end`.
@@ -352,7 +445,10 @@ async fn ends_mid_upload(tls: bool, end: Act) {
         log.body_bytes < LARGE as u64,
         "the body was still in flight: {log:?}"
     );
-    assert!(!msg.is_empty());
+    assert!(
+        msg.contains(" request body bytes had been written"),
+        "the reason says the body was cut short: {msg}"
+    );
     expect_not_pooled(&server, &client, &file).await;
 }
 
@@ -365,6 +461,11 @@ async fn reset_mid_upload(tls: bool) {
     ends_mid_upload(tls, Act::Reset).await;
 }
 plain_and_tls!(reset_mid_upload => reset_mid_upload_plain, reset_mid_upload_tls);
+
+async fn dropped_mid_upload(tls: bool) {
+    ends_mid_upload(tls, Act::Drop).await;
+}
+plain_and_tls!(dropped_mid_upload => dropped_mid_upload_plain, dropped_mid_upload_tls);
 
 // ---- An early response ----
 
@@ -408,6 +509,54 @@ async fn early_413_instead_of_continue(tls: bool) {
     expect_not_pooled(&server, &client, &file).await;
 }
 plain_and_tls!(early_413_instead_of_continue => early_413_expect_plain, early_413_expect_tls);
+
+/// The server reads a little of the body, answers 413 and resets the connection (RST, no FIN):
+/// the answer had arrived before the reset, and it is the result.
+async fn early_413_then_reset(tls: bool) {
+    let (server, client) = server_with(
+        tls,
+        vec![
+            Act::ReadHead,
+            Act::ReadBody(64 * 1024),
+            Act::Write(TOO_LARGE.to_vec()),
+            Act::Reset,
+        ],
+        |b| b.expect_continue_threshold(None),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "large.bin", LARGE);
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let res = result.unwrap_or_else(|e| panic!("the early 413 is the result: {}", e.err_msg()));
+    assert_eq!((res.status_code, res.data.as_str()), (413, "too big!"));
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(early_413_then_reset => early_413_reset_plain, early_413_reset_tls);
+
+/// A close-delimited 413 (no `Content-Length`) ended by the server's close: complete at the
+/// FIN, and the result.
+async fn early_close_delimited_413(tls: bool) {
+    let (server, client) = server_with(
+        tls,
+        vec![
+            Act::ReadHead,
+            Act::ReadBody(64 * 1024),
+            Act::Write(
+                b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\ntoo big!".to_vec(),
+            ),
+            Act::Close,
+        ],
+        |b| b.expect_continue_threshold(None),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "large.bin", LARGE);
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let res = result.unwrap_or_else(|e| panic!("the early 413 is the result: {}", e.err_msg()));
+    assert_eq!((res.status_code, res.data.as_str()), (413, "too big!"));
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(early_close_delimited_413 => early_cd_413_plain, early_cd_413_tls);
 
 // ---- Slow and silent servers ----
 
@@ -468,3 +617,60 @@ async fn never_answers(tls: bool) {
     expect_not_pooled(&server, &client, &file).await;
 }
 plain_and_tls!(never_answers => never_answers_plain, never_answers_tls);
+
+/// The server reads the head and part of the body, then stops reading (and answering): the
+/// client's writes block on a full socket, and the timeout must still fire.
+async fn stops_reading_mid_body(tls: bool) {
+    let (server, client) = server_with(
+        tls,
+        vec![
+            Act::ReadHead,
+            Act::ReadBody(64 * 1024),
+            Act::Sleep(Duration::from_secs(20)),
+        ],
+        |b| b.expect_continue_threshold(None),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "large.bin", LARGE);
+    let timeout = Duration::from_secs(1);
+    let (result, elapsed) = upload(&client, &server.url, &file, timeout).await;
+    let msg = expect_failure(result, ErrorKind::Timeout);
+    assert_eq!(msg, "uploadFile:fail timeout");
+    assert!(elapsed < timeout + SLACK, "{elapsed:?}");
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(stops_reading_mid_body => stops_reading_plain, stops_reading_tls);
+
+/// The same on a reused connection (the first upload succeeded on it).
+async fn stops_reading_on_a_reused_connection(tls: bool) {
+    let mut script = good();
+    script.pop(); // no Hang: read the next request instead
+    script.extend([
+        Act::ReadHead,
+        Act::ReadBody(64 * 1024),
+        Act::Sleep(Duration::from_secs(20)),
+    ]);
+    let server = HostileServer::start(tls, vec![script, good()]).await;
+    let client = server.client(|b| b.expect_continue_threshold(None));
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "large.bin", LARGE);
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    assert_eq!(
+        result.unwrap_or_else(|e| panic!("{}", e.err_msg())).data,
+        "fresh"
+    );
+    assert_eq!(client.idle_connections(), 1);
+    let timeout = Duration::from_secs(1);
+    let (result, elapsed) = upload(&client, &server.url, &file, timeout).await;
+    let msg = expect_failure(result, ErrorKind::Timeout);
+    assert_eq!(msg, "uploadFile:fail timeout");
+    assert!(elapsed < timeout + SLACK, "{elapsed:?}");
+    assert_eq!(
+        server.accepted(),
+        1,
+        "the second upload reused the connection"
+    );
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_and_tls!(stops_reading_on_a_reused_connection => stops_reading_reused_plain, stops_reading_reused_tls);

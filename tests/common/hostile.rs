@@ -52,6 +52,9 @@ pub enum Act {
     /// Close: shut down the sending side (TLS `close_notify`, then FIN) and drop the connection.
     /// Unread request bytes make the kernel answer with RST, as any server closing early does.
     Close,
+    /// Drop the connection without shutting it down: no TLS `close_notify`, just the kernel's
+    /// FIN (RST if request bytes are unread), as when a server process dies.
+    Drop,
     /// Abort the connection: `SO_LINGER` 0, then drop, so the kernel sends RST at once.
     Reset,
     /// Never answer: keep the connection open, discarding whatever arrives, until the client
@@ -294,6 +297,7 @@ impl Session {
                 let _ = self.conn.io().shutdown().await;
                 return Ok(Flow::End);
             }
+            Act::Drop => return Ok(Flow::End),
             Act::Reset => {
                 socket2::SockRef::from(self.conn.tcp())
                     .set_linger(Some(Duration::ZERO))

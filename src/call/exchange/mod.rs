@@ -206,9 +206,18 @@ pub(crate) async fn exchange(
                         pending_start.get_or_insert(now);
                         decoder.push(&read_buf[..n]);
                     }
+                    Err(e) if is_tls && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        // The TCP connection ended without TLS close_notify (a server that
+                        // died or dropped the connection): an end like any other, judged by
+                        // the framing as curl and browsers do, so the reason says what was
+                        // missing rather than what TLS thinks of it.
+                        eof = true;
+                        decoder.push_eof();
+                    }
                     Err(e) => {
                         let seen = decoder.wire_bytes() > 0 || pending_start.is_some();
-                        return Err(fail(UploadError::from_io(&e, "reading the response"), seen));
+                        let error = UploadError::from_io(&e, "reading the response");
+                        return Err(fail(note_unsent(error, body_sent, total_body), seen));
                     }
                 }
                 loop {
@@ -217,7 +226,8 @@ pub(crate) async fn exchange(
                         // A close before any response byte is what a stale pooled connection
                         // looks like: the caller may retry it on a fresh connection.
                         let seen = decoder.wire_bytes() > 0 || pending_start.is_some();
-                        fail(UploadError::new(kind, e.to_string()), seen)
+                        let error = UploadError::new(kind, e.to_string());
+                        fail(note_unsent(error, body_sent, total_body), seen)
                     })?;
                     match event {
                         None => break,
@@ -379,6 +389,26 @@ fn request_written(
     }
 }
 
+/// A connection that failed before the request body was all written says how far the body
+/// got: a server that refused the upload early (a size limit) and closed is then told apart
+/// from one that read it all and failed to answer.
+fn note_unsent(error: UploadError, body_sent: u64, total_body: u64) -> UploadError {
+    let connection_failed = matches!(
+        error.kind(),
+        ErrorKind::ConnectionClosed | ErrorKind::Network
+    );
+    if !connection_failed || body_sent >= total_body {
+        return error;
+    }
+    UploadError::new(
+        error.kind(),
+        format!(
+            "{}; {body_sent} of {total_body} request body bytes had been written",
+            error.detail()
+        ),
+    )
+}
+
 fn too_large(cap: usize, announced: Option<u64>) -> UploadError {
     UploadError::new(
         ErrorKind::ResponseTooLarge,
@@ -387,4 +417,25 @@ fn too_large(cap: usize, announced: Option<u64>) -> UploadError {
             None => format!("the body exceeds the cap of {cap} bytes"),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_failure_mid_body_says_how_far_the_body_got() {
+        let closed = UploadError::new(ErrorKind::ConnectionClosed, "connection closed");
+        assert_eq!(
+            note_unsent(closed.clone(), 10, 100).err_msg(),
+            "uploadFile:fail connection closed: connection closed; \
+             10 of 100 request body bytes had been written"
+        );
+        // The whole body went out, or there is none: nothing to add.
+        assert_eq!(note_unsent(closed.clone(), 100, 100), closed);
+        assert_eq!(note_unsent(closed.clone(), 0, 0), closed);
+        // Not a connection failure: the detail stays as it is.
+        let invalid = UploadError::new(ErrorKind::InvalidResponse, "bad chunk");
+        assert_eq!(note_unsent(invalid.clone(), 10, 100), invalid);
+    }
 }

@@ -425,6 +425,70 @@ async fn conflicting_content_lengths(tls: bool) {
 }
 plain_only!(conflicting_content_lengths => conflicting_content_lengths_plain);
 
+/// A `Content-Length` over the client's cap fails at the head, before any body byte is
+/// buffered.
+async fn content_length_over_the_cap(tls: bool) {
+    let (server, client) = server(
+        tls,
+        after_request([
+            Act::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nok".to_vec()),
+            Act::Hang,
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let msg = expect_failure(result, ErrorKind::ResponseTooLarge);
+    assert!(msg.contains("Content-Length 99999999999 exceeds"), "{msg}");
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_only!(content_length_over_the_cap => content_length_over_the_cap_plain);
+
+/// A chunked body that grows past the client's cap fails when it passes it.
+async fn chunked_body_over_the_cap(tls: bool) {
+    let mut body = Vec::new();
+    for _ in 0..64 {
+        body.extend_from_slice(b"100\r\n");
+        body.extend_from_slice(&[b'x'; 256]);
+        body.extend_from_slice(b"\r\n");
+    }
+    let (server, client) = server_with(
+        tls,
+        after_request([Act::Write(chunked(&body)), Act::Hang]),
+        |b| b.max_response_body(4096),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let (result, _) = upload(&client, &server.url, &file, FAST).await;
+    let msg = expect_failure(result, ErrorKind::ResponseTooLarge);
+    assert!(msg.contains("exceeds the cap of 4096 bytes"), "{msg}");
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_only!(chunked_body_over_the_cap => chunked_body_over_the_cap_plain);
+
+/// Neither `Content-Length` nor chunked on a connection the server keeps open: the body runs
+/// to a close that never comes, and the timeout ends it.
+async fn unframed_body_never_ends(tls: bool) {
+    let (server, client) = server(
+        tls,
+        after_request([
+            Act::Write(b"HTTP/1.1 200 OK\r\n\r\nand so on".to_vec()),
+            Act::Hang,
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_file(dir.path());
+    let timeout = Duration::from_secs(1);
+    let (result, elapsed) = upload(&client, &server.url, &file, timeout).await;
+    expect_failure(result, ErrorKind::Timeout);
+    assert!(elapsed < timeout + SLACK, "{elapsed:?}");
+    expect_not_pooled(&server, &client, &file).await;
+}
+plain_only!(unframed_body_never_ends => unframed_body_never_ends_plain);
+
 // ---- The connection ends mid-upload ----
 
 /// The server reads the head and 256 KiB of an 8 MiB body, then performs `end`.

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::CertificateDer;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{oneshot, Semaphore};
@@ -121,6 +122,7 @@ pub struct ClientBuilder {
     config: ClientConfig,
     root_pems: Vec<Vec<u8>>,
     resolver: Option<Arc<dyn Resolve>>,
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -129,6 +131,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("config", &self.config)
             .field("root_pems", &self.root_pems.len())
             .field("custom_resolver", &self.resolver.is_some())
+            .field("custom_certificate_verifier", &self.verifier.is_some())
             .finish()
     }
 }
@@ -250,14 +253,47 @@ impl ClientBuilder {
         self
     }
 
+    /// Verify servers' certificates with `verifier` instead of the built-in verification.
+    ///
+    /// # Warning
+    ///
+    /// This replaces certificate verification entirely, for every TLS connection of the client
+    /// (HTTP/1.1, HTTP/2 by ALPN, and HTTPDNS): whatever `verifier` accepts is trusted, and the
+    /// roots added with [`add_root_certificates_pem`](Self::add_root_certificates_pem) are not
+    /// consulted. A verifier that accepts everything makes the uploads readable and alterable
+    /// by anyone on the path. Prefer adding the server's CA as a root; use this only for what
+    /// roots cannot express (pinning one certificate, a private PKI with its own rules), and
+    /// verify the handshake signatures (see `rustls::crypto::verify_tls13_signature`).
+    ///
+    /// Without this call, verification is always on: the webpki roots plus the added ones, the
+    /// chain, the validity dates and the host name (see `docs/errors.md` for the reasons a
+    /// certificate is refused).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use uploadfile::rustls::client::danger::ServerCertVerifier;
+    ///
+    /// # fn demo(pinned: Arc<dyn ServerCertVerifier>) -> Result<(), uploadfile::UploadError> {
+    /// // `pinned`: your own `ServerCertVerifier`, e.g. one accepting a single known certificate.
+    /// let client = uploadfile::Client::builder()
+    ///     .dangerous_certificate_verifier(pinned)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dangerous_certificate_verifier(mut self, verifier: Arc<dyn ServerCertVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// Build the client. Fails on an unusable root certificate.
     pub fn build(self) -> Result<Client, UploadError> {
         let mut roots: Vec<CertificateDer<'static>> = Vec::new();
         for pem in &self.root_pems {
             roots.extend(tls::parse_pem_certificates(pem)?);
         }
-        let tls = tls::client_config(&roots)?;
-        let tls_h2 = tls::client_config_h2(&roots)?;
+        let verifier = self.verifier.as_ref();
+        let tls = tls::client_config(&roots, verifier)?;
+        let tls_h2 = tls::client_config_h2(&roots, verifier)?;
         let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
         let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
         Ok(Client::from_parts(
@@ -500,8 +536,8 @@ fn default_client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let config = ClientConfig::default();
-        let tls = tls::client_config(&[]).expect("the webpki roots are valid");
-        let tls_h2 = tls::client_config_h2(&[]).expect("the webpki roots are valid");
+        let tls = tls::client_config(&[], None).expect("the webpki roots are valid");
+        let tls_h2 = tls::client_config_h2(&[], None).expect("the webpki roots are valid");
         Client::from_parts(
             config,
             (tls, tls_h2),

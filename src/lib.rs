@@ -74,6 +74,9 @@ pub use error::{ErrorKind, UploadError};
 pub use headers::ResponseHeaders;
 pub use options::{UploadOptions, DEFAULT_TIMEOUT_MS};
 pub use profile::{Profile, ProfileExtensions, Protocol};
+/// The rustls this crate is built with, for
+/// [`ClientBuilder::dangerous_certificate_verifier`]'s `ServerCertVerifier`.
+pub use rustls;
 pub use success::UploadSuccess;
 pub use task::{HeadersReceived, ListenerId, ProgressUpdate, TaskHandle, UploadTask};
 

@@ -114,7 +114,10 @@ pub(crate) async fn connect(
         let tls_stream = TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| UploadError::new(ErrorKind::Tls, format!("{origin}: {e}")))?;
+            .map_err(|e| {
+                let why = super::tls::handshake_failure(&origin.host, &e);
+                UploadError::new(ErrorKind::Tls, format!("{why} ({origin})"))
+            })?;
         timeline.ssl_end = Some(Instant::now());
         let session = tls_stream.get_ref().1;
         conn.info.tls_version = session

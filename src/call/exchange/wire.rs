@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf, Ready};
 use tokio::net::{tcp, TcpStream};
 use tokio_rustls::client::TlsStream;
 
@@ -57,7 +57,10 @@ impl WireWrite<'_> {
                 let tcp: &TcpStream = w.as_ref();
                 raw_write(tcp, || sys::send_more(tcp, buf)).await
             }
-            WireWrite::Plain(w) => w.write(buf).await,
+            WireWrite::Plain(w) => {
+                let tcp: &TcpStream = w.as_ref();
+                raw_write(tcp, || tcp.try_write(buf)).await
+            }
             WireWrite::Tls(w) => w.write(buf).await,
         }
     }
@@ -65,7 +68,10 @@ impl WireWrite<'_> {
     /// Write some of `bufs`, in order, in one system call where the transport allows.
     pub(super) async fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            WireWrite::Plain(w) => w.write_vectored(bufs).await,
+            WireWrite::Plain(w) => {
+                let tcp: &TcpStream = w.as_ref();
+                raw_write(tcp, || tcp.try_write_vectored(bufs)).await
+            }
             WireWrite::Tls(w) => w.write_vectored(bufs).await,
         }
     }
@@ -99,25 +105,41 @@ impl WireWrite<'_> {
 /// A non-blocking write system call driven by tokio's readiness: wait until writable, try, and
 /// on `WouldBlock` (readiness cleared by `try_io`) wait again. Cancel-safe: nothing is written
 /// unless the call returns it.
+///
+/// Readiness that says only "write closed" is the sticky state an error-queue timestamp leaves
+/// (transport::stream's module docs): it no longer tells when the socket drains, so after a
+/// `WouldBlock` in that state the writer waits a short, growing pause (1 to 4 ms) instead of
+/// asking again at once, which would spin a core until the timeout. This happens within one
+/// exchange only (a reused connection is registered afresh first), when an ack timestamp
+/// arrives before the last of the body is written.
 async fn raw_write(
     tcp: &TcpStream,
     mut call: impl FnMut() -> io::Result<usize>,
 ) -> io::Result<usize> {
+    let mut pause = STALE_READINESS_FIRST_PAUSE;
     loop {
-        tcp.writable().await?;
+        let ready = tcp.ready(Interest::WRITABLE).await?;
         match tcp.try_io(Interest::WRITABLE, &mut call) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Spend the task's cooperative budget, as tokio's own I/O does: readiness that
-                // keeps reporting a socket that then refuses (a stale error-queue event, see
-                // the session notes of issue 6) must not keep the worker forever, and the
-                // upload's timeout must still fire.
-                tokio::task::consume_budget().await;
+                // `Ready::is_writable` is also true for "write closed": test the bit alone.
+                let writable_bit = (ready - Ready::WRITE_CLOSED).is_writable();
+                if ready.is_write_closed() && !writable_bit {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(STALE_READINESS_MAX_PAUSE);
+                } else {
+                    // Spend the task's cooperative budget, as tokio's own I/O does (its
+                    // `ready()` does not): whatever readiness claims, a worker is never held.
+                    tokio::task::consume_budget().await;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => return r,
         }
     }
 }
+
+const STALE_READINESS_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+const STALE_READINESS_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
 
 impl AsyncRead for WireRead<'_> {
     fn poll_read(

@@ -60,6 +60,11 @@ pub struct SinkConfig {
     /// unaffected). `false` makes a TLS sink that speaks HTTP/1.1 only, to test clients'
     /// fallback. Default `true`.
     pub offer_h2: bool,
+    /// Keep the records (and connection timings) of only the last this many requests (and
+    /// connections), so a long-lived sink or a soak run does not grow without bound; older ones
+    /// are dropped and no longer returned by snapshots. Counters are unaffected. Default
+    /// `None`: keep everything (what tests that inspect records want).
+    pub record_limit: Option<usize>,
 }
 
 impl Default for SinkConfig {
@@ -78,6 +83,7 @@ impl Default for SinkConfig {
             tls_handshake_delay: Duration::ZERO,
             httpdns: None,
             offer_h2: true,
+            record_limit: None,
         }
     }
 }

@@ -148,7 +148,7 @@ impl Sink {
         };
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let stats = Arc::new(StatsInner::default());
+        let stats = Arc::new(StatsInner::with_record_limit(config.record_limit));
         let shared = Arc::new(Shared {
             config,
             stats: stats.clone(),

@@ -133,6 +133,8 @@ async fn run(args: Args) -> std::io::Result<()> {
         tls: args.tls,
         offer_h2: args.h2,
         discard: args.discard,
+        // A long-lived sink prints each request as it completes; it need not keep them all.
+        record_limit: Some(10_000),
         ..SinkConfig::default()
     })
     .await?;

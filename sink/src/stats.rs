@@ -1,5 +1,6 @@
 //! Counters and per-request records, with server-side timestamps.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -198,12 +199,79 @@ pub(crate) struct StatsInner {
     connections: AtomicU64,
     requests: AtomicU64,
     body_bytes: AtomicU64,
-    records: Mutex<Vec<(RequestRecord, RequestTiming)>>,
+    records: Mutex<Window<(RequestRecord, RequestTiming)>>,
     redirects: Mutex<Vec<RedirectRecord>>,
-    connection_timers: Mutex<Vec<Arc<IoTimer>>>,
+    connection_timers: Mutex<Window<Arc<IoTimer>>>,
+}
+
+/// The last `limit` items of a growing sequence, addressed by their index in the whole
+/// sequence (a slot stays valid, or becomes a miss, as older items are dropped).
+#[derive(Debug)]
+struct Window<T> {
+    /// Index of `items[0]` in the whole sequence.
+    base: usize,
+    items: VecDeque<T>,
+    limit: Option<usize>,
+}
+
+impl<T> Default for Window<T> {
+    fn default() -> Self {
+        Window {
+            base: 0,
+            items: VecDeque::new(),
+            limit: None,
+        }
+    }
+}
+
+impl<T> Window<T> {
+    fn with_limit(limit: Option<usize>) -> Self {
+        Window {
+            limit,
+            ..Window::default()
+        }
+    }
+
+    /// Appends and returns the item's index in the whole sequence.
+    fn push(&mut self, item: T) -> usize {
+        self.items.push_back(item);
+        if let Some(limit) = self.limit {
+            while self.items.len() > limit.max(1) {
+                self.items.pop_front();
+                self.base += 1;
+            }
+        }
+        self.base + self.items.len() - 1
+    }
+
+    /// One past the last index.
+    fn end(&self) -> usize {
+        self.base + self.items.len()
+    }
+
+    fn get(&self, index: usize) -> Option<&T> {
+        self.items.get(index.checked_sub(self.base)?)
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        self.items.get_mut(index.checked_sub(self.base)?)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
 }
 
 impl StatsInner {
+    /// Statistics that keep only the last `limit` records and connection timings (`None`: all).
+    pub fn with_record_limit(limit: Option<usize>) -> Self {
+        StatsInner {
+            records: Mutex::new(Window::with_limit(limit)),
+            connection_timers: Mutex::new(Window::with_limit(limit)),
+            ..StatsInner::default()
+        }
+    }
+
     /// Counts an accepted connection and returns its id (from 1).
     pub fn connection_accepted(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed) + 1
@@ -216,7 +284,7 @@ impl StatsInner {
 
     /// Every connection's timing, by id.
     pub fn connection_timings(&self) -> Vec<ConnectionTiming> {
-        let timers = lock(&self.connection_timers).clone();
+        let timers: Vec<Arc<IoTimer>> = lock(&self.connection_timers).iter().cloned().collect();
         let mut all: Vec<ConnectionTiming> = timers.iter().map(|t| t.snapshot()).collect();
         all.sort_by_key(|t| t.id);
         all
@@ -230,9 +298,7 @@ impl StatsInner {
     /// Stores the record of a new request and returns its slot.
     pub fn begin(&self, record: RequestRecord, timing: RequestTiming) -> usize {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut records = lock(&self.records);
-        records.push((record, timing));
-        records.len() - 1
+        lock(&self.records).push((record, timing))
     }
 
     /// Updates the record in `slot`.
@@ -270,7 +336,7 @@ impl StatsInner {
         also.iter()
             .copied()
             .filter(|&i| i < start)
-            .chain(start..records.len())
+            .chain(start.max(records.base)..records.end())
             .filter_map(|i| records.get(i).map(|(r, t)| (i, r.clone(), t.clone())))
             .collect()
     }
@@ -291,4 +357,27 @@ impl StatsInner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::Window;
+
+    #[test]
+    fn a_window_keeps_the_last_items_under_their_whole_sequence_index() {
+        let mut w = Window::with_limit(Some(3));
+        for i in 0..5 {
+            assert_eq!(w.push(i * 10), i);
+        }
+        assert_eq!(w.end(), 5);
+        assert_eq!(w.get(1), None, "dropped");
+        assert_eq!(w.get(2), Some(&20));
+        *w.get_mut(4).unwrap() += 1;
+        assert_eq!(w.iter().copied().collect::<Vec<_>>(), [20, 30, 41]);
+        let mut all = Window::with_limit(None);
+        for i in 0..100 {
+            all.push(i);
+        }
+        assert_eq!(all.get(0), Some(&0));
+    }
 }

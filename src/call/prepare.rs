@@ -183,16 +183,15 @@ pub(crate) async fn prepare(
         .map_err(|e| UploadError::new(ErrorKind::InvalidUrl, e.to_string()))?;
     let fields = form_fields(options)?;
     let user_headers = user_headers(&options.header)?;
-
-    let (file, len) = open_file(&options.file_path).await?;
+    check_part_name("name", &options.name)?;
     let file_name = options
         .file_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if file_name.contains('\0') {
-        return Err(invalid_options("the file name contains NUL"));
-    }
+    check_part_name("the file name", &file_name)?;
+
+    let (file, len) = open_file(&options.file_path).await?;
     let file_field = FileField {
         name: options.name.clone(),
         content_type: guess_content_type(&file_name).to_string(),
@@ -217,16 +216,27 @@ fn invalid_options(detail: &str) -> UploadError {
     UploadError::new(ErrorKind::InvalidOptions, detail)
 }
 
+/// Names that travel inside a part's `Content-Disposition` header (field names, the file
+/// field's `name`, the file name) may not hold CR, LF or NUL: refused before anything is sent,
+/// rather than percent-escaped as browsers do, so that what the server receives is exactly
+/// what was asked for. Values are part *bodies* and may hold any text, line breaks included.
+fn check_part_name(what: &str, name: &str) -> Result<(), UploadError> {
+    let bad = match () {
+        _ if name.contains('\0') => "NUL",
+        _ if name.contains(['\r', '\n']) => "a line break (CR or LF)",
+        _ => return Ok(()),
+    };
+    Err(invalid_options(&format!(
+        "{what} contains {bad}, which a multipart part header cannot carry"
+    )))
+}
+
 fn form_fields(options: &UploadOptions) -> Result<Vec<FormField>, UploadError> {
     options
         .form_data
         .iter()
         .map(|(name, value)| {
-            if name.contains('\0') {
-                return Err(invalid_options(&format!(
-                    "form field name {name:?} contains NUL"
-                )));
-            }
+            check_part_name(&format!("form field name {name:?}"), name)?;
             Ok(FormField {
                 name: name.clone(),
                 value: value.clone(),

@@ -473,6 +473,29 @@ async fn a_stream_window_that_never_opens_ends_as_timeout() {
     assert!(stream.body_bytes <= 65_535, "{stream:?}");
 }
 
+/// After an upload timed out waiting for window that never opened, the connection is retired:
+/// the next upload opens a new one (which here behaves) instead of starving on the old one.
+#[tokio::test]
+async fn a_connection_that_starved_an_upload_is_not_reused() {
+    for starving in [
+        ConnScript::steps(vec![])
+            .setting(h2_script::SETTINGS_INITIAL_WINDOW_SIZE, 0)
+            .without_stream_window_updates(),
+        ConnScript::steps(vec![])
+            .setting(h2_script::SETTINGS_INITIAL_WINDOW_SIZE, 8 * 1024 * 1024)
+            .without_connection_window_updates(),
+    ] {
+        let f = fixture(vec![starving, ConnScript::well_behaved()]).await;
+        timed_out_stream(&f).await;
+        let res = f.upload().await.expect("a fresh connection");
+        assert_eq!(res.status_code, 200);
+        assert!(!res.profile.unwrap().socket_reused);
+        assert_eq!(f.server.accepted(), 2);
+        let conns = f.server.connections();
+        assert_eq!(conns[0].streams.len(), 1, "{conns:?}");
+    }
+}
+
 /// The same on a connection whose SETTINGS (initial window 0) are surely in force: the first
 /// upload's stream gets a WINDOW_UPDATE and completes, the second gets none and sends not one
 /// body byte before its timeout.

@@ -83,7 +83,7 @@ pub(crate) async fn h2_exchange(
     let mut sending = std::pin::pin!(async {
         match body {
             Some((plan, file)) => {
-                send_body(&mut stream, plan, file, chunk_size, task, &book, id).await
+                send_body(&mut stream, plan, file, chunk_size, task, conn, id).await
             }
             None => Ok(BodyTransfer::default()),
         }
@@ -201,7 +201,7 @@ async fn send_body(
     file: &FileSource,
     chunk_size: usize,
     task: &TaskShared,
-    book: &crate::transport::frame_tap::TapBook,
+    conn: &H2Connection,
     id: u32,
 ) -> Result<BodyTransfer, SendError> {
     let mut transfer = BodyTransfer::default();
@@ -211,7 +211,7 @@ async fn send_body(
         plan.preamble().clone(),
         false,
         task,
-        book,
+        conn,
         id,
         total,
     )
@@ -239,7 +239,7 @@ async fn send_body(
             Bytes::from(chunk.data),
             false,
             task,
-            book,
+            conn,
             id,
             total,
         )
@@ -252,7 +252,7 @@ async fn send_body(
             change,
         )));
     }
-    send_piece(stream, plan.epilogue().clone(), true, task, book, id, total).await?;
+    send_piece(stream, plan.epilogue().clone(), true, task, conn, id, total).await?;
     Ok(transfer)
 }
 
@@ -261,13 +261,16 @@ async fn send_piece(
     mut data: Bytes,
     last: bool,
     task: &TaskShared,
-    book: &crate::transport::frame_tap::TapBook,
+    conn: &H2Connection,
     id: u32,
     total: u64,
 ) -> Result<(), SendError> {
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+        let wait = WindowWait::start(conn);
+        let granted = poll_fn(|cx| stream.poll_capacity(cx)).await;
+        wait.ended();
+        let granted = match granted {
             Some(Ok(n)) => n,
             Some(Err(e)) => return Err(SendError::H2(e)),
             None => {
@@ -303,12 +306,54 @@ async fn send_piece(
         stream
             .send_data(chunk, last && data.is_empty())
             .map_err(SendError::H2)?;
-        let written = book.stream(id).data_written;
+        let written = conn.book.stream(id).data_written;
         if written > 0 {
             task.emit_progress(written.min(total), total);
         }
     }
     Ok(())
+}
+
+/// How long a stream may wait for flow-control window before the connection is suspected of
+/// never opening it.
+const STARVED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A wait for flow-control window. If the upload ends during the wait (its timeout fired, or it
+/// was aborted: the future is dropped) after the window had not moved for [`STARVED_AFTER`],
+/// the connection is retired: a server that never opens its window (`SETTINGS_INITIAL_WINDOW_
+/// SIZE` 0, no `WINDOW_UPDATE`) would otherwise starve every later upload to that origin too.
+/// Streams already on it go on; new uploads get a fresh connection.
+struct WindowWait<'a> {
+    conn: &'a H2Connection,
+    since: Instant,
+    armed: bool,
+}
+
+impl<'a> WindowWait<'a> {
+    fn start(conn: &'a H2Connection) -> Self {
+        WindowWait {
+            conn,
+            since: Instant::now(),
+            armed: true,
+        }
+    }
+
+    /// The wait ended normally (window granted, or the stream failed): nothing to judge.
+    fn ended(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WindowWait<'_> {
+    fn drop(&mut self) {
+        let waited = self.since.elapsed();
+        if self.armed && waited >= STARVED_AFTER {
+            self.conn.retire(format!(
+                "an upload on it waited {:.1} s for flow-control window that never opened",
+                waited.as_secs_f64()
+            ));
+        }
+    }
 }
 
 /// Map an h2 error to the upload's error, and say whether the request may go again.

@@ -46,6 +46,8 @@ pub(crate) struct H2Connection {
     /// The connection task ended (closed, failed) — with the reason.
     closed: Arc<AtomicBool>,
     close_reason: Arc<Mutex<Option<String>>>,
+    /// Why no new stream may go on it although it is open (see [`H2Connection::retire`]).
+    retired: Mutex<Option<String>>,
 }
 
 impl H2Connection {
@@ -96,12 +98,32 @@ impl H2Connection {
             )),
             closed,
             close_reason,
+            retired: Mutex::new(None),
         }))
     }
 
     /// The connection can take new streams: its task runs and no GOAWAY arrived.
     pub(crate) fn is_usable(&self) -> bool {
-        !self.closed.load(Ordering::SeqCst) && self.book.connection().goaway_received.is_none()
+        !self.closed.load(Ordering::SeqCst)
+            && self.book.connection().goaway_received.is_none()
+            && self.retired().is_none()
+    }
+
+    /// Take no new streams on this connection (it stays open for the streams on it; it closes
+    /// when the last of them and the pool let go of it). The first reason is kept.
+    pub(crate) fn retire(&self, reason: String) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+
+    /// Why the connection was retired, if it was.
+    pub(crate) fn retired(&self) -> Option<String> {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Why the connection ended, if it did.

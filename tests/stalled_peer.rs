@@ -136,6 +136,56 @@ async fn a_reused_connection_whose_peer_stops_reading_waits_without_spinning_buf
     stalled_upload_waits_quietly(1, false).await;
 }
 
+/// Over TLS, on a reused connection (tokio-rustls writes through tokio's own `poll_write`,
+/// which the fresh registration covers as well).
+#[tokio::test]
+async fn a_reused_tls_connection_whose_peer_stops_reading_waits_without_spinning() {
+    use common::hostile::{Act, HostileServer};
+    let first = vec![
+        Act::ReadHead,
+        Act::Continue,
+        Act::ReadToBodyEnd,
+        Act::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+        // The second request: its head, then nothing read.
+        Act::ReadHead,
+        Act::Continue,
+        Act::Sleep(Duration::from_secs(20)),
+    ];
+    let server = HostileServer::start(true, vec![first]).await;
+    let client = server.client(|b| b);
+    let dir = tempfile::tempdir().unwrap();
+    let small = make_file(dir.path(), "small.bin", 600 * 1024);
+    let big = make_file(dir.path(), "big.bin", 64 * 1024 * 1024);
+    let res = client
+        .upload_file(UploadOptions::new(server.url.clone(), &small, "file"))
+        .await
+        .unwrap();
+    assert_eq!(res.data, "ok");
+    assert_eq!(client.idle_connections(), 1);
+    let timeout = Duration::from_millis(1500);
+    let cpu_before = thread_cpu_ticks();
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.upload_file(UploadOptions::new(server.url.clone(), &big, "file").timeout(timeout)),
+    )
+    .await
+    .expect("the upload's own timeout must end it")
+    .unwrap_err();
+    let wall = started.elapsed();
+    let cpu = Duration::from_millis((thread_cpu_ticks() - cpu_before) * 10);
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert_eq!(
+        server.accepted(),
+        1,
+        "the second upload reused the connection"
+    );
+    assert!(
+        cpu < wall / 2,
+        "the stalled TLS upload used {cpu:?} of CPU in {wall:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_fresh_connection_whose_peer_stops_reading_waits_without_spinning() {
     stalled_upload_waits_quietly(0, true).await;

@@ -138,7 +138,27 @@ async fn files_we_cannot_send() {
     let locked = make_file(dir.path(), "locked.bin", 10);
     std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     if nix::unistd::geteuid().is_root() {
-        eprintln!("unreadable file: skipped, root reads any file (CI runs as root)");
+        // Root reads any file whatever its mode (CAP_DAC_OVERRIDE), but not a write-only sysfs
+        // attribute: the kernel refuses to open one for reading (EACCES) to anyone. It is a
+        // regular file of 4096 bytes, so only the open can fail.
+        let write_only = ["/sys/bus/cpu/uevent", "/sys/bus/platform/uevent"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        match write_only {
+            Some(p) => {
+                refused(
+                    UploadOptions::new(url.clone(), p, "file"),
+                    ErrorKind::FileRead,
+                    &l,
+                    "unreadable (write-only sysfs file, as root)",
+                )
+                .await
+            }
+            None => eprintln!(
+                "unreadable file: skipped, running as root (which reads any file) and no \
+                 write-only sysfs attribute to stand in"
+            ),
+        }
     } else {
         refused(
             UploadOptions::new(url.clone(), &locked, "file"),

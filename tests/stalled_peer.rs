@@ -76,6 +76,32 @@ async fn stall_after(
     (url, release, task)
 }
 
+/// Upload `file` to a peer that has stopped reading: the upload must end as `timeout` at its
+/// timeout, having used little CPU on this (current-thread) runtime's thread.
+async fn upload_into_the_stall(client: &Client, url: &str, file: &std::path::Path, case: &str) {
+    let timeout = Duration::from_millis(1500);
+    let cpu_before = thread_cpu_ticks();
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.upload_file(UploadOptions::new(url, file, "file").timeout(timeout)),
+    )
+    .await
+    .expect("the upload's own timeout must end it")
+    .unwrap_err();
+    let wall = started.elapsed();
+    let cpu = Duration::from_millis((thread_cpu_ticks() - cpu_before) * 10);
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{case}: {err}");
+    assert_eq!(err.err_msg(), "uploadFile:fail timeout", "{case}");
+    assert!(wall >= timeout, "{case}: {wall:?}");
+    // A spinning writer takes the whole wall time; a waiting one takes the few milliseconds of
+    // the writes that fit in the socket buffers.
+    assert!(
+        cpu < wall / 2,
+        "{case}: the stalled upload used {cpu:?} of CPU in {wall:?}"
+    );
+}
+
 async fn stalled_upload_waits_quietly(answered: usize, zero_copy: bool) {
     let dir = tempfile::tempdir().unwrap();
     let small = make_file(dir.path(), "small.bin", 600 * 1024);
@@ -92,30 +118,8 @@ async fn stalled_upload_waits_quietly(answered: usize, zero_copy: bool) {
     }
     assert_eq!(client.idle_connections(), answered.min(1));
 
-    let timeout = Duration::from_millis(1500);
-    let cpu_before = thread_cpu_ticks();
-    let started = Instant::now();
-    let err = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.upload_file(UploadOptions::new(url.clone(), &big, "file").timeout(timeout)),
-    )
-    .await
-    .expect("the upload's own timeout must end it")
-    .unwrap_err();
-    let wall = started.elapsed();
-    let cpu = Duration::from_millis((thread_cpu_ticks() - cpu_before) * 10);
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        err.err_msg().starts_with("uploadFile:fail timeout"),
-        "{err}"
-    );
-    assert!(wall >= timeout, "{wall:?}");
-    // A spinning writer takes the whole wall time on this (current-thread) runtime; a waiting
-    // one takes the few milliseconds of the writes that fit in the socket buffers.
-    assert!(
-        cpu < wall / 2,
-        "the stalled upload used {cpu:?} of CPU in {wall:?} (answered={answered}, zero_copy={zero_copy})"
-    );
+    let case = format!("answered={answered}, zero_copy={zero_copy}");
+    upload_into_the_stall(&client, &url, &big, &case).await;
     assert_eq!(
         client.idle_connections(),
         0,
@@ -162,27 +166,11 @@ async fn a_reused_tls_connection_whose_peer_stops_reading_waits_without_spinning
         .unwrap();
     assert_eq!(res.data, "ok");
     assert_eq!(client.idle_connections(), 1);
-    let timeout = Duration::from_millis(1500);
-    let cpu_before = thread_cpu_ticks();
-    let started = Instant::now();
-    let err = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.upload_file(UploadOptions::new(server.url.clone(), &big, "file").timeout(timeout)),
-    )
-    .await
-    .expect("the upload's own timeout must end it")
-    .unwrap_err();
-    let wall = started.elapsed();
-    let cpu = Duration::from_millis((thread_cpu_ticks() - cpu_before) * 10);
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    upload_into_the_stall(&client, &server.url, &big, "TLS, reused").await;
     assert_eq!(
         server.accepted(),
         1,
         "the second upload reused the connection"
-    );
-    assert!(
-        cpu < wall / 2,
-        "the stalled TLS upload used {cpu:?} of CPU in {wall:?}"
     );
 }
 

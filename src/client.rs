@@ -26,6 +26,8 @@ use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use crate::task::{TaskShared, UploadTask};
 use crate::transport::h2_pool::H2Pool;
+#[cfg(feature = "quic")]
+use crate::transport::quic_pool::QuicPool;
 use crate::transport::{tls, HostResolver, Pool};
 
 /// The client's settings. Build one with [`Client::builder`].
@@ -88,6 +90,19 @@ pub struct ClientConfig {
     /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
     /// kernel default (the whole send buffer). Default 128 KiB.
     pub notsent_lowat: Option<u32>,
+    /// With `enableQuic`: how long the QUIC handshake may take before the upload goes over TCP
+    /// instead (`quicFallback` in the profile's extensions says so). Default 1 s.
+    pub quic_fallback_after: Duration,
+    /// With `enableQuic`: after QUIC failed for an origin, go straight to TCP for this long
+    /// (doubled after each further failure, up to 48 hours; forgotten after a success), as
+    /// browsers mark a broken alternative service. Default 5 minutes (Chromium's).
+    pub quic_broken_for: Duration,
+    /// QUIC: bytes sent but not yet acknowledged, at most, per connection (quinn's send window).
+    /// Default 16 MiB (`docs/performance.md`, "HTTP/3 over QUIC").
+    pub quic_send_window: u64,
+    /// QUIC: the largest UDP payload MTU discovery may try (datagrams start at 1200 bytes).
+    /// Default 1452, quinn's: Ethernet's 1500 less the IPv6 and UDP headers.
+    pub quic_max_udp_payload: u16,
 }
 
 impl Default for ClientConfig {
@@ -112,6 +127,10 @@ impl Default for ClientConfig {
             h2_initial_window_size: 1024 * 1024,
             h2_initial_connection_window_size: 4 * 1024 * 1024,
             h2_max_send_buffer_size: 1024 * 1024,
+            quic_fallback_after: Duration::from_secs(1),
+            quic_broken_for: Duration::from_secs(300),
+            quic_send_window: 16 * 1024 * 1024,
+            quic_max_udp_payload: 1452,
         }
     }
 }
@@ -247,6 +266,31 @@ impl ClientBuilder {
         self
     }
 
+    /// With `enableQuic`: how long the QUIC handshake may take before falling back to TCP.
+    pub fn quic_fallback_after(mut self, d: Duration) -> Self {
+        self.config.quic_fallback_after = d;
+        self
+    }
+
+    /// With `enableQuic`: how long an origin where QUIC failed goes straight to TCP (the first
+    /// time; doubled after each further failure). Zero: try QUIC every time.
+    pub fn quic_broken_for(mut self, d: Duration) -> Self {
+        self.config.quic_broken_for = d;
+        self
+    }
+
+    /// QUIC's send window: unacknowledged bytes in flight per connection (at least 64 KiB).
+    pub fn quic_send_window(mut self, bytes: u64) -> Self {
+        self.config.quic_send_window = bytes.max(64 * 1024);
+        self
+    }
+
+    /// The largest UDP payload QUIC's MTU discovery may try (at least 1200).
+    pub fn quic_max_udp_payload(mut self, bytes: u16) -> Self {
+        self.config.quic_max_udp_payload = bytes.max(1200);
+        self
+    }
+
     /// Trust the certificates in this PEM bundle as roots, besides the webpki roots.
     pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_pems.push(pem.into());
@@ -292,16 +336,30 @@ impl ClientBuilder {
             roots.extend(tls::parse_pem_certificates(pem)?);
         }
         let verifier = self.verifier.as_ref();
-        let tls = tls::client_config(&roots, verifier)?;
-        let tls_h2 = tls::client_config_h2(&roots, verifier)?;
+        let configs = TlsConfigs::new(&roots, verifier)?;
         let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
         let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
-        Ok(Client::from_parts(
-            self.config,
-            (tls, tls_h2),
-            resolver,
-            runtime,
-        ))
+        Ok(Client::from_parts(self.config, configs, resolver, runtime))
+    }
+}
+
+/// The client's TLS configurations: one trust, one per ALPN offer.
+struct TlsConfigs {
+    tls: Arc<rustls::ClientConfig>,
+    tls_h2: Arc<rustls::ClientConfig>,
+    tls_h3: Arc<rustls::ClientConfig>,
+}
+
+impl TlsConfigs {
+    fn new(
+        roots: &[CertificateDer<'static>],
+        verifier: Option<&Arc<dyn ServerCertVerifier>>,
+    ) -> Result<TlsConfigs, UploadError> {
+        Ok(TlsConfigs {
+            tls: tls::client_config(roots, verifier)?,
+            tls_h2: tls::client_config_h2(roots, verifier)?,
+            tls_h3: tls::client_config_h3(roots, verifier)?,
+        })
     }
 }
 
@@ -311,9 +369,15 @@ pub(crate) struct ClientInner {
     pub tls: Arc<rustls::ClientConfig>,
     /// The same trust, offering `h2` by ALPN.
     pub tls_h2: Arc<rustls::ClientConfig>,
+    /// The same trust for QUIC: TLS 1.3, ALPN `h3`.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
+    pub tls_h3: Arc<rustls::ClientConfig>,
     pub pool: Pool,
     /// HTTP/2 connections, one per origin.
     pub h2: H2Pool,
+    /// HTTP/3 connections, one per origin, and the origins where QUIC failed.
+    #[cfg(feature = "quic")]
+    pub quic: QuicPool,
     pub queue: Semaphore,
     pub resolver: HostResolver,
     /// This client's network quality estimator (Chromium's, see `network_quality`).
@@ -374,7 +438,11 @@ impl Client {
 
     fn from_parts(
         config: ClientConfig,
-        (tls, tls_h2): (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>),
+        TlsConfigs {
+            tls,
+            tls_h2,
+            tls_h3,
+        }: TlsConfigs,
         resolver: Arc<dyn Resolve>,
         runtime: Handle,
     ) -> Client {
@@ -388,7 +456,10 @@ impl Client {
                 config,
                 tls,
                 tls_h2,
+                tls_h3,
                 h2: H2Pool::default(),
+                #[cfg(feature = "quic")]
+                quic: QuicPool::default(),
                 runtime,
                 next_connection_id: AtomicU64::new(1),
             }),
@@ -436,11 +507,21 @@ impl Client {
     pub fn close_idle_connections(&self) {
         self.inner.pool.clear();
         self.inner.h2.clear();
+        #[cfg(feature = "quic")]
+        self.inner.quic.clear();
     }
 
     /// HTTP/2 connections pooled now (streams of concurrent uploads share one per origin).
     pub fn http2_connections(&self) -> usize {
         self.inner.h2.len()
+    }
+
+    /// HTTP/3 (QUIC) connections pooled now (0 without the `quic` feature).
+    pub fn quic_connections(&self) -> usize {
+        #[cfg(feature = "quic")]
+        return self.inner.quic.len();
+        #[cfg(not(feature = "quic"))]
+        0
     }
 
     /// Idle connections in the pool now.
@@ -536,11 +617,10 @@ fn default_client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let config = ClientConfig::default();
-        let tls = tls::client_config(&[], None).expect("the webpki roots are valid");
-        let tls_h2 = tls::client_config_h2(&[], None).expect("the webpki roots are valid");
+        let configs = TlsConfigs::new(&[], None).expect("the webpki roots are valid");
         Client::from_parts(
             config,
-            (tls, tls_h2),
+            configs,
             Arc::new(SystemResolver),
             library_runtime().handle().clone(),
         )

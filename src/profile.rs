@@ -173,6 +173,10 @@ pub struct ProfileExtensions {
     /// File reads that had to wait for the disk and ran on the blocking pool (the page cache did
     /// not hold them).
     pub body_uncached_reads: u32,
+    /// With `enableQuic`: why the upload did not go over QUIC and used TCP instead (the QUIC
+    /// handshake failed or did not complete in time, the origin is remembered as broken, the URL
+    /// is `http://`, ...); empty when QUIC carried it or was not asked for.
+    pub quic_fallback: String,
 }
 
 /// Instants of one upload, recorded where the I/O happens. `None` = did not happen.
@@ -261,6 +265,8 @@ pub(crate) struct ExchangeFacts {
     pub ack_source: Option<crate::call::AckSource>,
     pub progress_acknowledged: bool,
     pub quality: crate::network_quality::QualityEstimate,
+    /// Why `enableQuic` did not use QUIC, if it did not.
+    pub quic_fallback: Option<String>,
 }
 
 fn ms(t: Option<Instant>) -> f64 {
@@ -378,6 +384,7 @@ impl Timeline {
             body_path: facts.body.path().to_string(),
             body_zero_copy_bytes: facts.body.zero_copy_bytes,
             body_uncached_reads: facts.body.uncached_reads,
+            quic_fallback: facts.quic_fallback.clone().unwrap_or_default(),
         }
     }
 }

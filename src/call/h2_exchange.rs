@@ -25,6 +25,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, SendStream};
 
+use super::body_pieces::BodyPieces;
 use super::exchange::ExchangeOutput;
 use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
@@ -204,56 +205,14 @@ async fn send_body(
     conn: &H2Connection,
     id: u32,
 ) -> Result<BodyTransfer, SendError> {
-    let mut transfer = BodyTransfer::default();
     let total = plan.content_length();
-    send_piece(
-        stream,
-        plan.preamble().clone(),
-        false,
-        task,
-        conn,
-        id,
-        total,
-    )
-    .await?;
     // Positional reads from offset 0 (a retry sends the whole body again); each chunk is handed
     // to h2 as one `Bytes`, without a further copy.
-    let mut offset = 0u64;
-    while offset < plan.file_len() {
-        let want = (plan.file_len() - offset).min(chunk_size as u64) as usize;
-        let chunk = file
-            .read_at(offset, want)
-            .await
-            .map_err(|e| SendError::Upload(UploadError::new(ErrorKind::FileRead, e.to_string())))?;
-        if chunk.data.is_empty() {
-            return Err(SendError::Upload(UploadError::new(
-                ErrorKind::FileChanged,
-                format!("the file ended after {offset} of {} bytes", plan.file_len()),
-            )));
-        }
-        offset += chunk.data.len() as u64;
-        transfer.copied_bytes += chunk.data.len() as u64;
-        transfer.uncached_reads += u32::from(chunk.uncached);
-        send_piece(
-            stream,
-            Bytes::from(chunk.data),
-            false,
-            task,
-            conn,
-            id,
-            total,
-        )
-        .await?;
+    let mut pieces = BodyPieces::new(plan, file, chunk_size);
+    while let Some((piece, last)) = pieces.next().await.map_err(SendError::Upload)? {
+        send_piece(stream, piece, last, task, conn, id, total).await?;
     }
-    if let Some(change) = file.change().filter(|_| plan.file_len() > 0) {
-        // Never complete a body that is not the file as measured (see `FileSource::change`).
-        return Err(SendError::Upload(UploadError::new(
-            ErrorKind::FileChanged,
-            change,
-        )));
-    }
-    send_piece(stream, plan.epilogue().clone(), true, task, conn, id, total).await?;
-    Ok(transfer)
+    Ok(pieces.transfer)
 }
 
 async fn send_piece(

@@ -5,10 +5,15 @@
 //! (a connection is only ever returned to the pool by a clean, complete exchange).
 
 mod acks;
+mod body_pieces;
 mod exchange;
 mod file_source;
 mod h2_exchange;
+#[cfg(feature = "quic")]
+mod h3_exchange;
 mod prepare;
+#[cfg(feature = "quic")]
+mod quic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,6 +93,7 @@ async fn upload(
             drop_credentials: left_origin,
             profile: options.enable_profile,
             http2: options.enable_http2,
+            quic: options.enable_quic,
         };
         let out = send_once(client, &mut prepared, hop, task, &mut timeline, &mut facts).await?;
         let location = out.head.header("location").map(str::to_string);
@@ -155,6 +161,8 @@ struct Hop {
     profile: bool,
     /// `enableHttp2`: HTTP/2 where the server agrees (ALPN) or prior knowledge is configured.
     http2: bool,
+    /// `enableQuic`: HTTP/3 over QUIC first, TCP if that fails.
+    quic: bool,
 }
 
 async fn send_once(
@@ -172,6 +180,14 @@ async fn send_once(
         ..
     } = hop;
     let origin = prepared.target.origin.clone();
+    if hop.quic {
+        // HTTP/3 over QUIC when asked for; any reason not to (or a failed handshake) is recorded
+        // and the hop goes over TCP.
+        match try_quic(client, prepared, hop, task, timeline, facts).await? {
+            Some(out) => return Ok(out),
+            None => reset_connect_phases(timeline),
+        }
+    }
     // HTTP/2 when asked for and possible; a TLS server that answers ALPN with HTTP/1.1 hands
     // its fresh connection back for an HTTP/1.1 exchange.
     let mut fresh = None;
@@ -417,7 +433,11 @@ async fn send_h2(
             }
         }
         facts.connection_requests_before = streams_before;
-        let request = prepared.h2_request(hop.method, hop.drop_credentials)?;
+        let request = prepared.multiplexed_request(
+            hop.method,
+            hop.drop_credentials,
+            http::Version::HTTP_2,
+        )?;
         let with_body = hop.method == Method::Post;
         let input = H2Input {
             request,
@@ -467,6 +487,33 @@ fn describe_connection(facts: &mut ExchangeFacts, conn: &Connection, reused: boo
     };
 }
 
+/// HTTP/3 over QUIC for this hop: `Some` with the result, or `None` (the reason recorded in
+/// `facts.quic_fallback`) to go over TCP instead.
+#[cfg(feature = "quic")]
+async fn try_quic(
+    client: &ClientInner,
+    prepared: &mut Prepared,
+    hop: Hop,
+    task: &TaskShared,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<Option<ExchangeOutput>, UploadError> {
+    quic::send_h3(client, prepared, hop, task, timeline, facts).await
+}
+
+#[cfg(not(feature = "quic"))]
+async fn try_quic(
+    _client: &ClientInner,
+    _prepared: &mut Prepared,
+    _hop: Hop,
+    _task: &TaskShared,
+    _timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<Option<ExchangeOutput>, UploadError> {
+    facts.quic_fallback = Some("this build has no QUIC (cargo feature `quic` off)".into());
+    Ok(None)
+}
+
 /// Forget the phases of a connection that proved dead, so the profile shows the one that
 /// carried the request.
 fn reset_connection_phases(t: &mut Timeline) {
@@ -474,6 +521,12 @@ fn reset_connection_phases(t: &mut Timeline) {
     t.httpdns_end = None;
     t.domain_lookup_start = None;
     t.domain_lookup_end = None;
+    reset_connect_phases(t);
+}
+
+/// Forget the connect phases of a transport that was not used (a QUIC attempt that failed):
+/// the name resolution it made stands, the TCP connection that follows records its own.
+fn reset_connect_phases(t: &mut Timeline) {
     t.connect_start = None;
     t.connect_end = None;
     t.ssl_start = None;
@@ -481,6 +534,7 @@ fn reset_connection_phases(t: &mut Timeline) {
     t.request_start = None;
     t.request_head_end = None;
     t.request_end = None;
+    t.body_acked_end = None;
     t.first_interim = None;
     t.response_start = None;
     t.response_end = None;

@@ -112,18 +112,20 @@ impl Prepared {
         .encode()
     }
 
-    /// The HTTP/2 request for the current hop (no body: it streams separately).
-    pub(crate) fn h2_request(
+    /// The HTTP/2 or HTTP/3 request for the current hop (no body: it streams separately; the
+    /// host goes as `:authority`).
+    pub(crate) fn multiplexed_request(
         &self,
         method: Method,
         drop_credentials: bool,
+        version: http::Version,
     ) -> Result<http::Request<()>, UploadError> {
         let bad =
             |e: &dyn std::fmt::Display| UploadError::new(ErrorKind::InvalidHeader, e.to_string());
         let mut builder = http::Request::builder()
             .method(method.as_str())
             .uri(self.url.as_str())
-            .version(http::Version::HTTP_2);
+            .version(version);
         for (name, value) in self.header_list(method, drop_credentials) {
             let name =
                 http::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;

@@ -10,6 +10,10 @@ pub(crate) mod h2_pool;
 pub(crate) mod happy_eyeballs;
 pub(crate) mod httpdns;
 pub(crate) mod pool;
+#[cfg(feature = "quic")]
+pub(crate) mod quic_glue;
+#[cfg(feature = "quic")]
+pub(crate) mod quic_pool;
 pub(crate) mod resolve;
 pub(crate) mod stream;
 pub(crate) mod target;

@@ -20,7 +20,8 @@
 //! trusted root)`, and so on. The default verifier is webpki's, wrapped only to tell a
 //! self-signed certificate from one signed by an unknown CA (both are webpki's `UnknownIssuer`).
 //!
-//! ALPN offers `http/1.1`, or `h2` then `http/1.1` for `enableHttp2`.
+//! ALPN offers `http/1.1`, or `h2` then `http/1.1` for `enableHttp2`, or `h3` (TLS 1.3 only)
+//! over QUIC for `enableQuic`.
 
 use std::sync::Arc;
 
@@ -82,10 +83,28 @@ pub(crate) fn client_config_h2(
     client_config_with_alpn(extra_roots, verifier, &[b"h2", b"http/1.1"])
 }
 
+/// The same trust for QUIC (`enableQuic`): TLS 1.3 only, as QUIC requires, ALPN `h3`. Early
+/// data (0-RTT) stays off: an upload is not idempotent.
+pub(crate) fn client_config_h3(
+    extra_roots: &[CertificateDer<'static>],
+    verifier: Option<&Arc<dyn ServerCertVerifier>>,
+) -> Result<Arc<rustls::ClientConfig>, UploadError> {
+    build_config(extra_roots, verifier, &[b"h3"], &[&rustls::version::TLS13])
+}
+
 fn client_config_with_alpn(
     extra_roots: &[CertificateDer<'static>],
     verifier: Option<&Arc<dyn ServerCertVerifier>>,
     alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, UploadError> {
+    build_config(extra_roots, verifier, alpn, rustls::DEFAULT_VERSIONS)
+}
+
+fn build_config(
+    extra_roots: &[CertificateDer<'static>],
+    verifier: Option<&Arc<dyn ServerCertVerifier>>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Arc<rustls::ClientConfig>, UploadError> {
     let provider = crypto_provider();
     let verifier: Arc<dyn ServerCertVerifier> = match verifier {
@@ -93,7 +112,7 @@ fn client_config_with_alpn(
         None => Arc::new(DefaultVerifier::new(extra_roots, provider.clone())?),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| UploadError::new(ErrorKind::Config, e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)

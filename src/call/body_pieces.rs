@@ -1,0 +1,159 @@
+//! The multipart body as a sequence of `Bytes` pieces, for the multiplexed protocols.
+//!
+//! HTTP/2 and HTTP/3 take the body as owned buffers that they frame and queue without copying
+//! (h2's DATA frames, quinn's stream chunks through our glue). So the body is handed out as the
+//! preamble, then the file in chunks read straight into fresh buffers (inline from the page
+//! cache, or on the blocking pool: see [`FileSource::read_at`]), then the epilogue. A file that
+//! ends early, or changed while it was read, fails the upload before the epilogue: the body is
+//! never completed with bytes that are not the file as measured.
+
+use bytes::Bytes;
+
+use super::file_source::FileSource;
+use crate::error::{ErrorKind, UploadError};
+use crate::profile::BodyTransfer;
+use crate::proto::multipart::BodyPlan;
+
+/// Where the next piece comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Preamble,
+    File,
+    Epilogue,
+    Done,
+}
+
+/// Hands out the body's pieces in order.
+pub(crate) struct BodyPieces<'a> {
+    plan: &'a BodyPlan,
+    file: &'a FileSource,
+    chunk_size: usize,
+    stage: Stage,
+    offset: u64,
+    /// How the file's bytes were read so far.
+    pub transfer: BodyTransfer,
+}
+
+impl<'a> BodyPieces<'a> {
+    /// The body of `plan`, reading `file` from offset 0 in chunks of `chunk_size`.
+    pub(crate) fn new(plan: &'a BodyPlan, file: &'a FileSource, chunk_size: usize) -> Self {
+        BodyPieces {
+            plan,
+            file,
+            chunk_size: chunk_size.max(1),
+            stage: Stage::Preamble,
+            offset: 0,
+            transfer: BodyTransfer::default(),
+        }
+    }
+
+    /// The next piece and whether it is the last, or `None` after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<(Bytes, bool)>, UploadError> {
+        loop {
+            match self.stage {
+                Stage::Preamble => {
+                    self.stage = Stage::File;
+                    return Ok(Some((self.plan.preamble().clone(), false)));
+                }
+                Stage::File if self.offset < self.plan.file_len() => {
+                    return self.read_chunk().await.map(|c| Some((c, false)));
+                }
+                Stage::File => {
+                    if let Some(change) = self.file.change().filter(|_| self.plan.file_len() > 0) {
+                        // Never complete a body that is not the file as measured.
+                        return Err(UploadError::new(ErrorKind::FileChanged, change));
+                    }
+                    self.stage = Stage::Epilogue;
+                }
+                Stage::Epilogue => {
+                    self.stage = Stage::Done;
+                    return Ok(Some((self.plan.epilogue().clone(), true)));
+                }
+                Stage::Done => return Ok(None),
+            }
+        }
+    }
+
+    async fn read_chunk(&mut self) -> Result<Bytes, UploadError> {
+        let len = self.plan.file_len();
+        let want = (len - self.offset).min(self.chunk_size as u64) as usize;
+        let chunk = self
+            .file
+            .read_at(self.offset, want)
+            .await
+            .map_err(|e| UploadError::new(ErrorKind::FileRead, e.to_string()))?;
+        if chunk.data.is_empty() {
+            return Err(UploadError::new(
+                ErrorKind::FileChanged,
+                format!("the file ended after {} of {len} bytes", self.offset),
+            ));
+        }
+        self.offset += chunk.data.len() as u64;
+        self.transfer.copied_bytes += chunk.data.len() as u64;
+        self.transfer.uncached_reads += u32::from(chunk.uncached);
+        Ok(Bytes::from(chunk.data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn plan_for(file_len: u64) -> BodyPlan {
+        use crate::proto::multipart::{FileField, FormField};
+        BodyPlan::new(
+            &[FormField {
+                name: "user".into(),
+                value: "test".into(),
+            }],
+            &FileField {
+                name: "file".into(),
+                file_name: "a.bin".into(),
+                content_type: "application/octet-stream".into(),
+                len: file_len,
+            },
+        )
+    }
+
+    async fn collect(
+        plan: &BodyPlan,
+        file: &FileSource,
+        chunk: usize,
+    ) -> Result<Vec<u8>, UploadError> {
+        let mut pieces = BodyPieces::new(plan, file, chunk);
+        let mut out = Vec::new();
+        let mut lasts = 0;
+        while let Some((piece, last)) = pieces.next().await? {
+            out.extend_from_slice(&piece);
+            lasts += usize::from(last);
+        }
+        assert_eq!(lasts, 1, "exactly one piece is the last");
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn pieces_make_the_whole_body() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let file = FileSource::new(f.reopen().unwrap(), Some(f.path()));
+        let plan = plan_for(data.len() as u64);
+        let body = collect(&plan, &file, 4096).await.unwrap();
+        let mut expected = plan.preamble().to_vec();
+        expected.extend_from_slice(&data);
+        expected.extend_from_slice(plan.epilogue());
+        assert_eq!(body, expected);
+        assert_eq!(body.len() as u64, plan.content_length());
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_planned_fails_before_the_epilogue() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[7u8; 100]).unwrap();
+        let file = FileSource::new(f.reopen().unwrap(), None);
+        let plan = plan_for(200);
+        let err = collect(&plan, &file, 64).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FileChanged);
+    }
+}

@@ -1,0 +1,354 @@
+//! One upload as an HTTP/3 request stream over QUIC.
+//!
+//! The body goes out as DATA frames from large `Bytes` (the preamble, file chunks read straight
+//! into buffers, the epilogue: [`BodyPieces`]), each announced to the glue so that quinn takes
+//! the very buffer without a copy. The response is awaited at the same time: a final response
+//! before the body ends is the result (an early response), as over HTTP/1.1 and HTTP/2.
+//!
+//! Timing comes from the stream's record in the connection's
+//! [`QuicTapBook`](crate::transport::quic_glue::QuicTapBook), filled by the glue where bytes
+//! cross into and out of quinn:
+//!
+//! - `requestStart`: quinn accepted the first bytes of the HEADERS frame;
+//! - `requestEnd`: the stream was finished after quinn accepted its last DATA byte;
+//! - `responseStart`: quinn delivered the first bytes of the response stream (its HEADERS);
+//! - `responseEnd`: quinn delivered the end of the response stream;
+//! - `sendBytesCount` / `receivedBytedCount`: the stream's bytes at HTTP/3 level (frame headers,
+//!   QPACK blocks, payloads);
+//! - `bodyAckedEnd` (extension): the peer acknowledged every byte of the finished stream.
+//!
+//! Progress counts body bytes quinn accepted (`progressBasis: "written"`): acknowledgements are
+//! per packet, not per stream, in quinn's API.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use h3::error::{Code, StreamError};
+
+use super::body_pieces::BodyPieces;
+use super::exchange::ExchangeOutput;
+use super::file_source::FileSource;
+use crate::error::{ErrorKind, UploadError};
+use crate::headers::ResponseHeaders;
+use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
+use crate::proto::multipart::BodyPlan;
+use crate::proto::response::ResponseHead;
+use crate::task::{HeadersReceived, TaskShared};
+use crate::transport::quic_glue::StreamRecord;
+use crate::transport::quic_pool::{connection_failure, H3Sender, QuicConnection};
+
+/// What the stream needs.
+pub(crate) struct H3Input<'a> {
+    pub request: http::Request<()>,
+    /// The body, or `None` for a body-less GET (after a 303).
+    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
+    pub max_response_body: usize,
+    pub chunk_size: usize,
+    pub task: &'a TaskShared,
+    /// Read the path RTT (profile on).
+    pub profile: bool,
+}
+
+/// A failed stream: retry on a fresh connection or not.
+pub(crate) struct H3Failure {
+    pub error: UploadError,
+    /// The server rejected the request unprocessed (`H3_REQUEST_REJECTED`), or the connection
+    /// is going away (GOAWAY) before the request went: it may go again.
+    pub retryable: bool,
+}
+
+impl From<UploadError> for H3Failure {
+    fn from(error: UploadError) -> Self {
+        H3Failure {
+            error,
+            retryable: false,
+        }
+    }
+}
+
+pub(crate) async fn h3_exchange(
+    conn: &QuicConnection,
+    mut sender: H3Sender,
+    input: H3Input<'_>,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<ExchangeOutput, H3Failure> {
+    let H3Input {
+        request,
+        body,
+        max_response_body,
+        chunk_size,
+        task,
+        profile,
+    } = input;
+    let stream = sender
+        .send_request(request)
+        .await
+        .map_err(|e| h3_failure(e, false, "sending the request headers", conn))?;
+    let record = conn.book.take(stream.id().into_inner()).ok_or_else(|| {
+        UploadError::new(
+            ErrorKind::Network,
+            "HTTP/3: the request stream was not opened by this client's glue",
+        )
+    })?;
+    let head_written = record.taps();
+    if facts.reused {
+        // The server's stream limit (MAX_STREAMS) may have made the stream wait: that is queue
+        // time, and the request's fetch starts when the stream is there.
+        if let (Some(opened), Some(fetch)) = (head_written.opened_at, timeline.fetch_start) {
+            if opened.saturating_duration_since(fetch).as_micros() > 50 {
+                timeline.queue_end = Some(opened);
+                timeline.fetch_start = Some(opened);
+            }
+        }
+    }
+    let (mut tx, mut rx) = stream.split();
+    let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
+
+    let mut body_done = false;
+    let mut send_failure: Option<H3Failure> = None;
+    let mut acked = None;
+    let head = {
+        let mut response = std::pin::pin!(rx.recv_response());
+        let mut sending = std::pin::pin!(async {
+            match body {
+                Some((plan, file)) => {
+                    send_body(&mut tx, &record, plan, file, chunk_size, task, total_body).await
+                }
+                None => tx
+                    .finish()
+                    .await
+                    .map(|()| (BodyTransfer::default(), 0))
+                    .map_err(|e| h3_failure(e, false, "finishing the request", conn)),
+            }
+        });
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut response => break r,
+                b = &mut sending, if !body_done => {
+                    body_done = true;
+                    match b {
+                        Ok((transfer, sent)) => {
+                            facts.body = transfer;
+                            facts.body_bytes_sent = sent;
+                            acked = record.take_ack_watch();
+                        }
+                        // The server stopped reading the body: its response may still come
+                        // (an early answer). Wait for it; without one this is the failure.
+                        Err(f) if stopped_by_peer(&f) => send_failure = Some(f),
+                        Err(f) => return Err(f),
+                    }
+                }
+                ok = async {
+                    match acked.as_mut() {
+                        Some(watch) => watch.await,
+                        None => std::future::pending().await,
+                    }
+                }, if acked.is_some() => {
+                    if ok {
+                        timeline.body_acked_end = Some(Instant::now());
+                    }
+                    acked = None;
+                }
+            }
+        }
+    };
+    // The server answered before the whole body went out: the answer stands.
+    facts.early_response = !body_done || send_failure.is_some();
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => {
+            return Err(send_failure
+                .unwrap_or_else(|| h3_failure(e, false, "waiting for the response", conn)))
+        }
+    };
+    let status = head.status().as_u16();
+    let headers: Vec<(String, String)> = head
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    if let Some(len) = head
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > max_response_body as u64 {
+            return Err(UploadError::new(
+                ErrorKind::ResponseTooLarge,
+                format!("Content-Length {len} exceeds the cap of {max_response_body} bytes"),
+            )
+            .into());
+        }
+    }
+    if profile {
+        facts.rtt_ms = Some(conn.rtt_ms()).filter(|r| *r > 0.0);
+    }
+    task.emit_headers(&HeadersReceived {
+        header: ResponseHeaders::new(headers.clone()),
+        status_code: status,
+    });
+
+    let mut data = Vec::new();
+    loop {
+        let chunk = rx
+            .recv_data()
+            .await
+            .map_err(|e| h3_failure(e, true, "reading the response body", conn))?;
+        let Some(mut chunk) = chunk else { break };
+        if data.len() + chunk.remaining() > max_response_body {
+            return Err(UploadError::new(
+                ErrorKind::ResponseTooLarge,
+                format!("the body exceeds the cap of {max_response_body} bytes"),
+            )
+            .into());
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            data.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    let now = Instant::now();
+    if let Some(mut watch) = acked {
+        // The acknowledgement usually rides in the response's first packet: take it if it is
+        // already in, without waiting for it.
+        if let Ok(true) = tokio::time::timeout(Duration::ZERO, &mut watch).await {
+            timeline.body_acked_end = Some(Instant::now());
+        }
+    }
+    let taps = record.taps();
+    timeline.request_start = taps.first_write_at;
+    timeline.request_head_end = head_written.last_write_at;
+    timeline.request_end = if facts.early_response {
+        None
+    } else {
+        taps.finished_at
+    };
+    timeline.response_start = taps.first_read_at.or(Some(now));
+    timeline.response_end = taps.end_read_at.or(Some(now));
+    facts.sent_bytes = taps.bytes_written;
+    facts.received_bytes = taps.bytes_read;
+    facts.response_body_bytes = data.len() as u64;
+    Ok(ExchangeOutput {
+        head: ResponseHead {
+            status,
+            reason: String::new(),
+            version: 3,
+            headers,
+        },
+        body: data,
+        reusable: true,
+    })
+}
+
+type RequestSend = h3::client::RequestStream<crate::transport::quic_glue::QuicSend, Bytes>;
+
+/// Stream the multipart body as DATA frames, then finish the stream. Returns how the file was
+/// read and the body bytes sent.
+async fn send_body(
+    tx: &mut RequestSend,
+    record: &StreamRecord,
+    plan: &BodyPlan,
+    file: &FileSource,
+    chunk_size: usize,
+    task: &TaskShared,
+    total: u64,
+) -> Result<(BodyTransfer, u64), H3Failure> {
+    let mut pieces = BodyPieces::new(plan, file, chunk_size);
+    let mut sent = 0u64;
+    while let Some((piece, _last)) = pieces.next().await? {
+        if piece.is_empty() {
+            continue;
+        }
+        let len = piece.len() as u64;
+        // The glue hands quinn this very buffer (no copy) when the frame's payload is it.
+        record.offer(&piece);
+        tx.send_data(piece)
+            .await
+            .map_err(|e| send_failure(e, "sending the body"))?;
+        sent += len;
+        task.emit_progress(sent.min(total), total);
+    }
+    tx.finish()
+        .await
+        .map_err(|e| send_failure(e, "finishing the request"))?;
+    Ok((pieces.transfer, sent))
+}
+
+fn send_failure(e: StreamError, doing: &str) -> H3Failure {
+    let (kind, detail) = describe(&e, doing);
+    H3Failure {
+        error: UploadError::new(kind, detail),
+        retryable: false,
+    }
+}
+
+/// The server stopped our sending side (STOP_SENDING): it may still answer.
+fn stopped_by_peer(f: &H3Failure) -> bool {
+    f.error.kind() == ErrorKind::StreamReset
+}
+
+/// What an h3 error is called, and its kind.
+fn describe(e: &StreamError, doing: &str) -> (ErrorKind, String) {
+    match e {
+        StreamError::RemoteTerminate { code } => (
+            ErrorKind::StreamReset,
+            format!("the server reset the stream with {code} while {doing}"),
+        ),
+        StreamError::ConnectionError(c) => (
+            ErrorKind::ConnectionClosed,
+            format!("the HTTP/3 connection failed while {doing}: {c}"),
+        ),
+        StreamError::RemoteClosing => (
+            ErrorKind::ConnectionClosed,
+            format!("the server is closing the connection (GOAWAY) while {doing}"),
+        ),
+        StreamError::HeaderTooBig {
+            actual_size,
+            max_size,
+        } => (
+            ErrorKind::InvalidResponse,
+            format!(
+                "header section of {actual_size} bytes over the limit of {max_size} while {doing}"
+            ),
+        ),
+        StreamError::StreamError { code, reason } => (
+            ErrorKind::InvalidResponse,
+            format!("HTTP/3 error {code} while {doing}: {reason}"),
+        ),
+        other => (ErrorKind::Network, format!("HTTP/3 while {doing}: {other}")),
+    }
+}
+
+/// Map an h3 error to the upload's error, and say whether the request may go again.
+fn h3_failure(
+    e: StreamError,
+    response_seen: bool,
+    doing: &str,
+    conn: &QuicConnection,
+) -> H3Failure {
+    let retryable = !response_seen
+        && match &e {
+            StreamError::RemoteTerminate { code } => *code == Code::H3_REQUEST_REJECTED,
+            StreamError::RemoteClosing => true,
+            _ => false,
+        };
+    let (kind, detail) = describe(&e, doing);
+    let detail = if matches!(e, StreamError::ConnectionError(_)) {
+        connection_failure(conn, detail)
+    } else {
+        detail
+    };
+    H3Failure {
+        error: UploadError::new(kind, detail),
+        retryable,
+    }
+}

@@ -1,5 +1,10 @@
 //! Request-body reading (counted, chunk by chunk, no copies) and the
 //! response body (JSON bytes or `'x'` padding) that notes when it was sent.
+//!
+//! The request body is any [`Body`] of [`Bytes`] behind a box
+//! ([`RequestBody`]): hyper's `Incoming` for HTTP/1.1 and h2, the h3 request
+//! stream's receiving half for HTTP/3 (`crate::http3::H3Body`), so that one
+//! service serves all three.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +13,8 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::stats::StatsInner;
 use crate::timing::Deadline;
@@ -16,9 +22,15 @@ use crate::timing::Deadline;
 /// Called once, when a request body ends.
 pub(crate) type OnEnd = Box<dyn FnOnce() + Send>;
 
+/// The error of a request body, whatever its protocol.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body, whatever its protocol.
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
 /// A request body that counts the data bytes it yields.
 pub(crate) struct CountedBody {
-    body: Incoming,
+    body: RequestBody,
     received: u64,
     ended: bool,
     stats: Arc<StatsInner>,
@@ -26,7 +38,7 @@ pub(crate) struct CountedBody {
 }
 
 impl CountedBody {
-    pub fn new(body: Incoming, stats: Arc<StatsInner>) -> Self {
+    pub fn new(body: RequestBody, stats: Arc<StatsInner>) -> Self {
         CountedBody {
             body,
             received: 0,
@@ -53,10 +65,7 @@ impl CountedBody {
     }
 
     /// Polls the next non-empty data chunk; trailers are skipped.
-    pub fn poll_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, hyper::Error>>> {
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
         loop {
             if self.ended {
                 return Poll::Ready(None);
@@ -86,20 +95,20 @@ impl CountedBody {
     }
 
     /// The next non-empty data chunk, or `None` at the end of the body.
-    pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, BoxError> {
         std::future::poll_fn(|cx| self.poll_chunk(cx))
             .await
             .transpose()
     }
 
     /// Reads (and drops) the rest of the body.
-    pub async fn drain(&mut self) -> Result<(), hyper::Error> {
+    pub async fn drain(&mut self) -> Result<(), BoxError> {
         while self.chunk().await?.is_some() {}
         Ok(())
     }
 
     /// Reads until at least `n` bytes were read in total, or the body ends.
-    pub async fn read_at_least(&mut self, n: u64) -> Result<(), hyper::Error> {
+    pub async fn read_at_least(&mut self, n: u64) -> Result<(), BoxError> {
         while self.received < n {
             if self.chunk().await?.is_none() {
                 break;
@@ -134,7 +143,7 @@ impl SharedBody {
     }
 
     /// Reads (and drops) the rest of the body.
-    pub async fn drain(&self) -> Result<(), hyper::Error> {
+    pub async fn drain(&self) -> Result<(), BoxError> {
         loop {
             match std::future::poll_fn(|cx| self.lock().poll_chunk(cx)).await {
                 None => return Ok(()),
@@ -146,7 +155,7 @@ impl SharedBody {
 }
 
 impl futures_util::Stream for SharedBody {
-    type Item = Result<Bytes, hyper::Error>;
+    type Item = Result<Bytes, BoxError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.lock().poll_chunk(cx)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// How a [`Sink`](crate::Sink) behaves.
 ///
-/// Every behavioural field except `listen`, `tls`, `tls_handshake_delay` and
-/// `httpdns` can also be overridden for a single request with a query
+/// Every behavioural field except `listen`, `tls`, `tls_handshake_delay`,
+/// `httpdns`, `offer_h2`, `h3`, `h3_max_concurrent_streams` and `record_limit` can also be overridden for a single request with a query
 /// parameter (see the crate docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
@@ -65,6 +65,17 @@ pub struct SinkConfig {
     /// are dropped and no longer returned by snapshots. Counters are unaffected. Default
     /// `None`: keep everything (what tests that inspect records want).
     pub record_limit: Option<usize>,
+    /// With `tls`: also serve HTTP/3 (QUIC, ALPN `h3`) over UDP on the same
+    /// IP and port number as the TCP listener, with the same certificate;
+    /// see [`SinkHandle::h3_addr`](crate::SinkHandle::h3_addr). Every request
+    /// is served by the same handler as HTTP/1.1 and h2 (same verdict, knobs
+    /// and records; protocol `"HTTP/3"`). Ignored without `tls` (QUIC has no
+    /// plain-text form). Default `false`.
+    pub h3: bool,
+    /// With `h3`: how many request streams a client may have open at once
+    /// on one QUIC connection (QUIC's `initial_max_streams_bidi`). Default
+    /// 100.
+    pub h3_max_concurrent_streams: u32,
 }
 
 impl Default for SinkConfig {
@@ -84,6 +95,8 @@ impl Default for SinkConfig {
             httpdns: None,
             offer_h2: true,
             record_limit: None,
+            h3: false,
+            h3_max_concurrent_streams: 100,
         }
     }
 }

@@ -104,6 +104,7 @@
 
 mod body;
 mod config;
+mod http3;
 mod server;
 mod service;
 mod stats;
@@ -140,14 +141,27 @@ impl Sink {
     /// `127.0.0.1` and `::1` (and for the listen address itself, when that is
     /// a specific non-loopback address) are made first; the CA's PEM is
     /// [`SinkHandle::ca_pem`].
+    ///
+    /// With `config.h3` (and `tls`), a UDP socket is bound on the same IP and
+    /// port as the TCP listener (for port 0: the port the TCP listener got)
+    /// and serves HTTP/3; if that bind fails the error is returned (with port
+    /// 0, after a few tries with fresh ports, in case another socket held
+    /// the UDP twin of the port TCP got).
     pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
         let tls = if config.tls {
             Some(tls::generate(specific_ip(config.listen), config.offer_h2)?)
         } else {
             None
         };
-        let listener = TcpListener::bind(config.listen).await?;
+        let (listener, endpoint) = match tls.as_ref().filter(|_| config.h3) {
+            Some(material) => bind_with_udp_twin(&config, material).await?,
+            None => (TcpListener::bind(config.listen).await?, None),
+        };
         let addr = listener.local_addr()?;
+        let h3_addr = match &endpoint {
+            Some(e) => Some(e.local_addr()?),
+            None => None,
+        };
         let stats = Arc::new(StatsInner::with_record_limit(config.record_limit));
         let shared = Arc::new(Shared {
             config,
@@ -162,6 +176,15 @@ impl Sink {
             ),
             None => (None, None),
         };
+        let h3_task = endpoint.clone().map(|endpoint| {
+            let server = http3::H3Server {
+                endpoint,
+                shared: shared.clone(),
+                shutdown: shutdown.clone(),
+                idle: idle_rx.clone(),
+            };
+            tokio::spawn(server.run())
+        });
         let server = server::Server {
             listener,
             shared,
@@ -172,12 +195,45 @@ impl Sink {
         let task = tokio::spawn(server.run());
         Ok(SinkHandle {
             addr,
+            h3_addr,
             ca_pem,
             stats,
             shutdown,
             idle_tx,
             task: Some(task),
+            h3_endpoint: endpoint,
+            h3_task,
         })
+    }
+}
+
+/// How many fresh ephemeral ports to try when the UDP twin of the port TCP
+/// got is taken.
+const UDP_TWIN_TRIES: usize = 8;
+
+/// Binds the TCP listener, then the QUIC endpoint on the same IP and port.
+async fn bind_with_udp_twin(
+    config: &SinkConfig,
+    material: &tls::TlsMaterial,
+) -> io::Result<(TcpListener, Option<quinn::Endpoint>)> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        match http3::bind(addr, material, config.h3_max_concurrent_streams) {
+            Ok(endpoint) => return Ok((listener, Some(endpoint))),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    && config.listen.port() == 0
+                    && tries < UDP_TWIN_TRIES => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("HTTP/3: cannot bind UDP {addr}: {e}"),
+                ))
+            }
+        }
     }
 }
 
@@ -185,17 +241,28 @@ impl Sink {
 #[derive(Debug)]
 pub struct SinkHandle {
     addr: SocketAddr,
+    h3_addr: Option<SocketAddr>,
     ca_pem: Option<String>,
     stats: Arc<StatsInner>,
     shutdown: CancellationToken,
     idle_tx: watch::Sender<u64>,
     task: Option<JoinHandle<()>>,
+    h3_endpoint: Option<quinn::Endpoint>,
+    h3_task: Option<JoinHandle<()>>,
 }
 
 impl SinkHandle {
     /// The address the sink listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The UDP address HTTP/3 is served on ([`SinkConfig::h3`]): the same IP
+    /// and port as [`addr`](Self::addr). `None` without `h3` (or without
+    /// `tls`). A client reaches it at the same `https://` [`url`](Self::url),
+    /// trusting the same [`ca_pem`](Self::ca_pem), with ALPN `h3`.
+    pub fn h3_addr(&self) -> Option<SocketAddr> {
+        self.h3_addr
     }
 
     /// Whether the sink serves HTTPS.
@@ -269,17 +336,23 @@ impl SinkHandle {
     }
 
     /// Gracefully closes every connection that is not in the middle of a
-    /// request (HTTP/1: closed at once; h2: GOAWAY). Connections busy with a
-    /// request are left alone. Takes effect asynchronously, right after.
+    /// request (HTTP/1: closed at once; h2: GOAWAY; h3: GOAWAY, then the
+    /// QUIC connection is closed 0.5 s later unless the client closed it
+    /// first). Connections busy with a request are left alone. Takes effect
+    /// asynchronously, right after.
     pub fn close_idle_connections(&self) {
         self.idle_tx.send_modify(|generation| *generation += 1);
     }
 
-    /// Stops accepting, closes every connection and waits for the server's
+    /// Stops accepting, closes every connection (HTTP/3: the QUIC endpoint,
+    /// every connection with `CONNECTION_CLOSE`) and waits for the server's
     /// tasks to end.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.h3_task.take() {
             let _ = task.await;
         }
     }
@@ -297,6 +370,13 @@ impl Drop for SinkHandle {
         if let Some(task) = self.task.take() {
             // Aborting the accept task drops its JoinSet, which aborts every
             // connection task; their h2 stream tasks follow their tokens.
+            task.abort();
+        }
+        if let Some(endpoint) = &self.h3_endpoint {
+            // Sent by quinn's own driver tasks, which end once it is done.
+            endpoint.close(quinn::VarInt::from_u32(0x100), b"sink shut down");
+        }
+        if let Some(task) = self.h3_task.take() {
             task.abort();
         }
     }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -19,7 +22,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{handle, ConnCtx, Shared};
+use crate::body::BoxError;
+use crate::service::{handle, Arrival, ConnCtx, Shared};
 use crate::timing::{IoTimer, Stamp, TimedIo};
 
 /// How long a TLS handshake may take.
@@ -146,7 +150,11 @@ async fn run_http<S>(
         back: Some(back_tx),
     };
     let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| handle(req, svc_ctx.clone()));
+    let svc = service_fn(move |req: Request<Incoming>| {
+        // The service is shared with h3: it takes any boxed body.
+        let req = req.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        handle(req, svc_ctx.clone(), Arrival::Hyper)
+    });
     let builder = builder(&token);
     let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
     idle.mark_unchanged();

@@ -1,5 +1,10 @@
 //! The request handler: reads (or refuses to read) the body, verifies
 //! multipart uploads and answers according to the knobs in force.
+//!
+//! One handler for every protocol: hyper calls it for HTTP/1.1 and h2 (the
+//! body boxed, [`Arrival::Hyper`]), the h3 driver (`crate::http3`) for HTTP/3
+//! ([`Arrival::H3`]). What differs is only where the timestamps come from and
+//! what "close" means, both decided from the [`Arrival`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -8,13 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{CountedBody, ResponseBody, SharedBody};
+use crate::body::{CountedBody, RequestBody, ResponseBody, SharedBody};
 use crate::config::{percent_decode, Knobs, SinkConfig};
 use crate::stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, StatsInner};
 use crate::timing::{self, IoTimer, Stamp};
@@ -186,16 +190,47 @@ enum Outcome {
     Failed(String),
 }
 
+/// How a request reached [`handle`], which decides where its timestamps come
+/// from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    /// hyper called the service (HTTP/1.1 or h2, on a TCP connection whose
+    /// reads and writes are timed by [`crate::timing::TimedIo`]).
+    Hyper,
+    /// The h3 driver resolved the request: its head was delivered by the h3
+    /// request stream at `head`; the end of the body is stamped when the
+    /// stream delivers it.
+    H3 {
+        /// When `resolve_request` returned the head.
+        head: Stamp,
+    },
+}
+
+/// The protocol name of a request, as recorded and in the verdict:
+/// `"HTTP/1.1"`, `"HTTP/2.0"` (hyper's names, kept as they were), `"HTTP/3"`.
+fn protocol_name(version: Version, arrival: Arrival) -> String {
+    match arrival {
+        Arrival::H3 { .. } => "HTTP/3".to_string(),
+        Arrival::Hyper => format!("{version:?}"),
+    }
+}
+
 /// Serves one request.
 pub(crate) async fn handle(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: Arc<ConnCtx>,
+    arrival: Arrival,
 ) -> Result<Response<ResponseBody>, io::Error> {
-    let head = Stamp::now();
+    let h3 = matches!(arrival, Arrival::H3 { .. });
+    let head = match arrival {
+        Arrival::H3 { head } => head,
+        Arrival::Hyper => Stamp::now(),
+    };
     let head_ms = head.wall_ms;
     // The read that delivered the head's last byte (HTTP/1: no read happens
-    // between it and the service call; h2: the service call itself).
-    let head_end = if req.version() < Version::HTTP_2 {
+    // between it and the service call; h2: the service call itself; h3: the
+    // stream delivering the head).
+    let head_end = if !h3 && req.version() < Version::HTTP_2 {
         ctx.io.last_read().map_or(head.at, |r| r.at)
     } else {
         head.at
@@ -203,8 +238,8 @@ pub(crate) async fn handle(
     let request_index = ctx.next_request.fetch_add(1, Ordering::SeqCst) + 1;
     let in_flight = InFlight::enter(&ctx.in_flight);
     let (parts, body) = req.into_parts();
-    let http1 = parts.version < Version::HTTP_2;
-    let protocol = format!("{:?}", parts.version);
+    let http1 = !h3 && parts.version < Version::HTTP_2;
+    let protocol = protocol_name(parts.version, arrival);
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let stats = ctx.shared.stats.clone();
@@ -258,7 +293,7 @@ pub(crate) async fn handle(
         }
     };
     reply.trickle = knobs.trickle;
-    let body = counted(body, &ctx, slot, http1);
+    let body = counted(body, &ctx, slot, http1, h3);
 
     if let Some(hosts) = &ctx.shared.config.httpdns {
         if path == "/d" && (parts.method == Method::GET || parts.method == Method::HEAD) {
@@ -306,11 +341,14 @@ pub(crate) async fn handle(
     } else {
         whole(counted).await
     };
-    let body_ms = now_ms();
-    let body_end = stats
-        .timing(slot)
-        .and_then(|t| t.body_end_at)
-        .unwrap_or(head_end);
+    let end_timing = stats.timing(slot);
+    // h3: when the stream delivered the end of the body (stamped in the
+    // poll that saw it); HTTP/1.1 and h2: now, as before.
+    let body_ms = match end_timing.as_ref().and_then(|t| t.body_end_ms) {
+        Some(ms) if h3 => ms,
+        _ => now_ms(),
+    };
+    let body_end = end_timing.and_then(|t| t.body_end_at).unwrap_or(head_end);
     stats.update(slot, |r| {
         r.received_bytes = received;
         if ended {
@@ -361,14 +399,22 @@ pub(crate) async fn handle(
     Ok(reply.verdict(&knobs, to_json(&verdict)))
 }
 
-/// The request body, counted, noting the raw read that ended it.
-fn counted(body: Incoming, ctx: &ConnCtx, slot: usize, http1: bool) -> CountedBody {
+/// The request body, counted, noting the raw read that ended it (h3: the
+/// moment the stream delivered its end).
+fn counted(body: RequestBody, ctx: &ConnCtx, slot: usize, http1: bool, h3: bool) -> CountedBody {
     let stats = ctx.shared.stats.clone();
     let io = ctx.io.clone();
     CountedBody::new(body, stats.clone()).on_end(Box::new(move || {
         // On HTTP/1 the end of the body is also the boundary after which
-        // reads belong to the next request.
-        if let Some(read) = io.body_end(http1) {
+        // reads belong to the next request. On h3 there are no timed socket
+        // reads: this callback runs in the poll in which the stream
+        // delivered the end, so now is that moment.
+        let end = if h3 {
+            Some(Stamp::now())
+        } else {
+            io.body_end(http1)
+        };
+        if let Some(read) = end {
             stats.update_timing(slot, |t| {
                 t.body_end_at = Some(read.at);
                 t.body_end_ms = Some(read.wall_ms);

@@ -21,8 +21,13 @@ use rustls::ServerConfig;
 pub(crate) struct TlsMaterial {
     /// PEM of the CA certificate.
     pub ca_pem: String,
-    /// rustls configuration offering ALPN `h2` and `http/1.1`.
+    /// rustls configuration of the TCP listener, offering ALPN `h2` (see
+    /// [`generate`]'s `offer_h2`) and `http/1.1`.
     pub server_config: Arc<ServerConfig>,
+    /// The leaf and the CA, for the QUIC configuration ([`quic_config`]).
+    chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    key: PrivateKeyDer<'static>,
 }
 
 /// Names the leaf certificate is valid for.
@@ -68,6 +73,7 @@ pub(crate) fn generate(extra_ip: Option<IpAddr>, offer_h2: bool) -> io::Result<T
 
     let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let (chain_for_quic, key_for_quic) = (chain.clone(), key.clone_key());
 
     // An explicit provider: the process-wide default is ambiguous when some
     // other crate in the build also enables aws-lc-rs.
@@ -87,5 +93,22 @@ pub(crate) fn generate(extra_ip: Option<IpAddr>, offer_h2: bool) -> io::Result<T
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(config),
+        chain: chain_for_quic,
+        key: key_for_quic,
     })
+}
+
+/// The rustls configuration of the HTTP/3 endpoint: the same leaf and key as TCP, TLS 1.3 only
+/// (QUIC has no other), ALPN `h3`, no 0-RTT (`max_early_data_size` stays 0: a replayed upload
+/// would be counted twice).
+pub(crate) fn quic_config(material: &TlsMaterial) -> io::Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(to_io)?
+        .with_no_client_auth()
+        .with_single_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(to_io)?;
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    Ok(config)
 }

@@ -160,6 +160,9 @@ pub(crate) struct QuicPool {
     broken: Mutex<HashMap<Origin, Broken>>,
     /// One UDP endpoint per address family, made on first use.
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
+    /// quinn's client configuration (TLS and transport), made on first use: a client's settings
+    /// do not change.
+    config: Mutex<Option<quinn::ClientConfig>>,
 }
 
 /// Chromium's cap on how long an alternative service stays marked broken.
@@ -256,6 +259,24 @@ impl QuicPool {
         Ok(endpoint)
     }
 
+    /// quinn's configuration for this client's connections.
+    fn client_config(
+        &self,
+        tls: &Arc<rustls::ClientConfig>,
+        settings: QuicSettings,
+    ) -> Result<quinn::ClientConfig, String> {
+        let mut cached = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(config) = cached.as_ref() {
+            return Ok(config.clone());
+        }
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.clone())
+            .map_err(|e| format!("no QUIC-capable TLS configuration: {e}"))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(transport_config(settings)));
+        *cached = Some(config.clone());
+        Ok(config)
+    }
+
     /// Open a QUIC connection to `origin` at the first of `addrs` that completes the handshake
     /// within `within`, recording `connectStart == SSLconnectionStart` and `SSLconnectionEnd ==
     /// connectEnd`. Fails with the reason to fall back.
@@ -268,10 +289,7 @@ impl QuicPool {
         within: Duration,
         timeline: &mut Timeline,
     ) -> Result<(quinn::Connection, SocketAddr, u32), String> {
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.clone())
-            .map_err(|e| format!("no QUIC-capable TLS configuration: {e}"))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(transport_config(settings)));
+        let config = self.client_config(tls, settings)?;
         let deadline = tokio::time::Instant::now() + within;
         let mut attempts = 0;
         let mut last = String::from("no address to connect to");

@@ -1,0 +1,299 @@
+//! `enableQuic`: uploads as HTTP/3 streams over QUIC, against the sink's quinn + h3 endpoint,
+//! and the fallback to TCP where QUIC does not answer.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use uploadfile::{Client, ErrorKind, UploadOptions};
+use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+
+async fn h3_sink() -> SinkHandle {
+    Sink::start(SinkConfig {
+        tls: true,
+        h3: true,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("sink starts")
+}
+
+fn quic_options(url: String, file: &std::path::Path) -> UploadOptions {
+    UploadOptions::new(url, file, "file")
+        .form_data("user", "test")
+        .enable_quic(true)
+}
+
+fn quic_client(sink: &SinkHandle) -> Client {
+    Client::builder()
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .quic_fallback_after(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_goes_over_http3_and_every_profile_field_is_measured() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "photo.png", 3 * 1024 * 1024 + 5);
+    let task = client.upload_file(quic_options(sink.url("/upload"), &file));
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let p2 = progress.clone();
+    task.on_progress_update(move |p| p2.lock().unwrap().push(*p));
+    let headers = Arc::new(Mutex::new(None));
+    let h2 = headers.clone();
+    task.on_headers_received(move |h| *h2.lock().unwrap() = Some(h.status_code));
+    let res = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("no hang")
+        .unwrap();
+    let v = verdict(&res);
+    assert_eq!(v["protocol"], "HTTP/3", "{v}");
+    assert_eq!(fields(&v), vec![("user".into(), "test".into())]);
+    assert_eq!(
+        v["files"][0]["sha256"].as_str().unwrap(),
+        sha256_file(&file)
+    );
+    let p = res.profile.unwrap();
+    let ext = res.profile_extensions.unwrap();
+    assert_eq!(p.protocol, "quic", "fallback: {}", ext.quic_fallback);
+    assert_eq!(ext.quic_fallback, "");
+    assert!(!p.socket_reused);
+    // QUIC's handshake is the TLS handshake.
+    assert_eq!(p.connect_start, p.ssl_connection_start);
+    assert_eq!(p.connect_end, p.ssl_connection_end);
+    assert!(p.connect_end > p.connect_start);
+    let order = [
+        p.invoke_start,
+        p.queue_start,
+        p.queue_end,
+        p.fetch_start,
+        p.domain_look_up_start,
+        p.domain_look_up_end,
+        p.connect_start,
+        p.ssl_connection_start,
+        p.ssl_connection_end,
+        p.connect_end,
+        p.request_start,
+        p.request_end,
+        p.response_start,
+        p.response_end,
+    ];
+    assert!(order.iter().all(|t| *t > 0.0), "{order:?}");
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    // HTTP/3-level byte counts: the body plus DATA and HEADERS framing.
+    let body = v["receivedBytes"].as_u64().unwrap();
+    assert!(
+        p.send_bytes_count > body + 3,
+        "{} vs body {body}",
+        p.send_bytes_count
+    );
+    assert!(p.received_byted_count as usize > res.data.len());
+    assert!(p.rtt > 0.0 && p.transport_rtt_estimate > 0.0);
+    assert!(p.http_rtt_estimate > 0.0);
+    assert_eq!(p.peer_ip, "127.0.0.1");
+    assert_eq!(p.port, sink.addr().port());
+    assert_eq!(ext.alpn, "h3");
+    assert_eq!(ext.tls_version, "TLSv1.3");
+    assert_eq!(ext.body_bytes_sent, body);
+    assert!(ext.body_acked_end >= p.request_end, "{ext:?}");
+    assert_eq!(*headers.lock().unwrap(), Some(200));
+    let events = progress.lock().unwrap();
+    assert!(events
+        .windows(2)
+        .all(|w| w[0].total_bytes_sent < w[1].total_bytes_sent));
+    assert_eq!(events.last().unwrap().progress, 100);
+}
+
+#[tokio::test]
+async fn uploads_reuse_the_connection_and_share_it_as_streams() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 200_000);
+    let first = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    assert_eq!(first.profile.as_ref().unwrap().protocol, "quic");
+    let second = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let p = second.profile.clone().unwrap();
+    assert!(p.socket_reused);
+    assert_eq!(p.connect_start, p.fetch_start);
+    assert_eq!(p.ssl_connection_end, p.fetch_start);
+    let (v1, v2) = (verdict(&first), verdict(&second));
+    assert_eq!(v1["connection"]["id"], v2["connection"]["id"]);
+    assert_eq!(v2["connection"]["request"], 2);
+
+    // Concurrent uploads: streams of the same connection.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| client.upload_file(quic_options(sink.url("/upload"), &file)))
+        .collect();
+    for t in tasks {
+        let res = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(verdict(&res)["connection"]["id"], v1["connection"]["id"]);
+        assert_eq!(res.profile.unwrap().protocol, "quic");
+    }
+    assert_eq!(client.quic_connections(), 1);
+}
+
+#[tokio::test]
+async fn abort_and_timeout_reset_the_stream_and_leave_the_connection_usable() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "big.bin", 64 * 1024 * 1024);
+    let small = make_file(dir.path(), "small.bin", 1000);
+    // Open the connection first.
+    client
+        .upload_file(quic_options(sink.url("/upload"), &small))
+        .await
+        .unwrap();
+
+    let task = client.upload_file(quic_options(sink.url("/upload"), &file));
+    let handle = task.handle();
+    task.on_progress_update(move |p| {
+        if p.total_bytes_sent > 1024 * 1024 {
+            handle.abort();
+        }
+    });
+    let err = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Abort);
+    assert_eq!(err.err_msg(), "uploadFile:fail abort");
+
+    let slow =
+        quic_options(sink.url("/upload?delay_ms=2000"), &small).timeout(Duration::from_millis(300));
+    let err = client.upload_file(slow).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+
+    // The server never saw either as a complete request; the connection still carries uploads.
+    let res = client
+        .upload_file(quic_options(sink.url("/upload"), &small))
+        .await
+        .unwrap();
+    let p = res.profile.unwrap();
+    assert_eq!(p.protocol, "quic");
+    assert!(p.socket_reused);
+    let stats = sink.stats();
+    let big_complete = stats
+        .records
+        .iter()
+        .any(|r| r.received_bytes >= 64 * 1024 * 1024 && r.body_received_ms.is_some());
+    assert!(
+        !big_complete,
+        "the aborted body must not arrive as complete"
+    );
+}
+
+#[tokio::test]
+async fn server_status_and_response_headers_come_through() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.txt", 10);
+    let res = client
+        .upload_file(quic_options(sink.url("/upload?status=500"), &file))
+        .await
+        .unwrap();
+    assert_eq!(res.status_code, 500);
+    assert!(res.header.get("x-sink-connection").is_some());
+    assert_eq!(res.profile.unwrap().protocol, "quic");
+}
+
+#[tokio::test]
+async fn no_udp_listener_falls_back_to_tcp_and_the_origin_is_remembered() {
+    // A TLS sink without its h3 endpoint: nothing answers on the UDP port.
+    let sink = sink(true).await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 100_000);
+
+    let res = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.upload_file(quic_options(sink.url("/upload"), &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let v = verdict(&res);
+    assert_eq!(
+        v["files"][0]["sha256"].as_str().unwrap(),
+        sha256_file(&file)
+    );
+    let p = res.profile.unwrap();
+    let ext = res.profile_extensions.unwrap();
+    assert_eq!(p.protocol, "http1.1");
+    assert!(
+        ext.quic_fallback.contains("QUIC handshake"),
+        "{}",
+        ext.quic_fallback
+    );
+    // The TCP connection's own phases; the failed QUIC attempt lies between fetchStart and
+    // connectStart.
+    assert!(p.connect_start - p.fetch_start >= 250.0, "{p:?}");
+    assert!(p.ssl_connection_start >= p.connect_start);
+
+    // Remembered: the next upload goes straight to TCP, and says why; with enableHttp2 it is h2.
+    let res = client
+        .upload_file(quic_options(sink.url("/upload"), &file).enable_http2(true))
+        .await
+        .unwrap();
+    let p = res.profile.unwrap();
+    let ext = res.profile_extensions.unwrap();
+    assert_eq!(p.protocol, "h2");
+    assert!(
+        ext.quic_fallback.contains("not tried again"),
+        "{}",
+        ext.quic_fallback
+    );
+    assert!(p.connect_start - p.fetch_start < 250.0, "{p:?}");
+}
+
+#[tokio::test]
+async fn quic_is_not_tried_for_plain_http() {
+    let sink = sink(false).await;
+    let client = Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    let res = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let ext = res.profile_extensions.unwrap();
+    assert_eq!(res.profile.unwrap().protocol, "http1.1");
+    assert!(
+        ext.quic_fallback.contains("https://"),
+        "{}",
+        ext.quic_fallback
+    );
+}
+
+#[tokio::test]
+async fn a_refused_certificate_over_quic_falls_back_and_fails_with_the_tls_reason() {
+    let sink = h3_sink().await;
+    // This client does not trust the sink's CA.
+    let client = Client::builder()
+        .quic_fallback_after(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    let err = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{}", err.err_msg());
+}

@@ -67,24 +67,7 @@ async fn an_upload_goes_over_http3_and_every_profile_field_is_measured() {
     assert_eq!(p.connect_start, p.ssl_connection_start);
     assert_eq!(p.connect_end, p.ssl_connection_end);
     assert!(p.connect_end > p.connect_start);
-    let order = [
-        p.invoke_start,
-        p.queue_start,
-        p.queue_end,
-        p.fetch_start,
-        p.domain_look_up_start,
-        p.domain_look_up_end,
-        p.connect_start,
-        p.ssl_connection_start,
-        p.ssl_connection_end,
-        p.connect_end,
-        p.request_start,
-        p.request_end,
-        p.response_start,
-        p.response_end,
-    ];
-    assert!(order.iter().all(|t| *t > 0.0), "{order:?}");
-    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    assert_phases_in_order(&p);
     // HTTP/3-level byte counts: the body plus DATA and HEADERS framing.
     let body = v["receivedBytes"].as_u64().unwrap();
     assert!(

@@ -65,6 +65,35 @@ pub fn verdict(res: &UploadSuccess) -> Value {
         .unwrap_or_else(|e| panic!("sink answered non-JSON ({e}): {}", res.data))
 }
 
+/// Assert the order `docs/profile.md` promises for a fresh connection (every phase present and
+/// non-decreasing, from `fetchStart` to `responseEnd`).
+pub fn assert_phases_in_order(p: &uploadfile::Profile) {
+    let order = [
+        p.invoke_start,
+        p.queue_start,
+        p.queue_end,
+        p.fetch_start,
+        p.domain_look_up_start,
+        p.domain_look_up_end,
+        p.connect_start,
+        p.ssl_connection_start,
+        p.ssl_connection_end,
+        p.connect_end,
+        p.request_start,
+        p.request_end,
+        p.response_start,
+        p.response_end,
+    ];
+    assert!(
+        order.iter().all(|t| *t > 0.0),
+        "a phase is missing: {order:?}"
+    );
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]),
+        "out of order: {order:?}"
+    );
+}
+
 /// The field values the sink parsed, in order.
 pub fn fields(v: &Value) -> Vec<(String, String)> {
     v["fields"]

@@ -280,3 +280,95 @@ async fn a_refused_certificate_over_quic_falls_back_and_fails_with_the_tls_reaso
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{}", err.err_msg());
 }
+
+#[tokio::test]
+async fn an_early_answer_with_stop_sending_is_the_result() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "big.bin", 32 * 1024 * 1024);
+    let res = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.upload_file(quic_options(sink.url("/upload?early=1&status=413"), &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    assert_eq!(res.status_code, 413);
+    let p = res.profile.unwrap();
+    assert_eq!(p.protocol, "quic");
+    let ext = res.profile_extensions.unwrap();
+    assert!(ext.early_response);
+    assert_eq!(p.request_end, 0.0, "the body was never completed");
+    assert!(ext.body_bytes_sent < 32 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn a_connection_closed_by_the_server_fails_the_upload_with_the_reason() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 4 * 1024 * 1024);
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.upload_file(quic_options(sink.url("/upload?close=1"), &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    eprintln!("closed by the server: {}", err.err_msg());
+    assert_eq!(err.kind(), ErrorKind::ConnectionClosed, "{}", err.err_msg());
+    assert!(
+        err.err_msg().contains("QUIC") || err.err_msg().contains("HTTP/3"),
+        "{}",
+        err.err_msg()
+    );
+    // The dead connection is not reused: the next upload makes a new one.
+    let res = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let p = res.profile.unwrap();
+    assert_eq!(p.protocol, "quic");
+    assert!(!p.socket_reused);
+}
+
+#[tokio::test]
+async fn uploads_over_the_server_stream_limit_wait_as_queue_time() {
+    let sink = Sink::start(SinkConfig {
+        tls: true,
+        h3: true,
+        h3_max_concurrent_streams: 2,
+        ..SinkConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    // Open the connection, then six uploads that each hold a stream for 300 ms.
+    client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| client.upload_file(quic_options(sink.url("/upload?delay_ms=300"), &file)))
+        .collect();
+    let mut waits = Vec::new();
+    for t in tasks {
+        let res = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .unwrap()
+            .unwrap();
+        let p = res.profile.unwrap();
+        assert_eq!(p.protocol, "quic");
+        assert!(p.socket_reused);
+        assert_eq!(p.connect_start, p.fetch_start);
+        waits.push(p.queue_end - p.queue_start);
+    }
+    waits.sort_by(f64::total_cmp);
+    // Two at a time: two did not wait, the others waited about 300 and 600 ms.
+    assert!(waits[1] < 100.0, "{waits:?}");
+    assert!(waits[5] > 500.0, "{waits:?}");
+    assert_eq!(client.quic_connections(), 1);
+}

@@ -84,7 +84,7 @@ pub(crate) async fn h3_exchange(
     let stream = sender
         .send_request(request)
         .await
-        .map_err(|e| h3_failure(e, false, "sending the request headers", conn))?;
+        .map_err(|e| h3_failure(e, true, "sending the request headers", conn))?;
     let record = conn.book.take(stream.id().into_inner()).ok_or_else(|| {
         UploadError::new(
             ErrorKind::Network,
@@ -113,7 +113,13 @@ pub(crate) async fn h3_exchange(
         let mut sending = std::pin::pin!(async {
             match body {
                 Some((plan, file)) => {
-                    send_body(&mut tx, &record, plan, file, chunk_size, task, total_body).await
+                    let body = BodyToSend {
+                        plan,
+                        file,
+                        chunk_size,
+                        total: total_body,
+                    };
+                    send_body(&mut tx, &record, body, task, conn).await
                 }
                 None => tx
                     .finish()
@@ -160,7 +166,7 @@ pub(crate) async fn h3_exchange(
         Ok(head) => head,
         Err(e) => {
             return Err(send_failure
-                .unwrap_or_else(|| h3_failure(e, false, "waiting for the response", conn)))
+                .unwrap_or_else(|| h3_failure(e, true, "waiting for the response", conn)))
         }
     };
     let status = head.status().as_u16();
@@ -200,7 +206,7 @@ pub(crate) async fn h3_exchange(
         let chunk = rx
             .recv_data()
             .await
-            .map_err(|e| h3_failure(e, true, "reading the response body", conn))?;
+            .map_err(|e| h3_failure(e, false, "reading the response body", conn))?;
         let Some(mut chunk) = chunk else { break };
         if data.len() + chunk.remaining() > max_response_body {
             return Err(UploadError::new(
@@ -249,6 +255,14 @@ pub(crate) async fn h3_exchange(
     })
 }
 
+/// The body of one request, and how to read it.
+struct BodyToSend<'a> {
+    plan: &'a BodyPlan,
+    file: &'a FileSource,
+    chunk_size: usize,
+    total: u64,
+}
+
 type RequestSend = h3::client::RequestStream<crate::transport::quic_glue::QuicSend, Bytes>;
 
 /// Stream the multipart body as DATA frames, then finish the stream. Returns how the file was
@@ -256,12 +270,16 @@ type RequestSend = h3::client::RequestStream<crate::transport::quic_glue::QuicSe
 async fn send_body(
     tx: &mut RequestSend,
     record: &StreamRecord,
-    plan: &BodyPlan,
-    file: &FileSource,
-    chunk_size: usize,
+    body: BodyToSend<'_>,
     task: &TaskShared,
-    total: u64,
+    conn: &QuicConnection,
 ) -> Result<(BodyTransfer, u64), H3Failure> {
+    let BodyToSend {
+        plan,
+        file,
+        chunk_size,
+        total,
+    } = body;
     let mut pieces = BodyPieces::new(plan, file, chunk_size);
     let mut sent = 0u64;
     while let Some((piece, _last)) = pieces.next().await? {
@@ -273,22 +291,14 @@ async fn send_body(
         record.offer(&piece);
         tx.send_data(piece)
             .await
-            .map_err(|e| send_failure(e, "sending the body"))?;
+            .map_err(|e| h3_failure(e, false, "sending the body", conn))?;
         sent += len;
         task.emit_progress(sent.min(total), total);
     }
     tx.finish()
         .await
-        .map_err(|e| send_failure(e, "finishing the request"))?;
+        .map_err(|e| h3_failure(e, false, "finishing the request", conn))?;
     Ok((pieces.transfer, sent))
-}
-
-fn send_failure(e: StreamError, doing: &str) -> H3Failure {
-    let (kind, detail) = describe(&e, doing);
-    H3Failure {
-        error: UploadError::new(kind, detail),
-        retryable: false,
-    }
 }
 
 /// The server stopped our sending side (STOP_SENDING): it may still answer.
@@ -302,10 +312,6 @@ fn describe(e: &StreamError, doing: &str) -> (ErrorKind, String) {
         StreamError::RemoteTerminate { code } => (
             ErrorKind::StreamReset,
             format!("the server reset the stream with {code} while {doing}"),
-        ),
-        StreamError::ConnectionError(c) => (
-            ErrorKind::ConnectionClosed,
-            format!("the HTTP/3 connection failed while {doing}: {c}"),
         ),
         StreamError::RemoteClosing => (
             ErrorKind::ConnectionClosed,
@@ -341,11 +347,12 @@ fn h3_failure(
             StreamError::RemoteClosing => true,
             _ => false,
         };
-    let (kind, detail) = describe(&e, doing);
-    let detail = if matches!(e, StreamError::ConnectionError(_)) {
-        connection_failure(conn, detail)
-    } else {
-        detail
+    let (kind, detail) = match &e {
+        StreamError::ConnectionError(c) => (
+            ErrorKind::ConnectionClosed,
+            connection_failure(conn, doing, &c.to_string()),
+        ),
+        _ => describe(&e, doing),
     };
     H3Failure {
         error: UploadError::new(kind, detail),

@@ -60,8 +60,8 @@ pub(crate) struct QuicConnection {
     pub book: Arc<QuicTapBook>,
     pub info: ConnectionInfo,
     streams_started: AtomicU64,
+    /// h3's connection task ended.
     closed: Arc<AtomicBool>,
-    close_reason: Arc<Mutex<Option<String>>>,
 }
 
 impl QuicConnection {
@@ -81,16 +81,11 @@ impl QuicConnection {
                 UploadError::new(ErrorKind::InvalidResponse, format!("HTTP/3 setup: {e}"))
             })?;
         let closed = Arc::new(AtomicBool::new(false));
-        let close_reason = Arc::new(Mutex::new(None));
-        let (c, r) = (closed.clone(), close_reason.clone());
+        let c = closed.clone();
         tokio::spawn(async move {
-            let error = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-            let reason = if error.is_h3_no_error() {
-                "the connection closed".to_string()
-            } else {
-                error.to_string()
-            };
-            *r.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            // Runs until the connection ends; how it ended is read from quinn when a stream
+            // fails (`connection_failure`).
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
             c.store(true, Ordering::SeqCst);
         });
         Ok(Arc::new(QuicConnection {
@@ -100,22 +95,12 @@ impl QuicConnection {
             info,
             streams_started: AtomicU64::new(0),
             closed,
-            close_reason,
         }))
     }
 
     /// The connection takes new requests: its task runs and QUIC has not closed it.
     pub(crate) fn is_usable(&self) -> bool {
         !self.closed.load(Ordering::SeqCst) && self.conn.close_reason().is_none()
-    }
-
-    /// Why the connection ended, if it did.
-    pub(crate) fn close_reason(&self) -> Option<String> {
-        self.close_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .or_else(|| self.conn.close_reason().map(|e| e.to_string()))
     }
 
     /// A request sender of its own for one upload, and the number of streams started before.
@@ -135,12 +120,32 @@ impl QuicConnection {
     }
 }
 
-/// How a connection failure reads: the same on every stream it ends.
-pub(crate) fn connection_failure(conn: &QuicConnection, error: impl std::fmt::Display) -> String {
-    match conn.close_reason() {
-        Some(reason) => format!("the QUIC connection failed: {error} ({reason})"),
-        None => format!("the QUIC connection failed: {error}"),
-    }
+/// How a connection failure reads: what QUIC says of the connection's end when it has ended
+/// (the same on every stream it ends), else what HTTP/3 said.
+pub(crate) fn connection_failure(conn: &QuicConnection, doing: &str, h3_error: &str) -> String {
+    use quinn::ConnectionError as E;
+    let Some(end) = conn.conn.close_reason() else {
+        return format!("the HTTP/3 connection failed while {doing}: {h3_error}");
+    };
+    let how = match end {
+        E::ApplicationClosed(close) => {
+            let code = h3::error::Code::from(close.error_code.into_inner());
+            let reason = String::from_utf8_lossy(&close.reason);
+            if reason.is_empty() {
+                format!("the server closed the QUIC connection with {code}")
+            } else {
+                format!("the server closed the QUIC connection with {code} ({reason:?})")
+            }
+        }
+        E::ConnectionClosed(close) => format!("the server closed the QUIC connection: {close}"),
+        E::TimedOut => "the QUIC connection timed out (nothing from the server for the idle \
+                        timeout)"
+            .to_string(),
+        E::Reset => "the server reset the QUIC connection (stateless reset)".to_string(),
+        E::LocallyClosed => "the QUIC connection was closed on this side".to_string(),
+        other => format!("the QUIC connection failed: {other}"),
+    };
+    format!("{how} while {doing}")
 }
 
 /// Why QUIC is not tried for an origin right now.

@@ -216,6 +216,9 @@ pub fn render_connection(p: &Profile, ext: Option<&ProfileExtensions>, indent: &
                 more.push("Expect: 100-continue   no interim answer".to_string());
             }
         }
+        if !ext.quic_fallback.is_empty() {
+            more.push(format!("QUIC not used: {}", ext.quic_fallback));
+        }
     }
     for line in [first, second].into_iter().chain(more) {
         let _ = writeln!(out, "{indent}{line}");

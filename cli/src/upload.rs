@@ -22,7 +22,8 @@ Any HTTP status is a success, as in the original. Bad usage exits 2.
 Examples:
   uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test
   uploadfile upload https://localhost:8443/upload a.bin --cacert uploadfile-sink-ca.pem \\
-      --name avatar -H 'X-Token: abc' --timeout 5000 --json")]
+      --name avatar -H 'X-Token: abc' --timeout 5000 --json
+  uploadfile upload https://localhost:8443/upload a.bin --cacert uploadfile-sink-ca.pem --quic")]
 pub struct Args {
     /// Server URL (http:// or https://)
     pub url: String,
@@ -54,9 +55,13 @@ pub struct Args {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
-    /// Try HTTP/3 over QUIC (enableQuic)
+    /// Try HTTP/3 over QUIC (enableQuic) on https:// URLs; TCP if QUIC fails
     #[arg(long)]
     pub quic: bool,
+
+    /// With --quic: how long the QUIC handshake may take before falling back to TCP
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub quic_fallback_after: u64,
 
     /// Never send `Expect: 100-continue` (by default bodies over 1 MiB ask for it, as curl's do)
     #[arg(long)]
@@ -147,7 +152,8 @@ pub async fn run(args: Args) -> ExitCode {
 async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, UploadError> {
     let mut builder = Client::builder()
         .http2_prior_knowledge(args.http2_prior_knowledge)
-        .zero_copy(!args.no_zero_copy);
+        .zero_copy(!args.no_zero_copy)
+        .quic_fallback_after(Duration::from_millis(args.quic_fallback_after));
     if args.no_expect_continue {
         builder = builder.expect_continue_threshold(None);
     }

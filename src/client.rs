@@ -100,6 +100,10 @@ pub struct ClientConfig {
     /// QUIC: bytes sent but not yet acknowledged, at most, per connection (quinn's send window).
     /// Default 16 MiB (`docs/performance.md`, "HTTP/3 over QUIC").
     pub quic_send_window: u64,
+    /// QUIC: hand the file's chunks to quinn as the very buffers they were read into (true), or
+    /// let them be copied into quinn's send buffer, as `h3-quinn` does (false; for measuring
+    /// the difference). Default true (`docs/performance.md`, "HTTP/3 over QUIC").
+    pub quic_zero_copy: bool,
     /// QUIC: the largest UDP payload MTU discovery may try (datagrams start at 1200 bytes).
     /// Default 1452, quinn's: Ethernet's 1500 less the IPv6 and UDP headers.
     pub quic_max_udp_payload: u16,
@@ -130,6 +134,7 @@ impl Default for ClientConfig {
             quic_fallback_after: Duration::from_secs(1),
             quic_broken_for: Duration::from_secs(300),
             quic_send_window: 16 * 1024 * 1024,
+            quic_zero_copy: true,
             quic_max_udp_payload: 1452,
         }
     }
@@ -282,6 +287,13 @@ impl ClientBuilder {
     /// QUIC's send window: unacknowledged bytes in flight per connection (at least 64 KiB).
     pub fn quic_send_window(mut self, bytes: u64) -> Self {
         self.config.quic_send_window = bytes.max(64 * 1024);
+        self
+    }
+
+    /// Hand file chunks to quinn without a copy (default true; see
+    /// [`ClientConfig::quic_zero_copy`]).
+    pub fn quic_zero_copy(mut self, on: bool) -> Self {
+        self.config.quic_zero_copy = on;
         self
     }
 

@@ -44,6 +44,8 @@ pub(crate) struct H3Input<'a> {
     pub body: Option<(&'a BodyPlan, &'a FileSource)>,
     pub max_response_body: usize,
     pub chunk_size: usize,
+    /// Announce each chunk to the glue, which then hands quinn the buffer itself.
+    pub zero_copy: bool,
     pub task: &'a TaskShared,
     /// Read the path RTT (profile on).
     pub profile: bool,
@@ -78,6 +80,7 @@ pub(crate) async fn h3_exchange(
         body,
         max_response_body,
         chunk_size,
+        zero_copy,
         task,
         profile,
     } = input;
@@ -117,6 +120,7 @@ pub(crate) async fn h3_exchange(
                         plan,
                         file,
                         chunk_size,
+                        zero_copy,
                         total: total_body,
                     };
                     send_body(&mut tx, &record, body, task, conn).await
@@ -260,6 +264,7 @@ struct BodyToSend<'a> {
     plan: &'a BodyPlan,
     file: &'a FileSource,
     chunk_size: usize,
+    zero_copy: bool,
     total: u64,
 }
 
@@ -278,6 +283,7 @@ async fn send_body(
         plan,
         file,
         chunk_size,
+        zero_copy,
         total,
     } = body;
     let mut pieces = BodyPieces::new(plan, file, chunk_size);
@@ -287,8 +293,10 @@ async fn send_body(
             continue;
         }
         let len = piece.len() as u64;
-        // The glue hands quinn this very buffer (no copy) when the frame's payload is it.
-        record.offer(&piece);
+        if zero_copy {
+            // The glue hands quinn this very buffer (no copy) when the frame's payload is it.
+            record.offer(&piece);
+        }
         tx.send_data(piece)
             .await
             .map_err(|e| h3_failure(e, false, "sending the body", conn))?;

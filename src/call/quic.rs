@@ -81,6 +81,7 @@ pub(super) async fn send_h3(
                 .config
                 .chunk_size
                 .max(client.config.h2_max_send_buffer_size),
+            zero_copy: client.config.quic_zero_copy,
             task,
             profile: hop.profile,
         };

@@ -5,7 +5,8 @@ mod common;
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -18,10 +19,31 @@ use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 /// Bound on every test as a whole.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 
+/// Panics anywhere in this test process, the sink's own tasks included
+/// (their join handles swallow them).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs a test body with a time limit, and fails it if any task panicked.
 async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, f)
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+    });
+    let out = tokio::time::timeout(TEST_LIMIT, f)
         .await
-        .expect("the test did not finish in time")
+        .expect("the test did not finish in time");
+    // Give tasks that outlive the test body a moment to finish (or panic).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        0,
+        "a task panicked (see above)"
+    );
+    out
 }
 
 async fn h3_sink(config: SinkConfig) -> SinkHandle {
@@ -63,7 +85,21 @@ impl Answer {
     }
 }
 
-fn client_config(ca_pem: &str) -> quinn::ClientConfig {
+/// How the test client sends: what the sink's module docs recommend (64 KiB
+/// datagrams on loopback, one datagram per send), unless the throughput
+/// measurement asks otherwise.
+#[derive(Clone, Copy)]
+struct Tuning {
+    mtu_upper_bound: u16,
+    gso: bool,
+}
+
+const RECOMMENDED: Tuning = Tuning {
+    mtu_upper_bound: 65527,
+    gso: false,
+};
+
+fn client_config(ca_pem: &str, tuning: Tuning) -> quinn::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -78,19 +114,27 @@ fn client_config(ca_pem: &str) -> quinn::ClientConfig {
     tls.alpn_protocols = vec![b"h3".to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut transport = quinn::TransportConfig::default();
-    // Large datagrams on loopback, as the sink does for its direction.
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(65527);
+    mtu.upper_bound(tuning.mtu_upper_bound);
     transport.mtu_discovery_config(Some(mtu));
+    transport.enable_segmentation_offload(tuning.gso);
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
     config
 }
 
 async fn connect(sink: &SinkHandle) -> Client {
+    connect_tuned(sink, RECOMMENDED).await
+}
+
+async fn connect_tuned(sink: &SinkHandle, tuning: Tuning) -> Client {
     let addr = sink.h3_addr().expect("h3 is on");
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    endpoint.set_default_client_config(client_config(sink.ca_pem().unwrap()));
+    let socket = std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.max_udp_payload_size(65527).unwrap();
+    let mut endpoint =
+        quinn::Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).unwrap();
+    endpoint.set_default_client_config(client_config(sink.ca_pem().unwrap(), tuning));
     let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, "localhost").unwrap())
         .await
         .expect("handshake in time")
@@ -596,35 +640,64 @@ async fn no_h3_task_outlives_the_handle() {
     .await
 }
 
-/// Throughput of one bulk upload (discard mode, so the sink only counts):
-/// `H3_BENCH_MIB` MiB (default 1024). Run in release:
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Throughput of one bulk upload of `H3_BENCH_MIB` MiB (default 1024) to
+/// `H3_BENCH_PATH` (default `/?discard=1`: the sink only counts; `/` hashes
+/// every byte), then, with `H3_BENCH_DOWN_MIB`, of a download that long. The
+/// client is tuned as recommended unless `H3_BENCH_CLIENT_MTU` (its MTU
+/// discovery bound, e.g. 1452) or `H3_BENCH_CLIENT_GSO=1` say otherwise.
+/// Run in release:
 /// `cargo test --release -p uploadfile-sink --test h3 -- --ignored --nocapture h3_throughput`.
+/// What it measured is in the sink's `src/http3.rs` module docs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand, in release"]
 async fn h3_throughput() {
-    let mib: usize = std::env::var("H3_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib: usize = env_number("H3_BENCH_MIB").unwrap_or(1024);
+    let tuning = Tuning {
+        mtu_upper_bound: env_number("H3_BENCH_CLIENT_MTU").unwrap_or(RECOMMENDED.mtu_upper_bound),
+        gso: env_number::<u8>("H3_BENCH_CLIENT_GSO").unwrap_or(0) == 1,
+    };
     let sink = h3_sink(SinkConfig::default()).await;
-    let mut client = connect(&sink).await;
+    let mut client = connect_tuned(&sink, tuning).await;
     let body = Bytes::from(vec![0x5au8; mib << 20]);
-    let uri = client.uri(&sink, "/?discard=1");
+    let path = std::env::var("H3_BENCH_PATH").unwrap_or_else(|_| "/?discard=1".to_string());
+    let uri = client.uri(&sink, &path);
     let started = Instant::now();
     let a = client
         .request("POST", &uri, "application/octet-stream", body)
         .await
         .unwrap();
     let took = started.elapsed();
+    assert_eq!(a.status, 200);
     assert_eq!(a.json()["receivedBytes"], (mib << 20) as u64);
+    if let Some(down) = env_number::<usize>("H3_BENCH_DOWN_MIB") {
+        let uri = client.uri(&sink, &format!("/?discard=1&body_size={}", down << 20));
+        let started = Instant::now();
+        let a = client
+            .request("POST", &uri, "a/b", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(a.body.len(), down << 20);
+        println!(
+            "download {down} MiB: {:.0} MiB/s",
+            down as f64 / started.elapsed().as_secs_f64()
+        );
+    }
     let stats = client.conn.stats();
     println!(
-        "h3 upload {mib} MiB in {:.3} s: {:.0} MiB/s; client: {} datagrams sent, {} lost packets, path MTU {}, cwnd {}",
+        "h3 upload {mib} MiB in {:.3} s: {:.0} MiB/s; client: {} datagrams sent, {} lost packets, \
+         path MTU {} ({} probes, {} lost, {} black holes), cwnd {}",
         took.as_secs_f64(),
         mib as f64 / took.as_secs_f64(),
         stats.udp_tx.datagrams,
         stats.path.lost_packets,
         stats.path.current_mtu,
+        stats.path.sent_plpmtud_probes,
+        stats.path.lost_plpmtud_probes,
+        stats.path.black_holes_detected,
         stats.path.cwnd,
     );
 }

@@ -21,14 +21,18 @@ pub const DEFAULT_CA_OUT: &str = "uploadfile-sink-ca.pem";
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Per-request knobs go in the query string: status=500, delay_ms=200, body_size=100000,
-early=1, close=1, close_after=4096, keepalive=0, discard=1.
+early=1, close=1, close_after=4096, keepalive=0, discard=1, trickle_ms=500.
+Over HTTP/3, close=1 closes the whole QUIC connection and keepalive is ignored.
 
 Examples:
   uploadfile serve
   uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test
 
   uploadfile serve --listen 127.0.0.1:8443 --tls --ca-out /tmp/sink-ca.pem
-  uploadfile upload https://localhost:8443/upload photo.png --cacert /tmp/sink-ca.pem")]
+  uploadfile upload https://localhost:8443/upload photo.png --cacert /tmp/sink-ca.pem
+
+  uploadfile serve --listen 127.0.0.1:8443 --tls --h3
+  uploadfile upload https://localhost:8443/upload photo.png --cacert uploadfile-sink-ca.pem --quic")]
 pub struct Args {
     /// Address to listen on (port 0 picks a free one)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -37,6 +41,10 @@ pub struct Args {
     /// Serve HTTPS with a throw-away CA and a certificate for localhost, 127.0.0.1 and ::1
     #[arg(long)]
     pub tls: bool,
+
+    /// With --tls: also serve HTTP/3 (QUIC) on the same port number over UDP
+    #[arg(long, requires = "tls")]
+    pub h3: bool,
 
     /// Where to write the CA certificate (PEM) with --tls
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CA_OUT, requires = "tls")]
@@ -51,6 +59,7 @@ pub async fn run(args: Args) -> ExitCode {
     let config = SinkConfig {
         listen: args.listen,
         tls: args.tls,
+        h3: args.h3,
         discard: args.discard,
         ..SinkConfig::default()
     };
@@ -63,6 +72,9 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let url = sink.url("/upload");
     println!("listening on {}", sink.addr());
+    if let Some(udp) = sink.h3_addr() {
+        println!("HTTP/3 on   {udp} (UDP)");
+    }
     println!("upload to   {url}");
     if args.tls {
         if let Err(e) = sink.write_ca_pem(&args.ca_out) {
@@ -73,8 +85,9 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!("CA cert     {}", args.ca_out.display());
+        let quic = if args.h3 { " --quic" } else { "" };
         println!(
-            "try         uploadfile upload {url} FILE --cacert {}",
+            "try         uploadfile upload {url} FILE --cacert {}{quic}",
             args.ca_out.display()
         );
     } else {
@@ -180,10 +193,12 @@ mod tests {
     fn defaults() {
         let a = Cli::try_parse_from(["x"]).unwrap().args;
         assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
-        assert!(!a.tls && !a.discard);
+        assert!(!a.tls && !a.discard && !a.h3);
         assert_eq!(a.ca_out, PathBuf::from(DEFAULT_CA_OUT));
         assert!(Cli::try_parse_from(["x", "--ca-out", "a.pem"]).is_err());
         assert!(Cli::try_parse_from(["x", "--listen", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--h3"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--tls", "--h3"]).unwrap().args.h3);
     }
 
     #[test]

@@ -453,6 +453,78 @@ impl Drop for Server {
 }
 
 #[test]
+fn serve_with_h3_takes_a_quic_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("sink-ca.pem");
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+            "--h3",
+            "--ca-out",
+        ])
+        .arg(&ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let (mut tcp, mut udp, mut url, mut hint) = (None, None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hint.is_none() && Instant::now() < deadline {
+        let line = lines.next().expect("serve printed its banner").unwrap();
+        if let Some(rest) = line.strip_prefix("listening on") {
+            tcp = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("HTTP/3 on") {
+            udp = Some(rest.trim().trim_end_matches("(UDP)").trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("upload to") {
+            url = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("try") {
+            hint = Some(rest.trim().to_string());
+        }
+    }
+    assert_eq!(udp, tcp, "HTTP/3 on the TCP listener's address");
+    assert!(hint.unwrap().ends_with("--quic"));
+    let url = url.expect("serve printed its URL");
+
+    let (file, sha) = test_file(dir.path(), "f.bin", 200_000);
+    let out = uploadfile()
+        .args(["upload", &url])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["--quic", "--json"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["protocol"], "HTTP/3", "{v}");
+    assert_eq!(verdict["files"][0]["sha256"], sha.as_str());
+
+    // Ctrl-C: the request is logged as HTTP/3.
+    let pid = server.0.id().to_string();
+    let status = StdCommand::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send(rest.join("\n"));
+    });
+    let rest = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("serve closed its stdout after SIGINT");
+    assert!(rest.contains("200 POST /upload  HTTP/3"), "{rest}");
+}
+
+#[test]
 fn serve_with_tls_until_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("sink-ca.pem");

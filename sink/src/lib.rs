@@ -1,10 +1,11 @@
 //! `uploadfile-sink`: an independent receiving server for multipart uploads.
 //!
-//! Built on hyper 1 + hyper-util (HTTP/1.1 and h2), multer (multipart
-//! parsing), tokio-rustls and rcgen (a throw-away CA and a leaf certificate),
-//! so that it checks the `uploadfile` client with an implementation that is
-//! not the client's own. It is used by the library's integration tests and
-//! benchmarks and by the CLI's `demo` and `serve` commands.
+//! Built on hyper 1 + hyper-util (HTTP/1.1 and h2), quinn + h3 + h3-quinn
+//! (HTTP/3, [`SinkConfig::h3`]), multer (multipart parsing), tokio-rustls and
+//! rcgen (a throw-away CA and a leaf certificate), so that it checks the
+//! `uploadfile` client with an implementation that is not the client's own.
+//! It is used by the library's integration tests and benchmarks and by the
+//! CLI's `demo` and `serve` commands.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -32,6 +33,8 @@
 //!  "connection":{"id":1,"request":1},"protocol":"HTTP/1.1",
 //!  "serverTiming":{"headReceivedMs":1.7e12,"bodyReceivedMs":1.7e12}}
 //! ```
+//!
+//! `"protocol"` is `"HTTP/1.1"`, `"HTTP/2.0"` or `"HTTP/3"`.
 //!
 //! Any other body is read, counted and hashed as a whole: `"fields":[]`,
 //! `"files":[]` and `"bodySha256"`. A bad multipart body is answered with
@@ -75,6 +78,38 @@
 //! client is not reset before it reads the answer. On h2 only the stream
 //! ends. `close` drops the whole connection (TCP, also on h2) at once.
 //!
+//! # HTTP/3
+//!
+//! With [`SinkConfig::h3`] (and `tls`) the sink also serves HTTP/3 over
+//! QUIC on UDP, on the same IP and port number as its TCP listener
+//! ([`SinkHandle::h3_addr`]), with the same certificate and ALPN `h3`: a
+//! client uses the same [`url`](SinkHandle::url) and [`ca_pem`](SinkHandle::ca_pem).
+//! Every request goes through the same handler as HTTP/1.1 and h2: the same
+//! verdict (`"protocol":"HTTP/3"`), the same records, `x-sink-connection:
+//! ID/INDEX` with one id per QUIC connection (from the same sequence as TCP
+//! connections) and request indexes counted per connection. The knobs mean
+//! the same, except:
+//!
+//! - `close` (with `close_after`) closes the whole QUIC connection at once
+//!   (`CONNECTION_CLOSE`, application code `H3_NO_ERROR` = 0x100), as TCP
+//!   close does for HTTP/1.1 and h2;
+//! - `early` (and a bad knob) answers and finishes the response stream, and
+//!   the unread request stream is stopped (`STOP_SENDING`); the connection
+//!   stays usable, as on h2;
+//! - `keepalive` is ignored (there is no `Connection` header in HTTP/3);
+//! - a request whose body cannot be read (the client reset its stream) gets
+//!   its response stream reset with `H3_INTERNAL_ERROR`, as hyper resets an
+//!   h2 stream.
+//!
+//! [`SinkHandle::close_idle_connections`] sends idle QUIC connections a
+//! GOAWAY and closes them 0.5 s later unless the client did; shutdown closes
+//! the endpoint and every connection. Timestamps come from the h3 stream (no
+//! socket can be timed under QUIC): the head when it was resolved, the body's
+//! end when the stream delivered it; see [`RequestTiming`]. The transport
+//! settings (receive windows, MTU discovery up to 64 KiB datagrams, no GSO,
+//! idle timeout 30 s, [`SinkConfig::h3_max_concurrent_streams`]) and the
+//! measurements behind them are documented in the source, `src/http3.rs`.
+//!
 //! # What it records
 //!
 //! Each request is recorded in [`SinkHandle::stats`] with server-side
@@ -93,7 +128,7 @@
 //!
 //! # The binary
 //!
-//! `uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]` runs
+//! `uploadfile-sink [--listen ADDR] [--tls] [--h2] [--h3] [--discard] [--ca-out PATH]` runs
 //! a sink as a separate process (e.g. inside a network namespace), prints a
 //! JSON ready line (`{"url":..,"addr":..,"caPem":..}`), then one JSON line
 //! per completed request with wall-clock times, and exits on stdin EOF or

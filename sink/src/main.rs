@@ -3,18 +3,21 @@
 //! uploadfile-sink --listen 10.0.0.1:0`).
 //!
 //! ```text
-//! uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]
+//! uploadfile-sink [--listen ADDR] [--tls] [--h2] [--h3] [--discard] [--ca-out PATH]
 //! ```
 //!
 //! - `--listen ADDR`: address to listen on (default `127.0.0.1:0`).
 //! - `--tls`: serve HTTPS; the CA's PEM is written to `--ca-out PATH`, or to
 //!   a file in the temporary directory.
 //! - `--h2`: with `--tls`, offer HTTP/2 by ALPN as well (`SinkConfig::offer_h2`).
+//! - `--h3`: with `--tls`, serve HTTP/3 (QUIC) on the same port number over
+//!   UDP (`SinkConfig::h3`); the ready line then has `h3Addr` too.
 //! - `--discard`: only count body bytes (see `SinkConfig::discard`).
 //!
 //! When ready, prints one JSON line on stdout:
 //! `{"url":"http://127.0.0.1:PORT/","addr":"127.0.0.1:PORT","caPem":null}`
-//! (`caPem`: the path of the CA's PEM file with `--tls`). Then, for each
+//! (`caPem`: the path of the CA's PEM file with `--tls`; with `--h3` a fourth
+//! key, `"h3Addr":"127.0.0.1:PORT"`, the UDP address). Then, for each
 //! completed request, one JSON line: the fields of `RequestRecord` and
 //! `RequestTiming` (camelCase) plus the connection's `acceptedMs` and
 //! `tlsDoneMs`. Monotonic `Instant`s cannot cross processes, so every time
@@ -27,7 +30,7 @@
 //! sink should run; with `</dev/null` it stops at once), on SIGTERM or on
 //! SIGINT.
 //!
-//! Arguments are parsed by hand: four flags do not justify a dependency of
+//! Arguments are parsed by hand: six flags do not justify a dependency of
 //! the library crate (a binary's dependencies are the package's).
 
 use std::io::{BufRead, Write};
@@ -41,14 +44,20 @@ use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
-const USAGE: &str =
-    "usage: uploadfile-sink [--listen ADDR] [--tls] [--h2] [--discard] [--ca-out PATH]";
+const USAGE: &str = "\
+usage: uploadfile-sink [--listen ADDR] [--tls] [--h2] [--h3] [--discard] [--ca-out PATH]
+  --listen ADDR   address to listen on (default 127.0.0.1:0)
+  --tls           serve HTTPS with a throw-away CA (its PEM goes to --ca-out PATH or a temp file)
+  --h2            with --tls: offer HTTP/2 by ALPN as well
+  --h3            with --tls: also serve HTTP/3 (QUIC) on the same port over UDP
+  --discard       only count body bytes; answer {\"receivedBytes\":N}";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     listen: SocketAddr,
     tls: bool,
     h2: bool,
+    h3: bool,
     discard: bool,
     ca_out: Option<PathBuf>,
 }
@@ -58,6 +67,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         listen: SinkConfig::default().listen,
         tls: false,
         h2: false,
+        h3: false,
         discard: false,
         ca_out: None,
     };
@@ -82,6 +92,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--ca-out" => a.ca_out = Some(PathBuf::from(value("--ca-out")?)),
             "--tls" if inline.is_none() => a.tls = true,
             "--h2" if inline.is_none() => a.h2 = true,
+            "--h3" if inline.is_none() => a.h3 = true,
             "--discard" if inline.is_none() => a.discard = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -89,6 +100,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     if a.h2 && !a.tls {
         return Err("--h2 needs --tls".to_string());
+    }
+    if a.h3 && !a.tls {
+        return Err("--h3 needs --tls".to_string());
     }
     if a.ca_out.is_some() && !a.tls {
         return Err("--ca-out needs --tls".to_string());
@@ -132,6 +146,7 @@ async fn run(args: Args) -> std::io::Result<()> {
         listen: args.listen,
         tls: args.tls,
         offer_h2: args.h2,
+        h3: args.h3,
         discard: args.discard,
         // A long-lived sink prints each request as it completes; it need not keep them all.
         record_limit: Some(10_000),
@@ -171,11 +186,14 @@ async fn run(args: Args) -> std::io::Result<()> {
         url: String,
         addr: String,
         ca_pem: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        h3_addr: Option<String>,
     }
     let ready = Ready {
         url: sink.url("/"),
         addr: sink.addr().to_string(),
         ca_pem: ca_path,
+        h3_addr: sink.h3_addr().map(|a| a.to_string()),
     };
     print_line(&ready)?;
 
@@ -274,6 +292,9 @@ mod tests {
         assert!(parse(&["--tls=1"]).is_err());
         assert!(parse(&["--tls", "--h2"]).unwrap().h2);
         assert!(parse(&["--h2"]).is_err());
+        assert!(parse(&["--tls", "--h3"]).unwrap().h3);
+        assert!(parse(&["--h3"]).is_err());
+        assert!(parse(&["--tls", "--h3=1"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }
 }

@@ -32,7 +32,7 @@ pub struct RequestRecord {
     pub path: String,
     /// Request query string (empty if none).
     pub query: String,
-    /// `"HTTP/1.1"` or `"HTTP/2.0"`.
+    /// `"HTTP/1.1"`, `"HTTP/2.0"` or `"HTTP/3"`.
     pub protocol: String,
     /// Body bytes read by the sink for this request.
     pub received_bytes: u64,
@@ -71,6 +71,12 @@ pub struct RequestRecord {
 /// `head_parsed_at` and `body_end_at` are recorded, the latter as an upper
 /// bound (the last read before the stream's body ended, which may have
 /// carried another stream's frames); the other fields stay `None`.
+///
+/// On HTTP/3 there is no socket of the connection's own to time (QUIC runs
+/// over one UDP socket and quinn reassembles streams from packets): only
+/// `head_parsed_at` (when the h3 stream delivered the resolved head) and
+/// `body_end_at` (the poll in which the stream delivered the body's end, FIN
+/// or trailers) are recorded; the other fields stay `None`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestTiming {
@@ -168,7 +174,8 @@ pub struct RedirectRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SinkStats {
-    /// TCP connections accepted.
+    /// Connections accepted: TCP, and QUIC with [`SinkConfig::h3`](crate::SinkConfig::h3)
+    /// (counted when the client's first packet arrives).
     pub connections_accepted: u64,
     /// Requests whose head was received.
     pub requests: u64,

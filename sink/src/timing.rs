@@ -179,6 +179,10 @@ fn precise_timer() -> &'static PreciseTimer {
 /// with a client's `Instant`s in the same process; the `*_ms` fields are the
 /// same moments on the wall clock (`SystemTime`, ms since the Unix epoch),
 /// for comparisons across processes.
+///
+/// For a QUIC connection (HTTP/3): `accepted` is when the endpoint handed
+/// over the client's first packet, `tls_done` when quinn completed the
+/// handshake, and the byte counts stay 0 (there is no socket of its own).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionTiming {

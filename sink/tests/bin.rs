@@ -227,12 +227,28 @@ fn tls_with_ca_out_discard_and_sigterm() {
 }
 
 #[test]
+fn h3_ready_line_names_the_udp_address() {
+    let p = Proc::start(&["--tls", "--h3"]);
+    let ready = p.line();
+    let addr = ready["addr"].as_str().unwrap();
+    assert_eq!(ready["h3Addr"], addr, "{ready}");
+    assert_eq!(ready.as_object().unwrap().len(), 4);
+    // The UDP twin of the TCP port is the sink's.
+    let taken = std::net::UdpSocket::bind(addr).unwrap_err();
+    assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+    if let Some(pem) = ready["caPem"].as_str() {
+        let _ = std::fs::remove_file(pem);
+    }
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     let bin = env!("CARGO_BIN_EXE_uploadfile-sink");
     for args in [
         &["--bogus"][..],
         &["--listen", "nowhere"],
         &["--ca-out", "x.pem"],
+        &["--h3"],
     ] {
         let out = Command::new(bin)
             .args(args)

@@ -358,3 +358,54 @@ pub(crate) fn connection_info(id: u64, peer: SocketAddr, attempts: u32) -> Conne
         alpn: "h3".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            tls: true,
+            host: "example.com".into(),
+            port: 443,
+        }
+    }
+
+    fn left(pool: &QuicPool) -> Duration {
+        let broken = pool.broken.lock().unwrap();
+        broken[&origin()]
+            .until
+            .saturating_duration_since(Instant::now())
+    }
+
+    #[test]
+    fn a_broken_origin_waits_longer_after_each_failure_and_is_forgotten_after_a_success() {
+        let pool = QuicPool::default();
+        assert!(pool.broken(&origin()).is_none());
+        let first = Duration::from_secs(300);
+        pool.mark_broken(&origin(), first, "timed out");
+        let why = pool.broken(&origin()).unwrap();
+        assert!(
+            why.contains("timed out") && why.contains("not tried again"),
+            "{why}"
+        );
+        assert!(left(&pool) > Duration::from_secs(299));
+        pool.mark_broken(&origin(), first, "timed out");
+        assert!(left(&pool) > Duration::from_secs(599));
+        pool.mark_broken(&origin(), first, "timed out");
+        assert!(left(&pool) > Duration::from_secs(1199));
+        for _ in 0..40 {
+            pool.mark_broken(&origin(), first, "timed out");
+        }
+        assert!(left(&pool) <= BROKEN_AT_MOST);
+        pool.mark_working(&origin());
+        assert!(pool.broken(&origin()).is_none());
+    }
+
+    #[test]
+    fn a_zero_span_never_keeps_quic_off() {
+        let pool = QuicPool::default();
+        pool.mark_broken(&origin(), Duration::ZERO, "refused");
+        assert!(pool.broken(&origin()).is_none());
+    }
+}

@@ -290,13 +290,17 @@ async fn h3_multipart_upload_is_verified() {
         assert_eq!((r.connection_id, r.request_index), (id, 1));
         assert_eq!(r.received_bytes, body.len() as u64);
         assert_eq!(r.status, Some(200));
-        assert_eq!(r.head_received_ms, head);
-        assert_eq!(r.body_received_ms, Some(end));
+        // The same moments as in the verdict (the JSON float may be a bit or
+        // two off: serde_json's parser does not round-trip exactly, and a
+        // bit is 0.24 us at this magnitude).
+        let same = |a: f64, b: f64| (a - b).abs() < 1e-3;
+        assert!(same(r.head_received_ms, head), "{r:?} {v}");
+        assert!(same(r.body_received_ms.unwrap(), end), "{r:?} {v}");
         assert!(r.response_sent_ms.is_some());
         let t = stats.timing(id, 1).unwrap();
         let (head_at, end_at) = (t.head_parsed_at.unwrap(), t.body_end_at.unwrap());
         assert!(head_at <= end_at);
-        assert_eq!(t.body_end_ms, Some(end));
+        assert!(same(t.body_end_ms.unwrap(), end), "{t:?} {v}");
         assert_eq!(t.first_byte_at, None, "no socket reads under QUIC");
         let c = sink
             .connection_timings()
@@ -461,6 +465,42 @@ async fn h3_early_answer_stops_the_upload_but_not_the_connection() {
         assert!(refused.is_ok(), "the upload was never stopped");
         let a = client.post(&sink, "/", "a/b", b"after".to_vec()).await;
         assert_eq!(a.status, 200);
+        assert_eq!(a.json()["connection"]["request"], 2);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn h3_upload_reset_by_the_client_gets_no_answer() {
+    bounded(async {
+        let sink = h3_sink(SinkConfig::default()).await;
+        let mut client = connect(&sink).await;
+        let uri = client.uri(&sink, "/upload");
+        let req = http::Request::post(uri)
+            .header("content-type", multipart_type())
+            .body(())
+            .unwrap();
+        let mut stream = client.send.send_request(req).await.unwrap();
+        stream
+            .send_data(Bytes::from(vec![b'-'; 10_000]))
+            .await
+            .unwrap();
+        // Wait until the sink has read what was sent, then cancel.
+        let deadline = Instant::now() + WAIT;
+        while sink.stats().body_bytes < 10_000 {
+            assert!(Instant::now() < deadline, "the sink read nothing");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+        let answer = tokio::time::timeout(WAIT, stream.recv_response())
+            .await
+            .expect("the sink gives up in time");
+        assert!(answer.is_err(), "{answer:?}");
+        let r = sink.stats().records[0].clone();
+        assert_eq!((r.status, r.body_received_ms), (None, None), "{r:?}");
+        assert_eq!(r.received_bytes, 10_000);
+        // The connection is still good.
+        let a = client.post(&sink, "/", "a/b", b"next".to_vec()).await;
         assert_eq!(a.json()["connection"]["request"], 2);
     })
     .await
@@ -655,6 +695,10 @@ fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand, in release"]
 async fn h3_throughput() {
+    bounded(throughput()).await
+}
+
+async fn throughput() {
     let mib: usize = env_number("H3_BENCH_MIB").unwrap_or(1024);
     let tuning = Tuning {
         mtu_upper_bound: env_number("H3_BENCH_CLIENT_MTU").unwrap_or(RECOMMENDED.mtu_upper_bound),

@@ -13,8 +13,8 @@
 //! - `SBS_SMALL_COUNT` sequential 4 KiB uploads per run (default 2000);
 //! - `SBS_CONC_COUNT` 64 KiB uploads per run with 64 in flight (default 2048);
 //! - `SBS_RSS_MIB` the large upload of the memory rows (default 4096 = 4 GiB, sparse);
-//! - `SBS_RSS_PROTOS` the protocols of the memory rows: `plain,tls,h2` (default `plain,h2`);
-//! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss` (default all);
+//! - `SBS_RSS_PROTOS` the protocols of the memory rows: `plain,tls,h2,h3` (default `plain,h2`);
+//! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss,quic` (default all);
 //! - `SBS_OUT` where to write the markdown report (default `TARGET/side_by_side.md`).
 //!
 //! What it does:
@@ -49,7 +49,11 @@
 //! over h2; 4. `SBS_SMALL_COUNT` sequential 4 KiB uploads on one connection, plain and TLS;
 //! 5. `SBS_CONC_COUNT` 64 KiB uploads, 64 in flight on one h2 connection; 6. peak RSS of one
 //! 4 MiB and one `SBS_RSS_MIB` upload per client and protocol of `SBS_RSS_PROTOS` (one run
-//! each).
+//! each); 7. (issue 7) the large file over h3 (QUIC) against h2 and HTTP/1.1 + TLS, all ours,
+//! in the same rounds, and `peer-ours` over h3 with one QUIC setting changed per row (chunks
+//! copied into quinn; `quic_max_udp_payload` 1200, 1452, 6000, 65527; `quic_send_window` 10 and
+//! 64 MiB):
+//! the sink runs with `--tls --h3` for the h3 rows.
 //!
 //! This is a measurement, not a test: it asserts nothing about speed.
 
@@ -99,6 +103,8 @@ enum Proto {
     Plain,
     Tls,
     H2,
+    /// HTTP/3 over QUIC (ours only: this curl and reqwest have none).
+    H3,
 }
 
 impl Proto {
@@ -111,6 +117,7 @@ impl Proto {
             Proto::Plain => "HTTP/1.1 plain",
             Proto::Tls => "HTTP/1.1 + TLS",
             Proto::H2 => "h2 (TLS, ALPN)",
+            Proto::H3 => "h3 (QUIC)",
         }
     }
 
@@ -118,6 +125,25 @@ impl Proto {
     fn sink_protocol(self) -> &'static str {
         match self {
             Proto::H2 => "HTTP/2.0",
+            Proto::H3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        }
+    }
+
+    /// `protocol` in the CLI's profile.
+    fn profile_protocol(self) -> &'static str {
+        match self {
+            Proto::H2 => "h2",
+            Proto::H3 => "quic",
+            _ => "http1.1",
+        }
+    }
+
+    /// `protocol` in the peers' report line.
+    fn peer_protocol(self) -> &'static str {
+        match self {
+            Proto::H2 => "h2",
+            Proto::H3 => "HTTP/3",
             _ => "HTTP/1.1",
         }
     }
@@ -133,6 +159,37 @@ enum Who {
     Reqwest,
     /// `peer-raw`: the limit.
     Raw,
+    /// `peer-ours` with one of the library's QUIC settings changed (its `OURS_*` variable).
+    OursQuic(QuicVariant),
+}
+
+/// A QUIC setting of the library, changed for an A/B row (see `peer-ours`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuicVariant {
+    /// `quic_zero_copy(false)`: file chunks copied into quinn, as h3-quinn does.
+    Copy,
+    /// `quic_max_udp_payload(N)`.
+    Mtu(u16),
+    /// `quic_send_window(N)`.
+    Window(u64),
+}
+
+impl QuicVariant {
+    fn env(self) -> (&'static str, String) {
+        match self {
+            QuicVariant::Copy => ("OURS_QUIC_ZERO_COPY", "0".into()),
+            QuicVariant::Mtu(n) => ("OURS_QUIC_MTU", n.to_string()),
+            QuicVariant::Window(n) => ("OURS_QUIC_WINDOW", n.to_string()),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            QuicVariant::Copy => "chunks copied into quinn (`quic_zero_copy(false)`)".into(),
+            QuicVariant::Mtu(n) => format!("`quic_max_udp_payload({n})`"),
+            QuicVariant::Window(n) => format!("`quic_send_window({} MiB)`", n / MIB),
+        }
+    }
 }
 
 struct Bins {
@@ -197,6 +254,7 @@ impl Ctx {
                 Proto::Plain => "limit: sendfile(2)".into(),
                 _ => "limit: rustls, 1 MiB writes".into(),
             },
+            Who::OursQuic(v) => format!("ours: `peer-ours`, {}", v.label()),
         }
     }
 }
@@ -220,6 +278,7 @@ enum Part {
     Small,
     Concurrent,
     Rss,
+    Quic,
 }
 
 impl Part {
@@ -231,6 +290,7 @@ impl Part {
             Part::Small,
             Part::Concurrent,
             Part::Rss,
+            Part::Quic,
         ]
     }
 
@@ -242,9 +302,10 @@ impl Part {
             "small" => Part::Small,
             "concurrent" => Part::Concurrent,
             "rss" => Part::Rss,
+            "quic" => Part::Quic,
             other => {
                 return Err(format!(
-                    "SBS_ONLY: unknown part {other:?} (plain,tls,h2,small,concurrent,rss)"
+                    "SBS_ONLY: unknown part {other:?} (plain,tls,h2,small,concurrent,rss,quic)"
                 )
                 .into())
             }
@@ -390,6 +451,9 @@ impl SinkProc {
         if proto == Proto::H2 {
             cmd.arg("--h2");
         }
+        if proto == Proto::H3 {
+            cmd.arg("--h3");
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -508,8 +572,14 @@ fn command_for(
             .arg(work.count.to_string())
             .arg("--concurrency")
             .arg(work.concurrency.to_string());
-        if work.proto == Proto::H2 {
-            c.arg("--http2");
+        match work.proto {
+            Proto::H2 => {
+                c.arg("--http2");
+            }
+            Proto::H3 => {
+                c.arg("--quic");
+            }
+            _ => {}
         }
         if let Some(ca) = ca {
             c.arg("--cacert").arg(ca);
@@ -518,6 +588,12 @@ fn command_for(
     };
     match who {
         Who::PeerOurs => peer(&ctx.bins.ours),
+        Who::OursQuic(v) => {
+            let mut c = peer(&ctx.bins.ours);
+            let (name, value) = v.env();
+            c.env(name, value);
+            c
+        }
         Who::Reqwest => peer(&ctx.bins.reqwest),
         Who::Raw => peer(&ctx.bins.raw),
         Who::Cli => {
@@ -526,8 +602,14 @@ fn command_for(
                 .arg(url)
                 .arg(&work.file)
                 .args(["--json", "--timeout", "3600000"]);
-            if work.proto == Proto::H2 {
-                c.arg("--http2");
+            match work.proto {
+                Proto::H2 => {
+                    c.arg("--http2");
+                }
+                Proto::H3 => {
+                    c.arg("--quic");
+                }
+                _ => {}
             }
             if let Some(ca) = ca {
                 c.arg("--cacert").arg(ca);
@@ -618,6 +700,11 @@ struct Usage {
 fn launch(ctx: &Ctx, client: &Command) -> Result<(i32, Usage, String, String), BoxError> {
     let usage_file = ctx.dir.join(format!("usage-{}.json", ctx.next_id()));
     let mut cmd = Command::new(&ctx.bins.exec);
+    for (name, value) in client.get_envs() {
+        if let Some(value) = value {
+            cmd.env(name, value);
+        }
+    }
     cmd.arg(&usage_file)
         .arg(client.get_program())
         .args(client.get_args())
@@ -676,15 +763,11 @@ fn received_ok(work: &Work, n: u64) -> bool {
 /// The client's own report: the peers' JSON line, the CLI's result object, curl's `-w` lines.
 fn check_client_output(who: Who, work: &Work, out: &str) -> Result<(), BoxError> {
     match who {
-        Who::PeerOurs | Who::Reqwest | Who::Raw => {
+        Who::PeerOurs | Who::OursQuic(_) | Who::Reqwest | Who::Raw => {
             let line = out.lines().last().unwrap_or("");
             let v: serde_json::Value = serde_json::from_str(line)
                 .map_err(|e| format!("output {line:?} is not JSON: {e}"))?;
-            let want = if work.proto == Proto::H2 {
-                "h2"
-            } else {
-                "HTTP/1.1"
-            };
+            let want = work.proto.peer_protocol();
             let received = v["receivedBytes"].as_u64().unwrap_or(0);
             if v["uploads"].as_u64() != Some(work.count as u64)
                 || v["protocol"].as_str() != Some(want)
@@ -698,11 +781,7 @@ fn check_client_output(who: Who, work: &Work, out: &str) -> Result<(), BoxError>
         Who::Cli => {
             let v: serde_json::Value = serde_json::from_str(out.trim())
                 .map_err(|e| format!("output {:?} is not JSON: {e}", tail(out)))?;
-            let want = if work.proto == Proto::H2 {
-                "h2"
-            } else {
-                "http1.1"
-            };
+            let want = work.proto.profile_protocol();
             let data: serde_json::Value =
                 serde_json::from_str(v["data"].as_str().unwrap_or("")).unwrap_or_default();
             let received = data["receivedBytes"].as_u64().unwrap_or(0);
@@ -794,17 +873,29 @@ fn interleaved(
     clients: &[Who],
     work: &Work,
 ) -> Result<Vec<Vec<Sample>>, BoxError> {
-    let n = clients.len();
+    let entries: Vec<(Who, Work)> = clients.iter().map(|w| (*w, work.clone())).collect();
+    interleaved_entries(ctx, what, &entries)
+}
+
+/// The same for entries that each have their own work (the same file over different
+/// protocols, say).
+fn interleaved_entries(
+    ctx: &Ctx,
+    what: &str,
+    entries: &[(Who, Work)],
+) -> Result<Vec<Vec<Sample>>, BoxError> {
+    let n = entries.len();
     let mut rounds = Vec::new();
     for round in 0..=ctx.runs {
         let mut samples: Vec<Option<Sample>> = vec![None; n];
         for k in 0..n {
             let i = (round + k) % n;
-            let s = run_one(ctx, clients[i], work)?;
+            let (who, work) = &entries[i];
+            let s = run_one(ctx, *who, work)?;
             eprintln!(
                 "  {what} round {round}{} {:<60} {:>9} {} cpu {:.3}+{:.3} s rss {:.1} MiB",
                 if round == 0 { " (warm-up)" } else { "" },
-                ctx.label(clients[i], work.proto),
+                ctx.label(*who, work.proto),
                 num(rate(work, &s)),
                 unit(work),
                 s.cpu.user,
@@ -882,24 +973,42 @@ impl Table {
         work: &Work,
         rounds: &[Vec<Sample>],
     ) {
-        for (i, who) in clients.iter().enumerate() {
+        let entries: Vec<(Who, Work)> = clients.iter().map(|w| (*w, work.clone())).collect();
+        self.add_entry_rounds(part, &entries, rounds, |who, _| ctx.label(who, work.proto));
+    }
+
+    /// The same for entries with their own work; `name` labels each row.
+    fn add_entry_rounds(
+        &mut self,
+        part: &str,
+        entries: &[(Who, Work)],
+        rounds: &[Vec<Sample>],
+        name: impl Fn(Who, &Work) -> String,
+    ) {
+        for (i, (who, work)) in entries.iter().enumerate() {
+            let first = &entries[0].1;
             let col = |f: &dyn Fn(&Sample) -> f64| stats(rounds.iter().map(|r| f(&r[i])).collect());
-            let paired = |f: &dyn Fn(&Sample) -> f64| {
-                stats(rounds.iter().map(|r| f(&r[i]) / f(&r[0])).collect())
+            let paired = |f: &dyn Fn(&Sample, &Work) -> f64| {
+                stats(
+                    rounds
+                        .iter()
+                        .map(|r| f(&r[i], work) / f(&r[0], first))
+                        .collect(),
+                )
             };
             let (rate_ratio, cpu_ratio) = if i == 0 {
                 ("1".to_string(), "1".to_string())
             } else {
                 (
-                    ratio_cell(paired(&|s| rate(work, s))),
-                    ratio_cell(paired(&|s| s.cpu.total())),
+                    ratio_cell(paired(&|s, w| rate(w, s))),
+                    ratio_cell(paired(&|s, _| s.cpu.total())),
                 )
             };
             let user = col(&|s| per_unit(work, s.cpu.user)).map_or(0.0, |s| s.0);
             let sys = col(&|s| per_unit(work, s.cpu.sys)).map_or(0.0, |s| s.0);
             self.rows.push(Row {
                 part: part.to_string(),
-                client: ctx.label(*who, work.proto),
+                client: name(*who, work),
                 rate: format!("{} {}", cell(col(&|s| rate(work, s))), unit(work)),
                 rate_ratio,
                 cpu: cell(col(&|s| per_unit(work, s.cpu.total()))),
@@ -1024,17 +1133,66 @@ fn concurrent_part(
     Ok(())
 }
 
+/// Ours over h3 against ours over h2 and HTTP/1.1 + TLS, the same file, interleaved in the same
+/// rounds; then `peer-ours` over h3 with one QUIC setting changed per row (the copy into quinn,
+/// the MTU ceiling, the send window).
+fn quic_part(ctx: &Ctx, table: &mut Table, files: &Files) -> Result<(), BoxError> {
+    let work = |proto| Work {
+        proto,
+        file: files.big.clone(),
+        file_len: files.big_len,
+        count: 1,
+        concurrency: 1,
+    };
+    let ours = ctx.ours();
+    let mut entries = vec![
+        (ours, work(Proto::H3)),
+        (ours, work(Proto::H2)),
+        (ours, work(Proto::Tls)),
+        (ctx.ours_extra(), work(Proto::H3)),
+    ];
+    for v in [
+        QuicVariant::Copy,
+        QuicVariant::Mtu(1200),
+        QuicVariant::Mtu(1452),
+        QuicVariant::Mtu(6000),
+        QuicVariant::Mtu(65527),
+        QuicVariant::Window(10 * MIB),
+        QuicVariant::Window(64 * MIB),
+    ] {
+        entries.push((Who::OursQuic(v), work(Proto::H3)));
+    }
+    let what = format!(
+        "7. {}, ours over h3 (QUIC) vs h2 and HTTP/1.1 + TLS",
+        size_label(files.big_len)
+    );
+    eprintln!("side_by_side: part {what}");
+    warm(&files.big)?;
+    let before = fincore(&files.big);
+    let rounds = interleaved_entries(ctx, &what, &entries)?;
+    table.notes.push(format!(
+        "part 7, the file in the page cache: {before} before, {} after",
+        fincore(&files.big)
+    ));
+    table.add_entry_rounds(&what, &entries, &rounds, |who, w| {
+        format!("{}, {}", ctx.label(who, w.proto), w.proto.label())
+    });
+    Ok(())
+}
+
 /// One 4 MiB and one large upload per client and protocol, one run each: the peak RSS of both,
 /// and the large one's MB/s and CPU.
 fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files, protos: &[Proto]) -> Result<(), BoxError> {
     let big = files.rss_big.as_ref().ok_or("no sparse file")?;
     for &proto in protos {
         let mut clients = vec![ctx.ours(), ctx.ours_extra()];
-        if proto != Proto::H2 || ctx.curl_http2 {
+        if matches!(proto, Proto::Plain | Proto::Tls) || (proto == Proto::H2 && ctx.curl_http2) {
             clients.push(Who::Curl);
         }
-        clients.push(Who::Reqwest);
-        if proto != Proto::H2 {
+        if proto != Proto::H3 {
+            clients.push(Who::Reqwest);
+        }
+        if matches!(proto, Proto::Plain | Proto::Tls) {
             clients.push(Who::Raw);
         }
         let small = Work {
@@ -1138,7 +1296,10 @@ fn bench() -> Result<(), BoxError> {
                 "plain" => Ok(Proto::Plain),
                 "tls" => Ok(Proto::Tls),
                 "h2" => Ok(Proto::H2),
-                other => Err(format!("SBS_RSS_PROTOS: unknown {other:?} (plain,tls,h2)")),
+                "h3" => Ok(Proto::H3),
+                other => Err(format!(
+                    "SBS_RSS_PROTOS: unknown {other:?} (plain,tls,h2,h3)"
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
         _ => vec![Proto::Plain, Proto::H2],
@@ -1200,7 +1361,7 @@ fn bench() -> Result<(), BoxError> {
     };
     let large = parts
         .iter()
-        .any(|p| matches!(p, Part::Plain | Part::Tls | Part::H2));
+        .any(|p| matches!(p, Part::Plain | Part::Tls | Part::H2 | Part::Quic));
     if large {
         write_file(&files.big, big_len)?;
     }
@@ -1225,6 +1386,7 @@ fn bench() -> Result<(), BoxError> {
             Part::Small => small_part(&ctx, &mut table, &files, small_count)?,
             Part::Concurrent => concurrent_part(&ctx, &mut table, &files, conc_count)?,
             Part::Rss => rss_part(&ctx, &mut table, &files, &rss_protos)?,
+            Part::Quic => quic_part(&ctx, &mut table, &files)?,
         }
     }
     let elapsed = started.elapsed().as_secs_f64();

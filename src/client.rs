@@ -104,8 +104,12 @@ pub struct ClientConfig {
     /// let them be copied into quinn's send buffer, as `h3-quinn` does (false; for measuring
     /// the difference). Default true (`docs/performance.md`, "HTTP/3 over QUIC").
     pub quic_zero_copy: bool,
-    /// QUIC: the largest UDP payload MTU discovery may try (datagrams start at 1200 bytes).
-    /// Default 1452, quinn's: Ethernet's 1500 less the IPv6 and UDP headers.
+    /// QUIC: the largest UDP payload MTU discovery may try (datagrams start at 1200 bytes and
+    /// grow only as far as probes get through, so on an Ethernet path they stop at about 1452).
+    /// Default 4096: where the path allows more (loopback, jumbo frames), fewer, larger packets
+    /// measured 1.5x the throughput at 0.6x the CPU of quinn's default 1452
+    /// (`docs/performance.md`, "HTTP/3 over QUIC"). Above 6550 datagrams are sent one by one
+    /// (no segmentation offload), which measured slower.
     pub quic_max_udp_payload: u16,
 }
 
@@ -135,7 +139,7 @@ impl Default for ClientConfig {
             quic_broken_for: Duration::from_secs(300),
             quic_send_window: 16 * 1024 * 1024,
             quic_zero_copy: true,
-            quic_max_udp_payload: 1452,
+            quic_max_udp_payload: 4096,
         }
     }
 }

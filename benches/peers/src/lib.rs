@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! peer-ours|peer-reqwest|peer-raw --url URL --file PATH [--count N] [--concurrency C]
-//!     [--http2] [--cacert PEM] [--field NAME]
+//!     [--http2 | --quic] [--cacert PEM] [--field NAME]
 //! ```
 //!
 //! - `--count N` (default 1): uploads of the file, all through one client (one connection for
@@ -14,6 +14,7 @@
 //!   client starts the concurrent part with one open connection;
 //! - `--http2`: HTTP/2 by ALPN over TLS (and the answer must say it was h2); without it,
 //!   HTTP/1.1 only;
+//! - `--quic`: HTTP/3 over QUIC (only `peer-ours` takes it; the answer must say it was HTTP/3);
 //! - `--cacert PEM`: also trust this CA (the sink's);
 //! - `--field NAME` (default `file`): the multipart field of the file part.
 //!
@@ -41,12 +42,13 @@ pub struct Args {
     pub count: usize,
     pub concurrency: usize,
     pub http2: bool,
+    pub quic: bool,
     pub cacert: Option<PathBuf>,
     pub field: String,
 }
 
 pub const USAGE: &str = "usage: PEER --url URL --file PATH [--count N] [--concurrency C] \
-                         [--http2] [--cacert PEM] [--field NAME]";
+                         [--http2 | --quic] [--cacert PEM] [--field NAME]";
 
 impl Args {
     /// Parses the process's arguments; on a usage error prints it and exits with status 2.
@@ -60,6 +62,16 @@ impl Args {
         }
     }
 
+    /// The same, for a peer without HTTP/3: `--quic` is a usage error.
+    pub fn from_env_without_quic() -> Args {
+        let a = Args::from_env();
+        if a.quic {
+            eprintln!("this peer has no HTTP/3: --quic is not supported\n{USAGE}");
+            std::process::exit(2);
+        }
+        a
+    }
+
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut url = None;
         let mut file = None;
@@ -69,6 +81,7 @@ impl Args {
             count: 1,
             concurrency: 1,
             http2: false,
+            quic: false,
             cacert: None,
             field: "file".into(),
         };
@@ -88,6 +101,7 @@ impl Args {
                         .map_err(|_| "--concurrency: not a number")?
                 }
                 "--http2" => a.http2 = true,
+                "--quic" => a.quic = true,
                 "--cacert" => a.cacert = Some(PathBuf::from(value("--cacert")?)),
                 "--field" => a.field = value("--field")?,
                 other => return Err(format!("unknown argument {other:?}")),
@@ -114,7 +128,7 @@ impl Args {
 pub struct Outcome {
     /// The sink's `receivedBytes`.
     pub received_bytes: u64,
-    /// The protocol that carried it, as the client says: `HTTP/1.1` or `h2`.
+    /// The protocol that carried it, as the client says: `HTTP/1.1`, `h2` or `HTTP/3`.
     pub protocol: &'static str,
 }
 
@@ -154,7 +168,11 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<Outcome, String>> + Send + 'static,
 {
-    let want = if args.http2 { "h2" } else { "HTTP/1.1" };
+    let want = match (args.quic, args.http2) {
+        (true, _) => "HTTP/3",
+        (false, true) => "h2",
+        (false, false) => "HTTP/1.1",
+    };
     let check = |o: Outcome| {
         if o.protocol == want {
             Ok(o.received_bytes)

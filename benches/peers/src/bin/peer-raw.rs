@@ -30,7 +30,7 @@ const MIB: usize = 1024 * 1024;
 const BOUNDARY: &str = "----uploadfile-bench-raw-0123456789abcdef";
 
 fn main() -> ExitCode {
-    let args = Args::from_env();
+    let args = Args::from_env_without_quic();
     if args.http2 || args.concurrency > 1 {
         eprintln!("peer-raw: HTTP/1.1 only, one upload at a time (no --http2, --concurrency 1)");
         return ExitCode::from(2);

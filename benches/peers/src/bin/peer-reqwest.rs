@@ -11,7 +11,7 @@ use uploadfile_bench_peers::{check_answer, drive, finish, Args, Outcome};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::from_env();
+    let args = Args::from_env_without_quic();
     let result = run(&args).await;
     finish("reqwest", &args, result)
 }

@@ -372,3 +372,40 @@ async fn uploads_over_the_server_stream_limit_wait_as_queue_time() {
     assert!(waits[5] > 500.0, "{waits:?}");
     assert_eq!(client.quic_connections(), 1);
 }
+
+#[tokio::test]
+async fn a_dropped_client_leaves_no_socket_or_connection_behind() {
+    let sink = h3_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 50_000);
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    // Warm up the runtime's threads and the blocking pool, then take the baseline.
+    let client = quic_client(&sink);
+    client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = open_fds();
+    for _ in 0..3 {
+        let client = quic_client(&sink);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| client.upload_file(quic_options(sink.url("/upload"), &file)))
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().profile.unwrap().protocol, "quic");
+        }
+        drop(client);
+    }
+    // The connections close (H3_NO_ERROR) when the last sender goes; the endpoints with them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open_fds() > before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        open_fds() <= before,
+        "descriptors {before} -> {}",
+        open_fds()
+    );
+}

@@ -505,6 +505,7 @@ fn serve_with_h3_takes_a_quic_upload() {
     let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
     assert_eq!(verdict["protocol"], "HTTP/3", "{v}");
     assert_eq!(verdict["files"][0]["sha256"], sha.as_str());
+    assert_quic_profile(&v);
 
     // Ctrl-C: the request is logged as HTTP/3.
     let pid = server.0.id().to_string();
@@ -718,4 +719,149 @@ fn credentials_are_never_printed() {
         );
         assert!(!all.contains("s3cr3t"), "{extra:?}: {all}");
     }
+}
+
+/// `upload --quic --json` on a fresh connection: `"quic"`, and every field of the profile that
+/// applies measured (HTTPDNS and redirects do not apply here, nor the downstream estimate of
+/// responses under 32 KiB).
+fn assert_quic_profile(v: &Value) {
+    let p = &v["profile"];
+    assert_eq!(p["protocol"], "quic", "{v}");
+    for name in PROFILE_FIELDS {
+        assert!(!p[name].is_null(), "{name} missing: {p}");
+    }
+    let t = |name: &str| p[name].as_f64().unwrap();
+    let order = [
+        "invokeStart",
+        "queueStart",
+        "queueEnd",
+        "fetchStart",
+        "domainLookUpStart",
+        "domainLookUpEnd",
+        "connectStart",
+        "SSLconnectionStart",
+        "SSLconnectionEnd",
+        "connectEnd",
+        "requestStart",
+        "requestEnd",
+        "responseStart",
+        "responseEnd",
+    ];
+    for w in order.windows(2) {
+        assert!(
+            t(w[0]) > 0.0 && t(w[0]) <= t(w[1]),
+            "{} > {}: {p}",
+            w[0],
+            w[1]
+        );
+    }
+    assert_eq!(t("connectStart"), t("SSLconnectionStart"), "{p}");
+    assert_eq!(t("connectEnd"), t("SSLconnectionEnd"), "{p}");
+    for name in [
+        "rtt",
+        "httpRttEstimate",
+        "transportRttEstimate",
+        "throughputKbps",
+        "sendBytesCount",
+        "receivedBytedCount",
+        "port",
+        "estimate_nettype",
+    ] {
+        assert!(t(name) > 0.0, "{name}: {p}");
+    }
+    assert_eq!(p["peerIP"], "127.0.0.1");
+    assert_eq!(p["socketReused"], false);
+}
+
+/// A CA (PEM) and a leaf for 127.0.0.1 written to `dir`: (ca.pem, leaf.pem, leaf.key).
+fn interop_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "uploadfile CLI interop CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, leaf_cert.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+/// `upload --quic --json` against aioquic's HTTP/3 server (tests/interop/ of the library):
+/// `"quic"` with every applicable profile field measured, and the file arrived whole.
+#[test]
+fn upload_quic_json_against_aioquic() {
+    let has_aioquic = StdCommand::new("python3")
+        .args(["-c", "import aioquic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_aioquic {
+        eprintln!(
+            "SKIPPED upload_quic_json_against_aioquic: python3 has no aioquic module \
+             (`pip install aioquic`)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = interop_certificates(dir.path());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/interop/aioquic_upload_server.py"
+    );
+    let child = StdCommand::new("python3")
+        .arg(script)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("aioquic did not start: {line:?}"));
+    let (file, sha) = test_file(dir.path(), "f.bin", 300_000);
+    let out = uploadfile()
+        .args(["upload", &format!("https://127.0.0.1:{port}/upload")])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca)
+        .args([
+            "--quic",
+            "--quic-fallback-after",
+            "5000",
+            "-F",
+            "user=test",
+            "--json",
+        ])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert_quic_profile(&v);
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["server"], "aioquic");
+    assert_eq!(verdict["files"][0]["sha256"], sha.as_str());
+    assert_eq!(verdict["fields"][0]["value"], "test");
 }

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use uploadfile::{Client, UploadOptions};
 
 /// The server process, killed when dropped.
@@ -45,23 +44,11 @@ fn aioquic_available() -> Result<(), String> {
 
 /// A throw-away CA (PEM) and a leaf for localhost / 127.0.0.1 written to `dir`.
 fn certificates(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name
-        .push(DnType::CommonName, "uploadfile aioquic interop CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let certs = common::certs::throwaway("uploadfile aioquic interop CA");
     let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));
-    std::fs::write(&cert, leaf_cert.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca_cert.pem(), cert, key)
+    std::fs::write(&cert, certs.leaf_pem).unwrap();
+    std::fs::write(&key, certs.key_pem).unwrap();
+    (certs.ca_pem, cert, key)
 }
 
 fn start_server(dir: &std::path::Path) -> (Server, String) {

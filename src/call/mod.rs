@@ -309,14 +309,14 @@ fn observe_quality(client: &ClientInner, t: &Timeline, facts: &ExchangeFacts) ->
     q.current(now)
 }
 
-/// Resolve (timed) and open a new connection to `origin`.
-async fn open_connection(
+/// Resolve `origin`'s host (timed into the timeline; `facts.dns_source` says how) into the
+/// addresses to connect to.
+async fn resolve(
     client: &ClientInner,
     origin: &Origin,
-    tls: &Arc<rustls::ClientConfig>,
     timeline: &mut Timeline,
     facts: &mut ExchangeFacts,
-) -> Result<Connection, UploadError> {
+) -> Result<Vec<SocketAddr>, UploadError> {
     let (ips, source) = client
         .resolver
         .resolve(
@@ -327,10 +327,21 @@ async fn open_connection(
         )
         .await?;
     facts.dns_source = source;
-    let addrs: Vec<SocketAddr> = ips
+    Ok(ips
         .iter()
         .map(|ip| SocketAddr::new(*ip, origin.port))
-        .collect();
+        .collect())
+}
+
+/// Resolve (timed) and open a new connection to `origin`.
+async fn open_connection(
+    client: &ClientInner,
+    origin: &Origin,
+    tls: &Arc<rustls::ClientConfig>,
+    timeline: &mut Timeline,
+    facts: &mut ExchangeFacts,
+) -> Result<Connection, UploadError> {
+    let addrs = resolve(client, origin, timeline, facts).await?;
     let params = ConnectParams {
         attempt_delay: client.config.happy_eyeballs_delay,
         notsent_lowat: client.config.notsent_lowat,

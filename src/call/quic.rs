@@ -1,7 +1,6 @@
 //! The QUIC leg of an upload (`enableQuic`): HTTP/3 on the origin's shared QUIC connection, made
 //! if there is none, or the reason to go over TCP instead.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::h3_exchange::{h3_exchange, H3Input};
@@ -107,20 +106,7 @@ async fn connect(
     timeline: &mut Timeline,
     facts: &mut ExchangeFacts,
 ) -> Result<Result<std::sync::Arc<QuicConnection>, String>, UploadError> {
-    let (ips, source) = client
-        .resolver
-        .resolve(
-            &origin.host,
-            &client.tls,
-            &client.config.user_agent,
-            timeline,
-        )
-        .await?;
-    facts.dns_source = source;
-    let addrs: Vec<SocketAddr> = ips
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, origin.port))
-        .collect();
+    let addrs = super::resolve(client, origin, timeline, facts).await?;
     let settings = QuicSettings {
         send_window: client.config.quic_send_window,
         max_udp_payload: client.config.quic_max_udp_payload,

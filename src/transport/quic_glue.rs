@@ -196,6 +196,19 @@ fn h3_id(id: quinn::StreamId) -> Result<StreamId, String> {
     StreamId::try_from(u64::from(id)).map_err(|e| format!("stream id {id}: {e}"))
 }
 
+/// Poll the quinn operation pending in `slot` (accepting or opening a stream), starting it with
+/// `start` when none is; the slot is empty again once it completes.
+fn poll_op<T>(
+    slot: &mut Option<BoxFuture<T>>,
+    cx: &mut Context<'_>,
+    start: impl FnOnce() -> BoxFuture<T>,
+) -> Poll<T> {
+    let op = slot.get_or_insert_with(start);
+    let out = ready!(op.as_mut().poll(cx));
+    *slot = None;
+    Poll::Ready(out)
+}
+
 fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).unwrap_or(VarInt::MAX)
 }
@@ -233,11 +246,9 @@ impl<B: Buf> quic::Connection<B> for QuicConn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
         let conn = self.conn.clone();
-        let fut = self
-            .accepting_uni
-            .get_or_insert_with(|| Box::pin(async move { conn.accept_uni().await }));
-        let result = ready!(fut.as_mut().poll(cx));
-        self.accepting_uni = None;
+        let result = ready!(poll_op(&mut self.accepting_uni, cx, || {
+            Box::pin(async move { conn.accept_uni().await })
+        }));
         let stream = result.map_err(connection_error)?;
         Poll::Ready(QuicRecv::new(stream, None).map_err(ConnectionErrorIncoming::InternalError))
     }
@@ -247,19 +258,11 @@ impl<B: Buf> quic::Connection<B> for QuicConn {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
         let conn = self.conn.clone();
-        let fut = self
-            .accepting_bi
-            .get_or_insert_with(|| Box::pin(async move { conn.accept_bi().await }));
-        let result = ready!(fut.as_mut().poll(cx));
-        self.accepting_bi = None;
+        let result = ready!(poll_op(&mut self.accepting_bi, cx, || {
+            Box::pin(async move { conn.accept_bi().await })
+        }));
         let (send, recv) = result.map_err(connection_error)?;
-        let bidi = QuicSend::new(send, None).and_then(|send| {
-            Ok(QuicBidi {
-                send,
-                recv: QuicRecv::new(recv, None)?,
-            })
-        });
-        Poll::Ready(bidi.map_err(ConnectionErrorIncoming::InternalError))
+        Poll::Ready(QuicBidi::new(send, recv, None).map_err(ConnectionErrorIncoming::InternalError))
     }
 
     fn opener(&self) -> Self::OpenStreams {
@@ -318,22 +321,17 @@ impl<B: Buf> quic::OpenStreams<B> for QuicOpener {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
         let conn = self.conn.clone();
-        let fut = self
-            .opening_bi
-            .get_or_insert_with(|| Box::pin(async move { conn.open_bi().await }));
-        let result = ready!(fut.as_mut().poll(cx));
-        self.opening_bi = None;
+        let result = ready!(poll_op(&mut self.opening_bi, cx, || {
+            Box::pin(async move { conn.open_bi().await })
+        }));
         let (send, recv) = result.map_err(stream_connection_error)?;
         // Every bidirectional stream a client opens is a request stream: record it.
         let record = self.book.open(u64::from(send.id()));
         record.update(|t| t.opened_at = Some(Instant::now()));
-        let bidi = QuicSend::new(send, Some(record.clone())).and_then(|send| {
-            Ok(QuicBidi {
-                send,
-                recv: QuicRecv::new(recv, Some(record))?,
-            })
-        });
-        Poll::Ready(bidi.map_err(|e| StreamErrorIncoming::Unknown(e.into())))
+        Poll::Ready(
+            QuicBidi::new(send, recv, Some(record))
+                .map_err(|e| StreamErrorIncoming::Unknown(e.into())),
+        )
     }
 
     fn poll_open_send(
@@ -341,11 +339,9 @@ impl<B: Buf> quic::OpenStreams<B> for QuicOpener {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
         let conn = self.conn.clone();
-        let fut = self
-            .opening_uni
-            .get_or_insert_with(|| Box::pin(async move { conn.open_uni().await }));
-        let result = ready!(fut.as_mut().poll(cx));
-        self.opening_uni = None;
+        let result = ready!(poll_op(&mut self.opening_uni, cx, || {
+            Box::pin(async move { conn.open_uni().await })
+        }));
         let stream = result.map_err(stream_connection_error)?;
         Poll::Ready(QuicSend::new(stream, None).map_err(|e| StreamErrorIncoming::Unknown(e.into())))
     }
@@ -359,6 +355,19 @@ impl<B: Buf> quic::OpenStreams<B> for QuicOpener {
 pub(crate) struct QuicBidi {
     send: QuicSend,
     recv: QuicRecv,
+}
+
+impl QuicBidi {
+    fn new(
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        record: Option<Arc<StreamRecord>>,
+    ) -> Result<Self, String> {
+        Ok(QuicBidi {
+            send: QuicSend::new(send, record.clone())?,
+            recv: QuicRecv::new(recv, record)?,
+        })
+    }
 }
 
 impl<B: Buf> quic::BidiStream<B> for QuicBidi {

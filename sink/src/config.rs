@@ -7,7 +7,8 @@ use std::time::Duration;
 /// How a [`Sink`](crate::Sink) behaves.
 ///
 /// Every behavioural field except `listen`, `tls`, `tls_handshake_delay`,
-/// `httpdns`, `offer_h2`, `h3`, `h3_max_concurrent_streams` and `record_limit` can also be overridden for a single request with a query
+/// `httpdns`, `offer_h2`, `h3`, `h3_max_concurrent_streams`, `tls_certificate` and `record_limit`
+/// can also be overridden for a single request with a query
 /// parameter (see the crate docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
@@ -76,6 +77,30 @@ pub struct SinkConfig {
     /// on one QUIC connection (QUIC's `initial_max_streams_bidi`). Default
     /// 100.
     pub h3_max_concurrent_streams: u32,
+    /// With `tls`: serve this certificate chain and key (PEM) instead of a
+    /// throw-away CA and leaf made at start; the sink then has no CA to
+    /// hand out ([`SinkHandle::ca_pem`](crate::SinkHandle::ca_pem) is `None`).
+    /// Default `None`.
+    pub tls_certificate: Option<TlsCertificate>,
+}
+
+/// A server certificate chain and its private key, both PEM (as `uploadfile serve --cert --key`
+/// reads them from files).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsCertificate {
+    /// The leaf first, then any intermediates.
+    pub chain_pem: Vec<u8>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsCertificate")
+            .field("chain_pem", &format_args!("{} bytes", self.chain_pem.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SinkConfig {
@@ -97,6 +122,7 @@ impl Default for SinkConfig {
             record_limit: None,
             h3: false,
             h3_max_concurrent_streams: 100,
+            tls_certificate: None,
         }
     }
 }

@@ -157,7 +157,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::SinkConfig;
+pub use config::{SinkConfig, TlsCertificate};
 pub use stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, SinkStats};
 pub use timing::ConnectionTiming;
 
@@ -183,10 +183,10 @@ impl Sink {
     /// 0, after a few tries with fresh ports, in case another socket held
     /// the UDP twin of the port TCP got).
     pub async fn start(config: SinkConfig) -> io::Result<SinkHandle> {
-        let tls = if config.tls {
-            Some(tls::generate(specific_ip(config.listen), config.offer_h2)?)
-        } else {
-            None
+        let tls = match (&config.tls_certificate, config.tls) {
+            (_, false) => None,
+            (Some(cert), true) => Some(tls::from_pem(cert, config.offer_h2)?),
+            (None, true) => Some(tls::generate(specific_ip(config.listen), config.offer_h2)?),
         };
         let (listener, endpoint) = match tls.as_ref().filter(|_| config.h3) {
             Some(material) => bind_with_udp_twin(&config, material).await?,
@@ -204,9 +204,10 @@ impl Sink {
         });
         let shutdown = CancellationToken::new();
         let (idle_tx, idle_rx) = watch::channel(0u64);
+        let is_tls = tls.is_some();
         let (ca_pem, acceptor) = match tls {
             Some(m) => (
-                Some(m.ca_pem),
+                m.ca_pem,
                 Some(tokio_rustls::TlsAcceptor::from(m.server_config)),
             ),
             None => (None, None),
@@ -231,6 +232,7 @@ impl Sink {
         Ok(SinkHandle {
             addr,
             h3_addr,
+            is_tls,
             ca_pem,
             stats,
             shutdown,
@@ -277,6 +279,7 @@ async fn bind_with_udp_twin(
 pub struct SinkHandle {
     addr: SocketAddr,
     h3_addr: Option<SocketAddr>,
+    is_tls: bool,
     ca_pem: Option<String>,
     stats: Arc<StatsInner>,
     shutdown: CancellationToken,
@@ -302,7 +305,7 @@ impl SinkHandle {
 
     /// Whether the sink serves HTTPS.
     pub fn is_tls(&self) -> bool {
-        self.ca_pem.is_some()
+        self.is_tls
     }
 
     /// A URL for `path` on this sink: `http://127.0.0.1:PORT/path` (the
@@ -331,18 +334,24 @@ impl SinkHandle {
         }
     }
 
-    /// PEM of the CA certificate a client must trust (`None` without TLS).
+    /// PEM of the CA certificate a client must trust (`None` without TLS, and
+    /// with a certificate of the user's, [`SinkConfig::tls_certificate`]).
     /// The server's leaf certificate, signed by it, is valid for
     /// `localhost`, `127.0.0.1` and `::1`.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
     }
 
-    /// Writes [`ca_pem`](Self::ca_pem) to `path`; an error without TLS.
+    /// Writes [`ca_pem`](Self::ca_pem) to `path`; an error without TLS, or
+    /// with a certificate of the user's (no CA of the sink's own).
     pub fn write_ca_pem(&self, path: &Path) -> io::Result<()> {
-        match &self.ca_pem {
-            Some(pem) => std::fs::write(path, pem),
-            None => Err(io::Error::new(
+        match (&self.ca_pem, self.is_tls) {
+            (Some(pem), _) => std::fs::write(path, pem),
+            (None, true) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the sink serves the certificate it was given: it has no CA of its own to write",
+            )),
+            (None, false) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the sink does not serve TLS: no CA to write",
             )),

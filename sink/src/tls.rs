@@ -19,8 +19,8 @@ use rustls::ServerConfig;
 
 /// The server's TLS configuration and the CA a client must trust.
 pub(crate) struct TlsMaterial {
-    /// PEM of the CA certificate.
-    pub ca_pem: String,
+    /// PEM of the CA certificate (`None` for a certificate given by the user).
+    pub ca_pem: Option<String>,
     /// rustls configuration of the TCP listener, offering ALPN `h2` (see
     /// [`generate`]'s `offer_h2`) and `http/1.1`.
     pub server_config: Arc<ServerConfig>,
@@ -73,8 +73,34 @@ pub(crate) fn generate(extra_ip: Option<IpAddr>, offer_h2: bool) -> io::Result<T
 
     let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let (chain_for_quic, key_for_quic) = (chain.clone(), key.clone_key());
+    material(chain, key, Some(ca_cert.pem()), offer_h2)
+}
 
+/// The rustls configuration for a certificate chain and key given as PEM
+/// ([`SinkConfig::tls_certificate`](crate::SinkConfig::tls_certificate)).
+pub(crate) fn from_pem(
+    cert: &crate::config::TlsCertificate,
+    offer_h2: bool,
+) -> io::Result<TlsMaterial> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_slice_iter(&cert.chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| to_io(format!("certificate PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(to_io("no certificate in the certificate PEM"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&cert.key_pem).map_err(|e| to_io(format!("key PEM: {e}")))?;
+    material(chain, key, None, offer_h2)
+}
+
+fn material(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca_pem: Option<String>,
+    offer_h2: bool,
+) -> io::Result<TlsMaterial> {
+    let (chain_for_quic, key_for_quic) = (chain.clone(), key.clone_key());
     // An explicit provider: the process-wide default is ambiguous when some
     // other crate in the build also enables aws-lc-rs.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -91,7 +117,7 @@ pub(crate) fn generate(extra_ip: Option<IpAddr>, offer_h2: bool) -> io::Result<T
     };
 
     Ok(TlsMaterial {
-        ca_pem: ca_cert.pem(),
+        ca_pem,
         server_config: Arc::new(config),
         chain: chain_for_quic,
         key: key_for_quic,

@@ -193,3 +193,59 @@ async fn specific_listen_address_is_in_the_url_and_the_certificate() {
         .expect("the certificate covers the listen address");
     upload_over(stream).await;
 }
+
+/// `SinkConfig::tls_certificate`: the sink serves the chain and key it was given (as
+/// `uploadfile serve --tls --cert --key` does), and has no CA of its own to hand out.
+#[tokio::test]
+async fn serves_a_certificate_given_as_pem() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "a CA of the user's");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".into()]).unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+
+    let sink = Sink::start(SinkConfig {
+        tls: true,
+        tls_certificate: Some(uploadfile_sink::TlsCertificate {
+            chain_pem: leaf_cert.pem().into_bytes(),
+            key_pem: leaf_key.serialize_pem().into_bytes(),
+        }),
+        ..SinkConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(sink.is_tls());
+    assert!(sink.ca_pem().is_none());
+    assert!(sink
+        .write_ca_pem(&std::env::temp_dir().join("never-written.pem"))
+        .is_err());
+    let connector = TlsConnector::from(client_config(&ca_cert.pem(), &[b"http/1.1"]));
+    let tcp = TcpStream::connect(sink.addr()).await.unwrap();
+    let stream = tokio::time::timeout(
+        WAIT,
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .unwrap()
+    .expect("the handshake verifies against the user's CA");
+    let verdict = upload_over(stream).await;
+    assert_eq!(verdict["fields"][0]["value"], "test");
+
+    // A key that does not parse is an error at start, not a panic.
+    let bad = Sink::start(SinkConfig {
+        tls: true,
+        tls_certificate: Some(uploadfile_sink::TlsCertificate {
+            chain_pem: leaf_cert.pem().into_bytes(),
+            key_pem: b"not a key".to_vec(),
+        }),
+        ..SinkConfig::default()
+    })
+    .await;
+    assert!(bad.is_err());
+}

@@ -16,6 +16,13 @@ pub struct UploadSuccess {
     pub status_code: u16,
     /// The response headers.
     pub header: ResponseHeaders,
+    /// The header fields of the request that got this response (the last hop of a redirect
+    /// chain), as this client sent them, in order: `Host` first, then `User-Agent`, `Accept`,
+    /// the user's headers, `Content-Type` (with the multipart boundary), `Content-Length` and
+    /// `Expect` where sent. Over HTTP/2 and HTTP/3 the same fields went as header fields (the host
+    /// as `:authority`). For display (`uploadfile upload -v`); not part of the original's result.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_header: Vec<(String, String)>,
     /// The profile, when `enableProfile` was on (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,

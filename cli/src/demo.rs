@@ -1,12 +1,14 @@
 //! `uploadfile demo`: a guided tour on loopback, no network needed.
 //!
-//! Starts two sinks on 127.0.0.1 (plain HTTP and TLS with a throw-away CA), writes a test file
-//! of pseudo-random bytes, uploads it three times (plain, TLS on a new connection, TLS again on
-//! the same connection) and checks, for each, what the sink says it received against what was
-//! sent: the form field, the file's size and its SHA-256, and connection reuse.
+//! Starts two sinks on 127.0.0.1 (plain HTTP, and TLS with a throw-away CA serving HTTP/1.1 and
+//! h2 over TCP and HTTP/3 over QUIC on the same port), writes a test file of pseudo-random
+//! bytes, uploads it five times (plain; TLS on a new connection; TLS again on the same
+//! connection; HTTP/2; HTTP/3) and checks, for each, what the sink says it received against what
+//! was sent: the form field, the file's size and its SHA-256, the protocol, and connection reuse.
+//! Each upload's timing waterfall is printed as `upload` prints it.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,7 +17,8 @@ use uploadfile::{Client, UploadOptions, UploadSuccess};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
 use crate::json::SinkVerdict;
-use crate::phases::{self, group};
+use crate::phases::group;
+use crate::waterfall;
 
 const FORM_KEY: &str = "user";
 const FORM_VALUE: &str = "demo";
@@ -27,10 +30,14 @@ const INDENT: &str = "      ";
 /// Needs no network: everything runs on 127.0.0.1. Exits 1 if any check fails.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Three uploads of the same file, each followed by its timing phases and the sink's verdict:
-  1. plain HTTP, new connection
-  2. HTTPS, new connection (TCP connect + TLS handshake)
+Five uploads of the same file, each followed by its timing waterfall and the sink's verdict:
+  1. plain HTTP/1.1, new connection
+  2. HTTPS (HTTP/1.1), new connection (TCP connect + TLS handshake)
   3. HTTPS again, reusing the connection of 2 (socketReused true)
+  4. HTTP/2 (enableHttp2: h2 by ALPN), new connection
+  5. HTTP/3 (enableQuic: QUIC over UDP, same port), new connection (QUIC handshake = TLS)
+
+Exit status: 0 when every check passed, 1 otherwise.
 
 Examples:
   uploadfile demo
@@ -49,11 +56,15 @@ struct TestFile {
     sha256: String,
 }
 
-/// One of the three uploads.
+/// One of the uploads.
 struct Step {
     title: &'static str,
     url: String,
     expect_reused: bool,
+    http2: bool,
+    quic: bool,
+    /// `profile.protocol` expected.
+    protocol: &'static str,
 }
 
 /// Outcome of the checks of one step.
@@ -85,7 +96,7 @@ pub async fn run(args: Args) -> ExitCode {
 }
 
 async fn demo(args: Args) -> Result<bool, String> {
-    println!("uploadfile demo: three uploads to two local sinks, each one checked\n");
+    println!("uploadfile demo: five uploads to two local sinks, each one checked\n");
 
     let dir = tempfile::Builder::new()
         .prefix("uploadfile-demo-")
@@ -104,34 +115,65 @@ async fn demo(args: Args) -> Result<bool, String> {
     let ca = tls.ca_pem().unwrap_or_default().as_bytes().to_vec();
     println!("sink 1     {}   plain HTTP", plain.url("/upload"));
     println!(
-        "sink 2     {}   TLS, certificate from a throw-away CA this client trusts",
+        "sink 2     {}   TLS (HTTP/1.1 and h2 over TCP, HTTP/3 over UDP), certificate from a \
+         throw-away CA this client trusts",
         tls.url("/upload")
     );
     println!();
 
-    // One client for all three: its pool keeps the TLS connection of step 2 for step 3.
+    // One client for all: its pool keeps the TLS connection of step 2 for step 3.
     let client = Client::builder()
         .add_root_certificates_pem(ca)
+        .quic_fallback_after(std::time::Duration::from_secs(2))
         .build()
         .map_err(|e| e.err_msg())?;
 
+    let step = |title, url: String, expect_reused, (http2, quic), protocol| Step {
+        title,
+        url,
+        expect_reused,
+        http2,
+        quic,
+        protocol,
+    };
     let steps = [
-        Step {
-            title: "plain HTTP, new connection",
-            url: plain.url("/upload"),
-            expect_reused: false,
-        },
-        Step {
-            title: "HTTPS, new connection",
-            url: tls.url("/upload"),
-            expect_reused: false,
-        },
-        Step {
-            title: "HTTPS, same connection again",
-            url: tls.url("/upload"),
-            expect_reused: true,
-        },
+        step(
+            "plain HTTP/1.1, new connection",
+            plain.url("/upload"),
+            false,
+            (false, false),
+            "http1.1",
+        ),
+        step(
+            "HTTPS (HTTP/1.1), new connection",
+            tls.url("/upload"),
+            false,
+            (false, false),
+            "http1.1",
+        ),
+        step(
+            "HTTPS, same connection again",
+            tls.url("/upload"),
+            true,
+            (false, false),
+            "http1.1",
+        ),
+        step(
+            "HTTP/2 (h2 by ALPN), new connection",
+            tls.url("/upload"),
+            false,
+            (true, false),
+            "h2",
+        ),
+        step(
+            "HTTP/3 over QUIC, new connection",
+            tls.url("/upload"),
+            false,
+            (false, true),
+            "quic",
+        ),
     ];
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
 
     let mut failures = Vec::new();
     let mut tls_connection = None;
@@ -141,11 +183,13 @@ async fn demo(args: Args) -> Result<bool, String> {
             "{INDENT}POST {}  with form field {FORM_KEY}={FORM_VALUE} and the file as \"{FILE_FIELD}\"",
             step.url
         );
-        let options =
-            UploadOptions::new(&step.url, &file.path, FILE_FIELD).form_data(FORM_KEY, FORM_VALUE);
+        let options = UploadOptions::new(&step.url, &file.path, FILE_FIELD)
+            .form_data(FORM_KEY, FORM_VALUE)
+            .enable_http2(step.http2)
+            .enable_quic(step.quic);
         let checks = match client.upload_file(options).await {
             Ok(res) => {
-                report(&res);
+                report(&res, file.size, color);
                 verify(&res, &file, step, i, &mut tls_connection)
             }
             Err(e) => {
@@ -169,8 +213,9 @@ async fn demo(args: Args) -> Result<bool, String> {
 
     if failures.is_empty() {
         println!(
-            "all {} uploads verified: the sink got every byte (sha256 matches), the form field \
-             arrived, and the third upload reused the TLS connection",
+            "all {} uploads verified: the sink got every byte (sha256 matches) over HTTP/1.1, \
+             TLS, h2 and HTTP/3, the form field arrived, and the third upload reused the TLS \
+             connection",
             steps.len()
         );
         Ok(true)
@@ -186,6 +231,7 @@ async fn demo(args: Args) -> Result<bool, String> {
 async fn start_sink(tls: bool) -> Result<SinkHandle, String> {
     Sink::start(SinkConfig {
         tls,
+        h3: tls,
         ..SinkConfig::default()
     })
     .await
@@ -201,16 +247,14 @@ async fn shutdown(sink: SinkHandle) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.shutdown()).await;
 }
 
-/// Status, timing table and connection facts of one upload.
-fn report(res: &UploadSuccess) {
+/// Status, timing waterfall and connection facts of one upload.
+fn report(res: &UploadSuccess, file_bytes: u64, color: bool) {
     println!("{INDENT}statusCode {}", res.status_code);
     match &res.profile {
         Some(p) => {
-            print!(
-                "{}",
-                phases::render_connection(p, res.profile_extensions.as_ref(), INDENT)
-            );
-            print!("{}", phases::render_table(p, INDENT));
+            let ext = res.profile_extensions.as_ref();
+            print!("{}", waterfall::summary(p, ext, file_bytes, INDENT));
+            print!("{}", waterfall::render(p, ext, INDENT, color));
         }
         None => println!("{INDENT}(no profile)"),
     }
@@ -276,6 +320,20 @@ fn verify(
             format!("expected one file part, the sink got {}", files.len()),
         ),
     }
+
+    let protocol = res.profile.as_ref().map(|p| p.protocol.as_str());
+    c.check(
+        protocol == Some(step.protocol),
+        format!("protocol {}", step.protocol),
+        format!(
+            "protocol: expected {}, got {} (QUIC fallback: {})",
+            step.protocol,
+            protocol.unwrap_or("no profile"),
+            res.profile_extensions
+                .as_ref()
+                .map_or("", |e| e.quic_fallback.as_str())
+        ),
+    );
 
     let reused = res.profile.as_ref().map(|p| p.socket_reused);
     c.check(

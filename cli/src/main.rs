@@ -27,11 +27,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod bench;
+mod call;
 mod demo;
 mod json;
 mod phases;
 mod serve;
 mod upload;
+mod waterfall;
 
 /// Multipart file uploads (the mini-program API `uploadFile`) with a precisely measured profile.
 #[derive(Debug, Parser)]
@@ -51,6 +54,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Upload(upload::Args),
+    Call(call::Args),
+    Bench(bench::Args),
     Serve(serve::Args),
     Demo(demo::Args),
 }
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Upload(args) => upload::run(args).await,
+            Command::Call(args) => call::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }

@@ -1,38 +1,61 @@
-//! `uploadfile upload`: upload one file and show the answer with its timing phases.
+//! `uploadfile upload`: upload one or more files and show each answer with its timing waterfall.
+//!
+//! Several files in one invocation go one after the other through one client, so they share
+//! its connection (HTTP/1.1 keep-alive, one h2 or h3 connection): the second and later show
+//! `socketReused`. Output goes to stdout (human report, or the original's result objects with
+//! `--json`); everything meant for a person watching (the progress bar, `-v` headers, errors)
+//! goes to stderr.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uploadfile::{read_pem_file, Client, UploadError, UploadOptions, UploadSuccess};
 
-use crate::{json, phases};
+use crate::{json, waterfall};
 
-/// Upload a file as multipart/form-data and show the answer and the measured profile.
+/// Upload files as multipart/form-data and show each answer and its measured timing.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Without --json: the status, the response body and a table of timing phases go to stdout;
-an error goes to stderr as one line (its errMsg) and the exit status is 1.
-With --json: exactly the original's result object, on one line, on stdout:
-  {\"errMsg\":\"uploadFile:ok\",\"data\":..,\"statusCode\":200,\"profile\":{..}}   (exit 0)
-  {\"errMsg\":\"uploadFile:fail ...\",\"errno\":N}                              (exit 1)
-Any HTTP status is a success, as in the original. Bad usage exits 2.
+Without --json: for each file, the status, the response body, a timing waterfall (queue, DNS,
+connect, TLS, request sent, acknowledged, server, response; drawn to scale, in ms with
+microsecond precision) and the connection (protocol, peer, reuse, bytes, throughput) go to
+stdout. A progress bar (bytes, rate, ETA) goes to stderr while uploading when stderr is a
+terminal (never with --quiet). -v adds the request and response headers on stderr, with
+Authorization, Cookie and Set-Cookie values masked unless --show-secrets.
+With --json: exactly the original's result object per file, one line each, on stdout:
+  {\"errMsg\":\"uploadFile:ok\",\"data\":..,\"statusCode\":200,\"profile\":{..}}
+  {\"errMsg\":\"uploadFile:fail ...\",\"errno\":N}
+Any HTTP status is a success, as in the original; a failure's errMsg goes to stderr as one line.
+
+Exit status: 0 when every upload succeeded, 1 when any failed (the others still run),
+2 on bad usage.
+
+Alipay's names are accepted too: --fileName for --name, --headers for --header.
 
 Examples:
   uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test
+  uploadfile upload http://127.0.0.1:8080/upload a.png b.png c.png      # one connection
   uploadfile upload https://localhost:8443/upload a.bin --cacert uploadfile-sink-ca.pem \\
       --name avatar -H 'X-Token: abc' --timeout 5000 --json
-  uploadfile upload https://localhost:8443/upload a.bin --cacert uploadfile-sink-ca.pem --quic")]
+  uploadfile upload https://localhost:8443/upload a.bin --cacert uploadfile-sink-ca.pem --quic -v")]
 pub struct Args {
     /// Server URL (http:// or https://)
     pub url: String,
 
-    /// Local file to upload
-    pub file: PathBuf,
+    /// Local files to upload, one request each, in order, over one client's connection
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 
     /// Multipart field name of the file part
-    #[arg(long, value_name = "NAME", default_value = "file")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "file",
+        visible_alias = "fileName"
+    )]
     pub name: String,
 
     /// Extra form field, sent before the file (repeatable)
@@ -40,10 +63,11 @@ pub struct Args {
     pub form: Vec<(String, String)>,
 
     /// Extra request header (repeatable; Referer is refused, as in the original)
-    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    #[arg(short = 'H', long = "header", visible_alias = "headers",
+          value_name = "'NAME: VALUE'", value_parser = parse_header)]
     pub header: Vec<(String, String)>,
 
-    /// Timeout of the whole upload in milliseconds [default: 60000]
+    /// Timeout of each upload in milliseconds [default: 60000]
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
@@ -75,9 +99,27 @@ pub struct Args {
     #[arg(long, value_name = "PEM")]
     pub cacert: Option<PathBuf>,
 
-    /// Print the original's result object as one line of JSON
+    /// Print the original's result object per file as one line of JSON
     #[arg(long)]
     pub json: bool,
+
+    /// No progress bar
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Also print the request and response headers (on stderr)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// With -v: print Authorization, Cookie and Set-Cookie values instead of masking them
+    #[arg(long)]
+    pub show_secrets: bool,
+
+    /// Colour the waterfall: auto (when stdout is a terminal and NO_COLOR is unset), always,
+    /// never
+    #[arg(long, value_name = "WHEN", default_value = "auto",
+          value_parser = ["auto", "always", "never"])]
+    pub color: String,
 }
 
 /// `-F key=value`: split at the first `=`; the value may be empty or contain `=`.
@@ -105,9 +147,9 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
 }
 
 impl Args {
-    /// The library's options for these arguments.
-    pub fn options(&self) -> UploadOptions {
-        let mut o = UploadOptions::new(&self.url, &self.file, &self.name)
+    /// The library's options for these arguments and one of the files.
+    pub fn options_for(&self, file: &std::path::Path) -> UploadOptions {
+        let mut o = UploadOptions::new(&self.url, file, &self.name)
             .enable_http2(self.http2 || self.http2_prior_knowledge)
             .enable_quic(self.quic);
         for (k, v) in &self.header {
@@ -121,55 +163,101 @@ impl Args {
         }
         o
     }
+
+    /// The client for these arguments.
+    pub fn client(&self) -> Result<Client, UploadError> {
+        let mut builder = Client::builder()
+            .http2_prior_knowledge(self.http2_prior_knowledge)
+            .zero_copy(!self.no_zero_copy)
+            .quic_fallback_after(Duration::from_millis(self.quic_fallback_after));
+        if self.no_expect_continue {
+            builder = builder.expect_continue_threshold(None);
+        }
+        if let Some(path) = &self.cacert {
+            builder = builder.add_root_certificates_pem(read_pem_file(path)?);
+        }
+        builder.build()
+    }
+
+    fn color(&self) -> bool {
+        match self.color.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let show_progress = !args.json && std::io::stderr().is_terminal();
-    let result = upload(&args, show_progress).await;
-    let mut stdout = std::io::stdout().lock();
-    match (result, args.json) {
-        (Ok(res), true) => {
-            let _ = writeln!(stdout, "{}", json::success_line(&res));
-            ExitCode::SUCCESS
+    let client = match args.client() {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(&args, &e);
+            return ExitCode::FAILURE;
         }
-        (Err(err), true) => {
-            let _ = writeln!(stdout, "{}", json::error_line(&err));
-            ExitCode::FAILURE
+    };
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let color = args.color();
+    let many = args.files.len() > 1;
+    let mut failed = 0;
+    for (i, file) in args.files.iter().enumerate() {
+        if many && !args.json {
+            if i > 0 {
+                println!();
+            }
+            println!("[{}/{}] {}", i + 1, args.files.len(), file.display());
         }
-        (Ok(res), false) => {
-            let _ = write!(stdout, "{}", human(&res));
-            ExitCode::SUCCESS
+        let result = upload(&client, &args, file, show_progress).await;
+        if args.verbose {
+            eprint!("{}", headers_report(&result, args.show_secrets));
         }
-        (Err(err), false) => {
-            drop(stdout);
-            eprintln!("{}", err.err_msg());
-            ExitCode::FAILURE
+        match &result {
+            Ok(res) if args.json => println!("{}", json::success_line(res)),
+            Ok(res) => print!("{}", human(res, file_len(file), color)),
+            Err(e) => {
+                failed += 1;
+                report_error(&args, e);
+            }
         }
+        let _ = std::io::stdout().flush();
+        if matches!(&result, Err(e) if e.kind() == uploadfile::ErrorKind::Abort) {
+            // Ctrl-C: the files after this one are not uploaded.
+            break;
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-/// Upload with a client that trusts `--cacert`; Ctrl-C aborts the upload.
-async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, UploadError> {
-    let mut builder = Client::builder()
-        .http2_prior_knowledge(args.http2_prior_knowledge)
-        .zero_copy(!args.no_zero_copy)
-        .quic_fallback_after(Duration::from_millis(args.quic_fallback_after));
-    if args.no_expect_continue {
-        builder = builder.expect_continue_threshold(None);
+/// A failure: its errMsg as one line on stderr, and with --json its result object on stdout.
+fn report_error(args: &Args, err: &UploadError) {
+    if args.json {
+        println!("{}", json::error_line(err));
     }
-    if let Some(path) = &args.cacert {
-        builder = builder.add_root_certificates_pem(read_pem_file(path)?);
-    }
-    let client = builder.build()?;
-    let mut task = client.upload_file(args.options());
-    if show_progress {
-        task.on_progress_update(|p| {
-            eprint!(
-                "\r\x1b[2Kuploading {:>3}%  {} / {} bytes",
-                p.progress,
-                phases::group(p.total_bytes_sent),
-                phases::group(p.total_bytes_expected_to_send)
-            );
+    eprintln!("{}", err.err_msg());
+}
+
+fn file_len(file: &std::path::Path) -> u64 {
+    std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+}
+
+/// One upload with a progress bar (when asked); Ctrl-C aborts it.
+async fn upload(
+    client: &Client,
+    args: &Args,
+    file: &std::path::Path,
+    show_progress: bool,
+) -> Result<UploadSuccess, UploadError> {
+    let mut task = client.upload_file(args.options_for(file));
+    let bar = show_progress.then(|| progress_bar(file));
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        task.on_progress_update(move |p| {
+            bar.set_length(p.total_bytes_expected_to_send);
+            bar.set_position(p.total_bytes_sent);
         });
     }
     let result = tokio::select! {
@@ -181,14 +269,68 @@ async fn upload(args: &Args, show_progress: bool) -> Result<UploadSuccess, Uploa
             task.await
         }
     };
-    if show_progress {
-        eprint!("\r\x1b[2K");
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     result
 }
 
-/// The human-readable report: status line, body, timing table, connection facts.
-fn human(res: &UploadSuccess) -> String {
+fn progress_bar(file: &std::path::Path) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(file_len(file)), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    bar.set_prefix(name);
+    bar
+}
+
+/// Header names whose values are secrets: masked by `-v` unless `--show-secrets`.
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+fn shown_value(name: &str, value: &str, show_secrets: bool) -> String {
+    if !show_secrets && SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        format!("<masked, {} bytes; --show-secrets shows it>", value.len())
+    } else {
+        value.to_string()
+    }
+}
+
+/// `-v`: the request's header fields as sent (`>`), then the response's (`<`).
+fn headers_report(result: &Result<UploadSuccess, UploadError>, show_secrets: bool) -> String {
+    let mut out = String::new();
+    let Ok(res) = result else {
+        return out;
+    };
+    for (name, value) in &res.request_header {
+        out.push_str(&format!(
+            "> {name}: {}\n",
+            shown_value(name, value, show_secrets)
+        ));
+    }
+    let protocol = res.profile.as_ref().map_or("", |p| p.protocol.as_str());
+    out.push_str(&format!("< {} {protocol}\n", res.status_code));
+    for (name, value) in res.header.iter() {
+        out.push_str(&format!(
+            "< {name}: {}\n",
+            shown_value(name, value, show_secrets)
+        ));
+    }
+    out
+}
+
+/// The human-readable report: status line, body, waterfall, connection facts.
+fn human(res: &UploadSuccess, file_bytes: u64, color: bool) -> String {
     let mut out = format!("statusCode {}\n", res.status_code);
     out.push_str(&res.data);
     if !res.data.ends_with('\n') {
@@ -196,14 +338,11 @@ fn human(res: &UploadSuccess) -> String {
     }
     match &res.profile {
         Some(p) => {
+            let ext = res.profile_extensions.as_ref();
             out.push('\n');
-            out.push_str(&phases::render_table(p, ""));
+            out.push_str(&waterfall::render(p, ext, "", color));
             out.push('\n');
-            out.push_str(&phases::render_connection(
-                p,
-                res.profile_extensions.as_ref(),
-                "",
-            ));
+            out.push_str(&waterfall::summary(p, ext, file_bytes, ""));
         }
         None => out.push_str("\n(no profile)\n"),
     }
@@ -266,7 +405,8 @@ mod tests {
             "--http2",
         ])
         .unwrap();
-        let o = cli.args.options();
+        assert_eq!(cli.args.files, vec![PathBuf::from("a.bin")]);
+        let o = cli.args.options_for(&cli.args.files[0]);
         assert_eq!(o.url, "http://127.0.0.1:1/up");
         assert_eq!(o.file_path, PathBuf::from("a.bin"));
         assert_eq!(o.name, "avatar");
@@ -280,10 +420,37 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_unless_asked() {
+        assert!(shown_value("Authorization", "Bearer abc", false).starts_with("<masked, 10 bytes"));
+        assert!(shown_value("cookie", "a=b", false).starts_with("<masked"));
+        assert!(shown_value("Set-Cookie", "a=b", false).starts_with("<masked"));
+        assert_eq!(
+            shown_value("Authorization", "Bearer abc", true),
+            "Bearer abc"
+        );
+        assert_eq!(shown_value("X-Token", "abc", false), "abc");
+    }
+
+    #[test]
     fn defaults_and_usage_errors() {
         let cli = Cli::try_parse_from(["x", "http://h/", "f"]).unwrap();
         assert_eq!(cli.args.name, "file");
-        assert_eq!(cli.args.options().timeout, None);
+        assert_eq!(cli.args.options_for(&cli.args.files[0]).timeout, None);
+        let many = Cli::try_parse_from(["x", "http://h/", "a", "b", "c"]).unwrap();
+        assert_eq!(many.args.files.len(), 3);
+        // Alipay's names.
+        let alipay = Cli::try_parse_from([
+            "x",
+            "http://h/",
+            "f",
+            "--fileName",
+            "pic",
+            "--headers",
+            "A: b",
+        ])
+        .unwrap();
+        assert_eq!(alipay.args.name, "pic");
+        assert_eq!(alipay.args.header, vec![("A".into(), "b".into())]);
         for bad in [
             vec!["x", "http://h/", "f", "-H", "nocolon"],
             vec!["x", "http://h/", "f", "-F", "novalue"],

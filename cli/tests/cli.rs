@@ -168,7 +168,7 @@ fn upload_json_prints_the_original_result_with_every_profile_field() {
 }
 
 #[test]
-fn upload_prints_status_body_and_timing_table() {
+fn upload_prints_status_body_and_timing_waterfall() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
     let (file, sha) = test_file(dir.path(), "b.bin", 10_000);
@@ -184,10 +184,11 @@ fn upload_prints_status_body_and_timing_table() {
     for phase in [
         "queue",
         "DNS",
-        "TCP connect",
+        "connect",
         "TLS",
         "request sent",
-        "waiting",
+        "acknowledged",
+        "server",
         "response",
         "total",
     ] {
@@ -197,6 +198,8 @@ fn upload_prints_status_body_and_timing_table() {
         );
     }
     assert!(text.contains("(plain http)"), "{text}");
+    // Not a terminal: no colour codes, ASCII bars.
+    assert!(!text.contains('\x1b'), "{text}");
     let total = text.lines().find(|l| l.starts_with("total")).unwrap();
     let ms: Vec<&str> = total.split_whitespace().collect();
     assert!(
@@ -427,10 +430,21 @@ fn demo_verifies_every_upload() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.matches("ok    sha256 matches").count(), 3, "{text}");
+    assert_eq!(text.matches("ok    sha256 matches").count(), 5, "{text}");
     assert!(text.contains("socketReused true"), "{text}");
+    for protocol in ["http1.1", "h2", "quic"] {
+        assert!(
+            text.contains(&format!("ok    protocol {protocol}")),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        text.matches("acknowledged").count(),
+        5,
+        "a waterfall each: {text}"
+    );
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("all 3 uploads verified"), "{text}");
+    assert!(text.contains("all 5 uploads verified"), "{text}");
 }
 
 #[test]
@@ -439,7 +453,7 @@ fn demo_with_the_default_file() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("4,194,304 bytes"), "{text}");
-    assert_eq!(text.matches("ok    sha256 matches").count(), 3, "{text}");
+    assert_eq!(text.matches("ok    sha256 matches").count(), 5, "{text}");
 }
 
 /// Kills the child on drop, so a failing test leaves no server behind.

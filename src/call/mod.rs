@@ -143,6 +143,7 @@ async fn upload(
             data: String::from_utf8_lossy(&out.body).into_owned(),
             status_code: status,
             header,
+            request_header: prepared.request_headers(method, left_origin, facts.expect_continue),
             profile,
             profile_extensions,
         });

@@ -97,13 +97,26 @@ impl Prepared {
         headers
     }
 
-    /// The encoded HTTP/1.1 request head for the current hop.
-    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
+    /// The request's header fields for the current hop as HTTP/1.1 sends them: `Host` first,
+    /// `Expect` last when the body is large enough to ask (`expect` false: HTTP/2 and HTTP/3,
+    /// which never send it).
+    pub(crate) fn request_headers(
+        &self,
+        method: Method,
+        drop_credentials: bool,
+        expect: bool,
+    ) -> Vec<(String, String)> {
         let mut headers = vec![("Host".to_string(), self.target.host_header.clone())];
         headers.extend(self.header_list(method, drop_credentials));
-        if method == Method::Post && self.expect_continue {
+        if expect && method == Method::Post && self.expect_continue {
             headers.push(("Expect".into(), "100-continue".into()));
         }
+        headers
+    }
+
+    /// The encoded HTTP/1.1 request head for the current hop.
+    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
+        let headers = self.request_headers(method, drop_credentials, true);
         RequestHead {
             method: method.as_str(),
             target: &self.target.request_target,

@@ -1,0 +1,377 @@
+//! The timing waterfall printed after an upload: one row per phase, drawn to scale like a
+//! browser's network panel, durations in ms with microsecond precision.
+//!
+//! The rows (see `docs/profile.md` for each field):
+//!
+//! | row | from | to |
+//! |---|---|---|
+//! | queue | `queueStart` | `queueEnd` |
+//! | DNS | `domainLookUpStart` | `domainLookUpEnd` |
+//! | connect | `connectStart` | `SSLconnectionStart` (TCP), `connectEnd` (plain, or QUIC's handshake) |
+//! | TLS | `SSLconnectionStart` | `SSLconnectionEnd` (part of the QUIC handshake over QUIC) |
+//! | request sent | `requestStart` | `requestEnd` |
+//! | acknowledged | `requestEnd` | `bodyAckedEnd` (the peer had every byte; extension) |
+//! | server | `bodyAckedEnd`, else `requestEnd` | `responseStart` |
+//! | response | `responseStart` | `responseEnd` |
+//!
+//! Colour (ANSI) only when asked for: the caller decides from the terminal (`--color auto`).
+
+use std::fmt::Write as _;
+
+use uploadfile::{Profile, ProfileExtensions};
+
+/// Width of the bar column, in characters.
+pub const BAR_WIDTH: usize = 40;
+
+/// One row: its span in ms since the epoch, or `None` when it did not happen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub name: &'static str,
+    pub span: Option<(f64, f64)>,
+    /// Why the row has no span, or what is special about it.
+    pub note: String,
+    /// ANSI foreground colour code of its bar.
+    color: u8,
+}
+
+fn span(a: f64, b: f64) -> Option<(f64, f64)> {
+    (a > 0.0 && b > 0.0 && b >= a).then_some((a, b))
+}
+
+/// The rows for one upload's profile (and its extensions, for `acknowledged`).
+pub fn rows(p: &Profile, ext: Option<&ProfileExtensions>) -> Vec<Row> {
+    let reused = p.socket_reused;
+    let quic = p.protocol == "quic";
+    let tls = p.ssl_connection_start > 0.0;
+    let reuse_note = |s: &str| {
+        if reused {
+            "reused connection".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let connect_end = if tls && !quic {
+        p.ssl_connection_start
+    } else {
+        p.connect_end
+    };
+    let acked = ext
+        .map(|e| e.body_acked_end)
+        .filter(|a| *a > 0.0 && p.request_end > 0.0);
+    let early =
+        p.response_start > 0.0 && (p.request_end == 0.0 || p.response_start < p.request_end);
+    let server_from = match acked {
+        Some(a) if a <= p.response_start => a,
+        _ => p.request_end,
+    };
+    let no_lookup =
+        p.domain_look_up_start == p.fetch_start && p.domain_look_up_end == p.fetch_start;
+    vec![
+        Row {
+            name: "queue",
+            span: span(p.queue_start, p.queue_end),
+            note: String::new(),
+            color: 90,
+        },
+        Row {
+            name: "DNS",
+            span: span(p.domain_look_up_start, p.domain_look_up_end),
+            note: reuse_note(if no_lookup { "no lookup" } else { "" }),
+            color: 36,
+        },
+        Row {
+            name: "connect",
+            span: span(p.connect_start, connect_end),
+            note: reuse_note(if quic {
+                "QUIC handshake, TLS included"
+            } else {
+                ""
+            }),
+            color: 33,
+        },
+        Row {
+            name: "TLS",
+            span: if tls {
+                span(p.ssl_connection_start, p.ssl_connection_end)
+            } else {
+                None
+            },
+            note: if !tls {
+                "plain http".to_string()
+            } else if quic {
+                reuse_note("within the QUIC handshake")
+            } else {
+                reuse_note("")
+            },
+            color: 35,
+        },
+        Row {
+            name: "request sent",
+            span: span(p.request_start, p.request_end),
+            note: if p.request_start > 0.0 && p.request_end == 0.0 {
+                "body not completely sent".to_string()
+            } else {
+                String::new()
+            },
+            color: 34,
+        },
+        Row {
+            name: "acknowledged",
+            span: acked.and_then(|a| span(p.request_end, a)),
+            note: if acked.is_none() {
+                "not reported".to_string()
+            } else {
+                String::new()
+            },
+            color: 32,
+        },
+        Row {
+            name: "server",
+            span: if early {
+                None
+            } else {
+                span(server_from, p.response_start)
+            },
+            note: if early {
+                "answered before the body was sent".to_string()
+            } else {
+                String::new()
+            },
+            color: 37,
+        },
+        Row {
+            name: "response",
+            span: span(p.response_start, p.response_end),
+            note: String::new(),
+            color: 92,
+        },
+    ]
+}
+
+/// The waterfall as text, each line starting with `indent`.
+pub fn render(p: &Profile, ext: Option<&ProfileExtensions>, indent: &str, color: bool) -> String {
+    let origin = p.invoke_start;
+    let total = (p.response_end - p.invoke_start).max(0.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{indent}{:<14}{:>12}{:>14}  0 ms{:>width$}",
+        "phase",
+        "start ms",
+        "duration ms",
+        format!("{total:.3} ms"),
+        width = BAR_WIDTH - 2
+    );
+    for row in rows(p, ext) {
+        let (start, duration) = match row.span {
+            Some((s, e)) => (format!("{:.3}", s - origin), format!("{:.3}", e - s)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let bar = match row.span {
+            Some((s, e)) if origin > 0.0 => {
+                bar(s - origin, e - s, total, color.then_some(row.color))
+            }
+            _ => format!("|{}|", " ".repeat(BAR_WIDTH)),
+        };
+        let note = if row.note.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", dim(&format!("({})", row.note), color))
+        };
+        let _ = writeln!(
+            out,
+            "{indent}{:<14}{start:>12}{duration:>14}  {bar}{note}",
+            row.name
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{indent}{:<14}{:>12}{:>14}",
+        "total",
+        "",
+        format!("{total:.3}")
+    );
+    out
+}
+
+/// A bar of [`BAR_WIDTH`] cells for `total` ms: blanks up to `offset`, then the phase. A phase
+/// shorter than one cell shows as a thin mark, so it is never invisible.
+fn bar(offset: f64, duration: f64, total: f64, color: Option<u8>) -> String {
+    if total <= 0.0 {
+        return format!("|{}|", " ".repeat(BAR_WIDTH));
+    }
+    let scale = BAR_WIDTH as f64 / total;
+    let lead = ((offset * scale).floor() as usize).min(BAR_WIDTH - 1);
+    let cells = ((duration * scale).round() as usize).clamp(0, BAR_WIDTH - lead);
+    let (fill, thin) = if color.is_some() {
+        ('█', '▏')
+    } else {
+        ('#', '.')
+    };
+    let body: String = if cells == 0 {
+        thin.to_string()
+    } else {
+        std::iter::repeat_n(fill, cells).collect()
+    };
+    let used = lead + body.chars().count();
+    let body = match color {
+        Some(c) => format!("\x1b[{c}m{body}\x1b[0m"),
+        None => body,
+    };
+    format!(
+        "|{}{body}{}|",
+        " ".repeat(lead),
+        " ".repeat(BAR_WIDTH.saturating_sub(used))
+    )
+}
+
+fn dim(s: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[2m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+/// The lines under the waterfall: protocol, peer, reuse and bytes, what the extensions add
+/// (connection, TLS, `Expect`, QUIC fallback), and the file's throughput while it was sent.
+pub fn summary(
+    p: &Profile,
+    ext: Option<&ProfileExtensions>,
+    file_bytes: u64,
+    indent: &str,
+) -> String {
+    let mut out = crate::phases::render_connection(p, ext, indent);
+    let sent_window = p.request_end - p.request_start;
+    if p.request_end > 0.0 && sent_window > 0.0 {
+        let _ = writeln!(
+            out,
+            "{indent}file sent at {:.1} MB/s ({} bytes in {sent_window:.3} ms, requestStart to \
+             requestEnd)",
+            file_bytes as f64 / sent_window / 1000.0,
+            crate::phases::group(file_bytes)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh_tls() -> (Profile, ProfileExtensions) {
+        let t0 = 1_764_028_800_000.0;
+        let p = Profile {
+            invoke_start: t0,
+            queue_start: t0 + 0.01,
+            queue_end: t0 + 0.02,
+            fetch_start: t0 + 0.03,
+            domain_look_up_start: t0 + 0.04,
+            domain_look_up_end: t0 + 0.5,
+            connect_start: t0 + 0.5,
+            ssl_connection_start: t0 + 0.75,
+            ssl_connection_end: t0 + 3.0,
+            connect_end: t0 + 3.0,
+            request_start: t0 + 3.25,
+            request_end: t0 + 10.0,
+            response_start: t0 + 12.0,
+            response_end: t0 + 20.0,
+            protocol: "h2".into(),
+            peer_ip: "127.0.0.1".into(),
+            port: 8443,
+            ..Profile::default()
+        };
+        let e = ProfileExtensions {
+            body_acked_end: t0 + 10.5,
+            ..ProfileExtensions::default()
+        };
+        (p, e)
+    }
+
+    #[test]
+    fn rows_follow_the_profile() {
+        let (p, e) = fresh_tls();
+        let rows = rows(&p, Some(&e));
+        let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            [
+                "queue",
+                "DNS",
+                "connect",
+                "TLS",
+                "request sent",
+                "acknowledged",
+                "server",
+                "response"
+            ]
+        );
+        let d = |i: usize| rows[i].span.map(|(s, e)| e - s).unwrap();
+        assert!((d(2) - 0.25).abs() < 1e-6, "connect ends where TLS starts");
+        assert!((d(3) - 2.25).abs() < 1e-6);
+        assert!(
+            (d(5) - 0.5).abs() < 1e-6,
+            "acknowledged: requestEnd to bodyAckedEnd"
+        );
+        assert!(
+            (d(6) - 1.5).abs() < 1e-6,
+            "server: bodyAckedEnd to responseStart"
+        );
+    }
+
+    #[test]
+    fn an_early_response_and_a_missing_ack_say_so() {
+        let (mut p, _) = fresh_tls();
+        p.request_end = 0.0;
+        let rows = rows(&p, None);
+        assert!(rows[4].note.contains("not completely sent"));
+        assert!(rows[5].span.is_none() && rows[5].note.contains("not reported"));
+        assert!(rows[6].span.is_none() && rows[6].note.contains("before the body"));
+    }
+
+    #[test]
+    fn quic_has_one_handshake() {
+        let (mut p, e) = fresh_tls();
+        p.protocol = "quic".into();
+        p.ssl_connection_start = p.connect_start;
+        let rows = rows(&p, Some(&e));
+        assert_eq!(rows[2].span, Some((p.connect_start, p.connect_end)));
+        assert!(rows[3].note.contains("QUIC"));
+    }
+
+    #[test]
+    fn plain_rendering_is_to_scale_and_has_no_escape_codes() {
+        let (p, e) = fresh_tls();
+        let text = render(&p, Some(&e), "", false);
+        assert!(!text.contains('\x1b'));
+        let request = text
+            .lines()
+            .find(|l| l.starts_with("request sent"))
+            .unwrap();
+        // 6.75 ms of 20 ms on 40 cells: 13 or 14 cells.
+        let hashes = request.matches('#').count();
+        assert!((13..=14).contains(&hashes), "{request}");
+        assert!(request.contains("3.250") && request.contains("6.750"));
+        assert!(text.lines().last().unwrap().contains("20.000"));
+        for line in text.lines().filter(|l| l.contains('|')) {
+            let bar = &line[line.find('|').unwrap()..=line.rfind('|').unwrap()];
+            assert_eq!(bar.chars().count(), BAR_WIDTH + 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn coloured_rendering_uses_ansi_codes_only_when_asked() {
+        let (p, e) = fresh_tls();
+        let text = render(&p, Some(&e), "", true);
+        assert!(text.contains("\x1b[34m") && text.contains('█'));
+    }
+
+    #[test]
+    fn bars_never_overflow() {
+        for (offset, duration) in [(0.0, 0.0), (0.0, 100.0), (99.9, 0.1), (50.0, 80.0)] {
+            let b = bar(offset, duration, 100.0, None);
+            assert_eq!(b.chars().count(), BAR_WIDTH + 2, "{offset} {duration}: {b}");
+        }
+        assert_eq!(bar(1.0, 1.0, 0.0, None).chars().count(), BAR_WIDTH + 2);
+    }
+}

@@ -287,6 +287,9 @@ fn progress_bar(file: &std::path::Path) -> ProgressBar {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     bar.set_prefix(name);
+    // Redraw now and then even without progress: rate and ETA stay current while the server
+    // reads or answers.
+    bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use assert_cmd::Command;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
@@ -878,4 +878,217 @@ fn upload_quic_json_against_aioquic() {
     assert_eq!(verdict["server"], "aioquic");
     assert_eq!(verdict["files"][0]["sha256"], sha.as_str());
     assert_eq!(verdict["fields"][0]["value"], "test");
+}
+
+/// A private tmux server (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> StdCommand {
+        let mut c = StdCommand::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    /// The pane's screen, with escape sequences (`-e`): what a person at the terminal sees.
+    fn capture(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-e", "-J", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Capture until `pred` holds or `within` passes; the last capture either way.
+    fn wait_for(&self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.capture();
+            if pred(&screen) || Instant::now() > deadline {
+                return screen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// `upload` on a real terminal (a tmux pane, captured): the progress bar while the server
+/// holds its answer, then the waterfall in colour with block bars.
+#[test]
+fn upload_on_a_terminal_shows_progress_then_a_coloured_waterfall() {
+    if StdCommand::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED upload_on_a_terminal_...: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = test_file(dir.path(), "big.bin", 3 * 1024 * 1024);
+    let tmux = Tmux {
+        socket: format!("uploadfile-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "env -u NO_COLOR {} upload '{}?delay_ms=1500' {}; sleep 30",
+        env!("CARGO_BIN_EXE_uploadfile"),
+        sink.url(),
+        file.display()
+    );
+    let started = tmux
+        .cmd()
+        .args(["new-session", "-d", "-s", "t", "-x", "150", "-y", "60"])
+        .arg(command)
+        .status()
+        .unwrap();
+    assert!(started.success());
+
+    // While the server holds its answer, the body is sent: the bar shows all of it.
+    let during = tmux.wait_for(Duration::from_secs(20), |s| s.contains("3.00 MiB/3.00 MiB"));
+    let bar = during
+        .lines()
+        .find(|l| l.starts_with("big.bin"))
+        .unwrap_or_else(|| panic!("no progress bar: {during}"));
+    assert!(bar.contains("3.00 MiB/3.00 MiB"), "bytes and total: {bar}");
+    assert!(
+        bar.contains("/s") && bar.contains("ETA"),
+        "rate and ETA: {bar}"
+    );
+
+    let after = tmux.wait_for(Duration::from_secs(30), |s| s.contains("total"));
+    assert!(after.contains("statusCode 200"), "{after}");
+    for row in [
+        "queue",
+        "DNS",
+        "connect",
+        "request sent",
+        "acknowledged",
+        "server",
+        "response",
+    ] {
+        assert!(after.contains(row), "no {row} row: {after}");
+    }
+    assert!(after.contains('█'), "block bars on a terminal: {after}");
+    assert!(after.contains("\u{1b}["), "colour on a terminal: {after}");
+    // The bar was cleared once the upload finished.
+    assert!(!after.contains("ETA"), "{after}");
+}
+
+/// Several files in one invocation: one result each, over one connection; a failure among them
+/// makes the exit status 1 and the others still run.
+#[test]
+fn several_files_share_one_connection_and_each_gets_a_result() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, sha_a) = test_file(dir.path(), "a.bin", 5_000);
+    let (b, sha_b) = test_file(dir.path(), "b.bin", 7_000);
+    let missing = dir.path().join("missing.bin");
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&a)
+        .arg(&missing)
+        .arg(&b)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let verdict =
+        |v: &Value| -> Value { serde_json::from_str(v["data"].as_str().unwrap()).unwrap() };
+    assert_eq!(verdict(&lines[0])["files"][0]["sha256"], sha_a.as_str());
+    assert_eq!(lines[1]["errno"], 1101);
+    assert_eq!(verdict(&lines[2])["files"][0]["sha256"], sha_b.as_str());
+    assert_eq!(
+        verdict(&lines[2])["connection"],
+        json!({"id": 1, "request": 2})
+    );
+    assert_eq!(lines[2]["profile"]["socketReused"], true);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        format!("uploadFile:fail file not found: {}", missing.display())
+    );
+
+    // The human report: a heading per file.
+    let out = uploadfile()
+        .args(["upload", &sink.url()])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[1/2] ") && text.contains("[2/2] "), "{text}");
+    assert_eq!(text.matches("statusCode 200").count(), 2, "{text}");
+    assert!(text.contains("reused connection"), "{text}");
+}
+
+/// `-v`: the request's header fields as sent and the response's, on stderr; secrets masked
+/// unless `--show-secrets`.
+#[test]
+fn verbose_shows_headers_with_secrets_masked() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = test_file(dir.path(), "a.bin", 1_000);
+    // discard=1: the sink answers {"receivedBytes":N} instead of echoing the headers it got.
+    let url = format!("{}?discard=1", sink.url());
+    let run = |extra: &[&str]| {
+        let out = uploadfile()
+            .args(["upload", &url])
+            .arg(&file)
+            .args([
+                "-v",
+                "-H",
+                "Authorization: Bearer s3cr3t",
+                "-H",
+                "Cookie: id=c00k1e",
+                "-H",
+                "X-Token: visible",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (stdout, stderr) = run(&[]);
+    assert!(stderr.contains("> Host: 127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("> Content-Type: multipart/form-data; boundary="),
+        "{stderr}"
+    );
+    assert!(stderr.contains("> X-Token: visible"), "{stderr}");
+    assert!(
+        stderr.contains("> Authorization: <masked, 13 bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("> Cookie: <masked"), "{stderr}");
+    assert!(stderr.contains("< 200 http1.1"), "{stderr}");
+    assert!(stderr.contains("< x-sink-connection: "), "{stderr}");
+    for secret in ["s3cr3t", "c00k1e"] {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} printed"
+        );
+    }
+    let (_, stderr) = run(&["--show-secrets"]);
+    assert!(
+        stderr.contains("> Authorization: Bearer s3cr3t"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("> Cookie: id=c00k1e"), "{stderr}");
 }

@@ -679,3 +679,44 @@ async fn profile_off_skips_the_profile_and_progress_counts_written_bytes() {
     assert!(res.profile.is_none() && res.profile_extensions.is_none());
     assert_eq!(last.lock().unwrap().unwrap().progress, 100);
 }
+
+/// `UploadSuccess::request_header`: the request's header fields as sent, in order, and what the
+/// sink received matches them.
+#[tokio::test]
+async fn request_header_reports_what_was_sent() {
+    let sink = sink(false).await;
+    let client = Client::builder()
+        .expect_continue_threshold(Some(1000))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 5000);
+    let res = client
+        .upload_file(
+            uploadfile::UploadOptions::new(sink.url("/upload"), &file, "file")
+                .header("X-Token", "abc"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = res.request_header.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Host",
+            "User-Agent",
+            "Accept",
+            "X-Token",
+            "Content-Type",
+            "Content-Length",
+            "Expect"
+        ]
+    );
+    let v = verdict(&res);
+    for (name, value) in &res.request_header {
+        assert_eq!(
+            v["headers"][name.to_ascii_lowercase()].as_str(),
+            Some(value.as_str()),
+            "{name}"
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! `uploadfile`: the command-line face of the `uploadfile` library.
 //!
-//! - `upload`: upload one file and show the answer and the measured timing phases;
+//! - `upload`: upload files and show each answer with its timing waterfall;
+//! - `call`: the JSON bridge (the original's options object in, its result object out);
+//! - `bench`: a load generator for upload endpoints (percentiles per phase, SVG waterfall);
 //! - `serve`: run the `uploadfile-sink` receiving server until Ctrl-C;
-//! - `demo`: both at once, on loopback, with verification of what arrived.
+//! - `demo`: uploads to local sinks over every protocol, with verification of what arrived.
 
 #![forbid(unsafe_code)]
 
@@ -44,7 +46,10 @@ mod waterfall;
     after_help = "Examples:\n  \
         uploadfile demo\n  \
         uploadfile serve --listen 127.0.0.1:8080\n  \
-        uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test"
+        uploadfile upload http://127.0.0.1:8080/upload photo.png -F user=test\n  \
+        uploadfile call '{\"url\":\"http://127.0.0.1:8080/upload\",\"filePath\":\"photo.png\",\"name\":\"file\"}'\n  \
+        uploadfile bench http://127.0.0.1:8080/upload photo.png -n 1000 -c 8\n\n\
+        Exit status: 0 success, 1 an upload failed, 2 bad usage (see each command's --help)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -406,6 +406,8 @@ fn every_subcommand_has_help_with_an_example() {
     for sub in [
         &["--help"][..],
         &["upload", "--help"],
+        &["call", "--help"],
+        &["bench", "--help"],
         &["serve", "--help"],
         &["demo", "--help"],
     ] {

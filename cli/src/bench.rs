@@ -35,9 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use uploadfile::{read_pem_file, Client, UploadError, UploadOptions};
+use uploadfile::{Client, UploadError, UploadOptions};
 
-use crate::upload::{parse_form, parse_header};
+use crate::request::RequestArgs;
 use report::{Report, RunConfig};
 use runner::{Counters, Plan, Stop};
 
@@ -93,45 +93,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub warmup: u64,
 
-    /// Multipart field name of the file part
-    #[arg(long, value_name = "NAME", default_value = "file")]
-    pub name: String,
-
-    /// Extra form field, sent before the file (repeatable)
-    #[arg(short = 'F', long = "form", value_name = "KEY=VALUE", value_parser = parse_form)]
-    pub form: Vec<(String, String)>,
-
-    /// Extra request header (repeatable; Referer is refused, as in the original)
-    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
-    pub header: Vec<(String, String)>,
-
-    /// Timeout of each upload in milliseconds [default: 60000]
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: Option<u64>,
-
-    /// Offer HTTP/2 (enableHttp2): negotiated by ALPN over TLS; uploads share one connection
-    #[arg(long)]
-    pub http2: bool,
-
-    /// HTTP/2 without negotiation on http:// (h2c with prior knowledge); implies --http2
-    #[arg(long)]
-    pub http2_prior_knowledge: bool,
-
-    /// Try HTTP/3 over QUIC (enableQuic) on https:// URLs; TCP if QUIC fails
-    #[arg(long)]
-    pub quic: bool,
-
-    /// Never send `Expect: 100-continue` (by default bodies over 1 MiB ask for it)
-    #[arg(long)]
-    pub no_expect_continue: bool,
-
-    /// Read the file into a buffer instead of sendfile(2) on plain http://
-    #[arg(long)]
-    pub no_zero_copy: bool,
-
-    /// Also trust the CA certificates in this PEM file (e.g. the one `serve --tls` writes)
-    #[arg(long, value_name = "PEM")]
-    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub request: RequestArgs,
 
     /// Print the report as one JSON object on stdout (fields: docs/cli.md)
     #[arg(long)]
@@ -162,19 +125,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 impl Args {
     /// The library's options for one upload.
     pub fn options(&self) -> UploadOptions {
-        let mut o = UploadOptions::new(&self.url, &self.file, &self.name)
-            .enable_http2(self.http2 || self.http2_prior_knowledge)
-            .enable_quic(self.quic);
-        for (k, v) in &self.header {
-            o = o.header(k, v);
-        }
-        for (k, v) in &self.form {
-            o = o.form_data(k, v);
-        }
-        if let Some(ms) = self.timeout {
-            o = o.timeout(Duration::from_millis(ms));
-        }
-        o
+        self.request.options(&self.url, &self.file)
     }
 
     /// How much to do.
@@ -195,18 +146,11 @@ impl Args {
     /// wait idle in the pool per origin, so no counted upload queues or loses its connection.
     pub fn client(&self) -> Result<Client, UploadError> {
         let c = self.plan().concurrency;
-        let mut builder = Client::builder()
+        self.request
+            .client_builder()?
             .max_concurrent_uploads(c)
             .pool_max_idle_per_origin(c)
-            .http2_prior_knowledge(self.http2_prior_knowledge)
-            .zero_copy(!self.no_zero_copy);
-        if self.no_expect_continue {
-            builder = builder.expect_continue_threshold(None);
-        }
-        if let Some(path) = &self.cacert {
-            builder = builder.add_root_certificates_pem(read_pem_file(path)?);
-        }
-        builder.build()
+            .build()
     }
 
     fn config(&self, file_bytes: u64) -> RunConfig {
@@ -215,20 +159,24 @@ impl Args {
             url: self.url.clone(),
             file: self.file.display().to_string(),
             file_bytes,
-            name: self.name.clone(),
+            name: self.request.name.clone(),
             requests: plan.requests,
             duration_secs: self.duration.map(|d| d.as_secs_f64()),
             concurrency: plan.concurrency,
             warmup: self.warmup,
-            http2: self.http2 || self.http2_prior_knowledge,
-            http2_prior_knowledge: self.http2_prior_knowledge,
-            quic: self.quic,
-            expect_continue: !self.no_expect_continue,
-            zero_copy: !self.no_zero_copy,
-            timeout_ms: self.timeout,
-            form_fields: self.form.iter().map(|(k, _)| k.clone()).collect(),
-            headers: self.header.iter().map(|(k, _)| k.clone()).collect(),
-            cacert: self.cacert.as_ref().map(|p| p.display().to_string()),
+            http2: self.request.http2 || self.request.http2_prior_knowledge,
+            http2_prior_knowledge: self.request.http2_prior_knowledge,
+            quic: self.request.quic,
+            expect_continue: !self.request.no_expect_continue,
+            zero_copy: !self.request.no_zero_copy,
+            timeout_ms: self.request.timeout,
+            form_fields: self.request.form.iter().map(|(k, _)| k.clone()).collect(),
+            headers: self.request.header.iter().map(|(k, _)| k.clone()).collect(),
+            cacert: self
+                .request
+                .cacert
+                .as_ref()
+                .map(|p| p.display().to_string()),
             svg: self.svg.as_ref().map(|p| p.display().to_string()),
         }
     }

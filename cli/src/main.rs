@@ -34,6 +34,7 @@ mod call;
 mod demo;
 mod json;
 mod phases;
+mod request;
 mod serve;
 mod upload;
 mod waterfall;

@@ -12,8 +12,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use uploadfile::{read_pem_file, Client, UploadError, UploadOptions, UploadSuccess};
+use uploadfile::{Client, UploadError, UploadOptions, UploadSuccess};
 
+use crate::request::RequestArgs;
+#[cfg(test)]
+use crate::request::{parse_form, parse_header};
 use crate::{json, waterfall};
 
 /// Upload files as multipart/form-data and show each answer and its measured timing.
@@ -49,55 +52,8 @@ pub struct Args {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// Multipart field name of the file part
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "file",
-        visible_alias = "fileName"
-    )]
-    pub name: String,
-
-    /// Extra form field, sent before the file (repeatable)
-    #[arg(short = 'F', long = "form", value_name = "KEY=VALUE", value_parser = parse_form)]
-    pub form: Vec<(String, String)>,
-
-    /// Extra request header (repeatable; Referer is refused, as in the original)
-    #[arg(short = 'H', long = "header", visible_alias = "headers",
-          value_name = "'NAME: VALUE'", value_parser = parse_header)]
-    pub header: Vec<(String, String)>,
-
-    /// Timeout of each upload in milliseconds [default: 60000]
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: Option<u64>,
-
-    /// Offer HTTP/2 (enableHttp2): negotiated by ALPN over TLS
-    #[arg(long)]
-    pub http2: bool,
-
-    /// HTTP/2 without negotiation on http:// (h2c with prior knowledge); implies --http2
-    #[arg(long)]
-    pub http2_prior_knowledge: bool,
-
-    /// Try HTTP/3 over QUIC (enableQuic) on https:// URLs; TCP if QUIC fails
-    #[arg(long)]
-    pub quic: bool,
-
-    /// With --quic: how long the QUIC handshake may take before falling back to TCP
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub quic_fallback_after: u64,
-
-    /// Never send `Expect: 100-continue` (by default bodies over 1 MiB ask for it, as curl's do)
-    #[arg(long)]
-    pub no_expect_continue: bool,
-
-    /// Read the file into a buffer and write that, instead of sendfile(2) on plain http://
-    #[arg(long)]
-    pub no_zero_copy: bool,
-
-    /// Also trust the CA certificates in this PEM file (e.g. the one `serve --tls` writes)
-    #[arg(long, value_name = "PEM")]
-    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub request: RequestArgs,
 
     /// Print the original's result object per file as one line of JSON
     #[arg(long)]
@@ -122,61 +78,15 @@ pub struct Args {
     pub color: String,
 }
 
-/// `-F key=value`: split at the first `=`; the value may be empty or contain `=`.
-pub fn parse_form(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        Some(_) => Err("the field name before '=' is empty".to_string()),
-        None => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
-}
-
-/// `-H 'Name: value'`: split at the first `:`; whitespace around the value is dropped.
-pub fn parse_header(s: &str) -> Result<(String, String), String> {
-    let Some((name, value)) = s.split_once(':') else {
-        return Err(format!("expected 'NAME: VALUE', got {s:?} (no colon)"));
-    };
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!("the header name before ':' is empty in {s:?}"));
-    }
-    if name.contains(char::is_whitespace) {
-        return Err(format!("the header name {name:?} contains whitespace"));
-    }
-    Ok((name.to_string(), value.trim().to_string()))
-}
-
 impl Args {
     /// The library's options for these arguments and one of the files.
     pub fn options_for(&self, file: &std::path::Path) -> UploadOptions {
-        let mut o = UploadOptions::new(&self.url, file, &self.name)
-            .enable_http2(self.http2 || self.http2_prior_knowledge)
-            .enable_quic(self.quic);
-        for (k, v) in &self.header {
-            o = o.header(k, v);
-        }
-        for (k, v) in &self.form {
-            o = o.form_data(k, v);
-        }
-        if let Some(ms) = self.timeout {
-            o = o.timeout(Duration::from_millis(ms));
-        }
-        o
+        self.request.options(&self.url, file)
     }
 
     /// The client for these arguments.
     pub fn client(&self) -> Result<Client, UploadError> {
-        let mut builder = Client::builder()
-            .http2_prior_knowledge(self.http2_prior_knowledge)
-            .zero_copy(!self.no_zero_copy)
-            .quic_fallback_after(Duration::from_millis(self.quic_fallback_after));
-        if self.no_expect_continue {
-            builder = builder.expect_continue_threshold(None);
-        }
-        if let Some(path) = &self.cacert {
-            builder = builder.add_root_certificates_pem(read_pem_file(path)?);
-        }
-        builder.build()
+        self.request.client_builder()?.build()
     }
 
     fn color(&self) -> bool {
@@ -437,7 +347,7 @@ mod tests {
     #[test]
     fn defaults_and_usage_errors() {
         let cli = Cli::try_parse_from(["x", "http://h/", "f"]).unwrap();
-        assert_eq!(cli.args.name, "file");
+        assert_eq!(cli.args.request.name, "file");
         assert_eq!(cli.args.options_for(&cli.args.files[0]).timeout, None);
         let many = Cli::try_parse_from(["x", "http://h/", "a", "b", "c"]).unwrap();
         assert_eq!(many.args.files.len(), 3);
@@ -452,8 +362,8 @@ mod tests {
             "A: b",
         ])
         .unwrap();
-        assert_eq!(alipay.args.name, "pic");
-        assert_eq!(alipay.args.header, vec![("A".into(), "b".into())]);
+        assert_eq!(alipay.args.request.name, "pic");
+        assert_eq!(alipay.args.request.header, vec![("A".into(), "b".into())]);
         for bad in [
             vec!["x", "http://h/", "f", "-H", "nocolon"],
             vec!["x", "http://h/", "f", "-F", "novalue"],

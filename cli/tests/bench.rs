@@ -2,69 +2,13 @@
 //! run bounded by a count, a duration or the command's own timeout).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin_cmd;
-use assert_cmd::Command;
 use serde_json::Value;
-use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+mod common;
 
-/// A sink running on its own runtime for the duration of a test.
-struct TestSink {
-    handle: Option<SinkHandle>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl TestSink {
-    fn start(tls: bool) -> TestSink {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle = runtime
-            .block_on(Sink::start(SinkConfig {
-                tls,
-                ..SinkConfig::default()
-            }))
-            .expect("start sink");
-        TestSink {
-            handle: Some(handle),
-            runtime,
-        }
-    }
-
-    fn sink(&self) -> &SinkHandle {
-        self.handle.as_ref().expect("running")
-    }
-
-    fn url(&self) -> String {
-        self.sink().url("/upload")
-    }
-}
-
-impl Drop for TestSink {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.runtime.block_on(h.shutdown());
-        }
-    }
-}
-
-fn uploadfile() -> Command {
-    let mut cmd = cargo_bin_cmd!("uploadfile");
-    cmd.timeout(Duration::from_secs(60));
-    cmd
-}
-
-fn test_file(dir: &Path, size: usize) -> PathBuf {
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
-    let path = dir.join("f.bin");
-    std::fs::write(&path, data).unwrap();
-    path
-}
+use common::{test_file, uploadfile, TestSink};
 
 fn json(stdout: &[u8]) -> Value {
     let text = std::str::from_utf8(stdout).expect("utf-8 stdout");
@@ -95,7 +39,7 @@ fn assert_ordered_percentiles(v: &Value) {
 fn twenty_uploads_at_concurrency_four_reuse_at_most_four_connections() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     let out = uploadfile()
         .args(["bench", &sink.url()])
         .arg(&file)
@@ -151,7 +95,7 @@ fn twenty_uploads_at_concurrency_four_reuse_at_most_four_connections() {
 fn text_report_has_the_table_and_the_facts() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 1000);
+    let file = test_file(dir.path(), "f.bin", 1000).0;
     let out = uploadfile()
         .args(["bench", &sink.url()])
         .arg(&file)
@@ -197,7 +141,7 @@ fn text_report_has_the_table_and_the_facts() {
 fn duration_stops_the_run_in_about_a_second() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     let t = Instant::now();
     let out = uploadfile()
         .args(["bench", &sink.url()])
@@ -241,7 +185,7 @@ fn duration_stops_the_run_in_about_a_second() {
 fn any_http_status_is_a_success() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 2048);
+    let file = test_file(dir.path(), "f.bin", 2048).0;
     let out = uploadfile()
         .args(["bench", &sink.sink().url("/upload?status=500")])
         .arg(&file)
@@ -258,7 +202,7 @@ fn any_http_status_is_a_success() {
 fn failures_are_counted_by_reason_and_exit_1() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     // The sink closes every connection after the head, without a response.
     let out = uploadfile()
         .args(["bench", &sink.sink().url("/upload?close=1")])
@@ -318,7 +262,7 @@ fn failures_are_counted_by_reason_and_exit_1() {
 fn svg_waterfall_has_a_row_per_upload_and_a_legend() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     let svg_path = dir.path().join("run.svg");
     let out = uploadfile()
         .args(["bench", &sink.url()])
@@ -366,7 +310,7 @@ fn svg_waterfall_has_a_row_per_upload_and_a_legend() {
 fn tls_with_cacert_over_http2_and_http1() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 100_000);
+    let file = test_file(dir.path(), "f.bin", 100_000).0;
     let ca = dir.path().join("ca.pem");
     sink.sink().write_ca_pem(&ca).unwrap();
 
@@ -425,7 +369,7 @@ fn tls_with_cacert_over_http2_and_http1() {
 fn warmup_uploads_are_not_counted() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     let out = uploadfile()
         .args(["bench", &sink.url()])
         .arg(&file)
@@ -446,7 +390,7 @@ fn warmup_uploads_are_not_counted() {
 fn usage_errors_exit_2_with_one_line() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 10);
+    let file = test_file(dir.path(), "f.bin", 10).0;
     let url = sink.url();
     let file_arg = file.to_str().unwrap();
     let missing = dir.path().join("missing.bin");
@@ -501,7 +445,7 @@ fn help_has_examples() {
 fn ctrl_c_stops_early_and_prints_the_partial_report() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), 4096);
+    let file = test_file(dir.path(), "f.bin", 4096).0;
     // Each upload waits 100 ms at the sink: a 60 s run, interrupted after about one.
     let mut child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
         .args(["bench", &sink.sink().url("/upload?delay_ms=100")])

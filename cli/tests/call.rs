@@ -4,15 +4,15 @@
 //! talks only to sinks on 127.0.0.1.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin_cmd;
-use assert_cmd::Command;
 use serde_json::{json, Value};
-use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+mod common;
+
+use common::{test_file, uploadfile, TestSink};
 
 /// Every field name of the original's `profile` (the seed's table, in its order).
 const PROFILE_FIELDS: [&str; 31] = [
@@ -53,62 +53,6 @@ const PROFILE_FIELDS: [&str; 31] = [
 const SUCCESS_FIELDS: [&str; 4] = ["errMsg", "data", "statusCode", "profile"];
 /// The original's failure object.
 const FAILURE_FIELDS: [&str; 2] = ["errMsg", "errno"];
-
-/// A sink running on its own runtime for the duration of a test.
-struct TestSink {
-    handle: Option<SinkHandle>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl TestSink {
-    fn start(tls: bool) -> TestSink {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle = runtime
-            .block_on(Sink::start(SinkConfig {
-                tls,
-                ..SinkConfig::default()
-            }))
-            .expect("start sink");
-        TestSink {
-            handle: Some(handle),
-            runtime,
-        }
-    }
-
-    fn sink(&self) -> &SinkHandle {
-        self.handle.as_ref().expect("running")
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.sink().url(path)
-    }
-}
-
-impl Drop for TestSink {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.runtime.block_on(h.shutdown());
-        }
-    }
-}
-
-fn uploadfile() -> Command {
-    let mut cmd = cargo_bin_cmd!("uploadfile");
-    cmd.timeout(Duration::from_secs(60));
-    cmd
-}
-
-/// A file of `size` bytes with varied content.
-fn test_file(dir: &Path, name: &str, size: usize) -> PathBuf {
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
-    let path = dir.join(name);
-    std::fs::write(&path, &data).unwrap();
-    path
-}
 
 /// An options object as one line of JSON.
 fn options(url: &str, file: &Path, extra: Value) -> String {
@@ -154,12 +98,12 @@ fn connection(v: &Value) -> (u64, u64) {
 fn success_and_failure_objects_have_exactly_the_original_fields() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "a.bin", 100_000);
+    let file = test_file(dir.path(), "a.bin", 100_000).0;
 
     let out = uploadfile()
         .arg("call")
         .arg(options(
-            &sink.url("/upload"),
+            &sink.url_at("/upload"),
             &file,
             json!({"formData":{"user":"test"}}),
         ))
@@ -186,7 +130,7 @@ fn success_and_failure_objects_have_exactly_the_original_fields() {
     let out = uploadfile()
         .arg("call")
         .arg(options(
-            &sink.url("/upload"),
+            &sink.url_at("/upload"),
             &dir.path().join("missing.bin"),
             json!({}),
         ))
@@ -210,7 +154,7 @@ fn success_and_failure_objects_have_exactly_the_original_fields() {
     let out = uploadfile()
         .arg("call")
         .arg(options(
-            &sink.url("/upload?status=500"),
+            &sink.url_at("/upload?status=500"),
             &file,
             json!({"enableProfile":false}),
         ))
@@ -227,10 +171,10 @@ fn success_and_failure_objects_have_exactly_the_original_fields() {
 fn documented_additions_by_flag() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "a.bin", 1000);
+    let file = test_file(dir.path(), "a.bin", 1000).0;
     let out = uploadfile()
         .args(["call", "--with-header", "--profile-extensions"])
-        .arg(options(&sink.url("/upload"), &file, json!({})))
+        .arg(options(&sink.url_at("/upload"), &file, json!({})))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -256,13 +200,13 @@ fn documented_additions_by_flag() {
 fn options_from_stdin_and_dash() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "s.bin", 5000);
+    let file = test_file(dir.path(), "s.bin", 5000).0;
     for args in [&["call"][..], &["call", "-"]] {
         let out = uploadfile()
             .args(args)
             .write_stdin(format!(
                 "{}\n",
-                options(&sink.url("/upload"), &file, json!({}))
+                options(&sink.url_at("/upload"), &file, json!({}))
             ))
             .output()
             .unwrap();
@@ -275,8 +219,8 @@ fn options_from_stdin_and_dash() {
     // No final newline, CRLF and blank lines: still one object per line.
     let text = format!(
         "\n  \r\n{}\r\n\n{}",
-        options(&sink.url("/upload"), &file, json!({})),
-        options(&sink.url("/upload"), &file, json!({}))
+        options(&sink.url_at("/upload"), &file, json!({})),
+        options(&sink.url_at("/upload"), &file, json!({}))
     );
     let out = uploadfile().arg("call").write_stdin(text).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -291,8 +235,8 @@ fn options_from_stdin_and_dash() {
 fn a_session_reuses_one_connection() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "r.bin", 20_000);
-    let line = options(&sink.url("/upload"), &file, json!({}));
+    let file = test_file(dir.path(), "r.bin", 20_000).0;
+    let line = options(&sink.url_at("/upload"), &file, json!({}));
     let out = uploadfile()
         .arg("call")
         .write_stdin(format!("{line}\n{line}\n{line}\n"))
@@ -320,8 +264,8 @@ fn a_session_reuses_one_connection() {
 fn bad_lines_get_failure_lines_and_the_session_goes_on() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "b.bin", 3000);
-    let good = options(&sink.url("/upload"), &file, json!({}));
+    let file = test_file(dir.path(), "b.bin", 3000).0;
+    let good = options(&sink.url_at("/upload"), &file, json!({}));
     let input = [
         good.clone(),
         "this is not json".to_string(),
@@ -369,9 +313,9 @@ fn bad_lines_get_failure_lines_and_the_session_goes_on() {
 fn alipay_names_are_accepted() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "ali.bin", 2000);
+    let file = test_file(dir.path(), "ali.bin", 2000).0;
     let line = json!({
-        "url": sink.url("/upload"),
+        "url": sink.url_at("/upload"),
         "filePath": file,
         "fileName": "avatar",
         "headers": {"X-Token": "abc"},
@@ -395,8 +339,8 @@ fn alipay_names_are_accepted() {
 fn events_come_before_their_result_with_the_original_names() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "e.bin", 3 * 1024 * 1024);
-    let line = options(&sink.url("/upload"), &file, json!({}));
+    let file = test_file(dir.path(), "e.bin", 3 * 1024 * 1024).0;
+    let line = options(&sink.url_at("/upload"), &file, json!({}));
     let out = uploadfile()
         .args(["call", "--events"])
         .write_stdin(format!("{line}\n{line}\n"))
@@ -465,10 +409,10 @@ fn events_come_before_their_result_with_the_original_names() {
 fn https_with_cacert_and_enable_http2_reports_h2() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "h2.bin", 200_000);
+    let file = test_file(dir.path(), "h2.bin", 200_000).0;
     let ca = dir.path().join("ca.pem");
     sink.sink().write_ca_pem(&ca).unwrap();
-    let line = options(&sink.url("/upload"), &file, json!({"enableHttp2": true}));
+    let line = options(&sink.url_at("/upload"), &file, json!({"enableHttp2": true}));
     let out = uploadfile()
         .args(["call", "--cacert"])
         .arg(&ca)
@@ -519,14 +463,14 @@ fn https_with_cacert_and_enable_http2_reports_h2() {
 fn concurrency_keeps_input_order_and_tags_lines_with_their_index() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "c.bin", 10_000);
+    let file = test_file(dir.path(), "c.bin", 10_000).0;
     // The first upload is answered last (the sink waits 600 ms before answering it).
     let input = [
-        options(&sink.url("/upload?delay_ms=600"), &file, json!({})),
+        options(&sink.url_at("/upload?delay_ms=600"), &file, json!({})),
         String::new(), // skipped, and not counted in the index
-        options(&sink.url("/upload"), &file, json!({})),
+        options(&sink.url_at("/upload"), &file, json!({})),
         "nonsense".to_string(),
-        options(&sink.url("/upload"), &file, json!({})),
+        options(&sink.url_at("/upload"), &file, json!({})),
     ]
     .join("\n");
     let started = Instant::now();
@@ -588,7 +532,7 @@ impl Drop for Running {
 fn sigterm_aborts_the_upload_in_flight() {
     let sink = TestSink::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let file = test_file(dir.path(), "t.bin", 10_000);
+    let file = test_file(dir.path(), "t.bin", 10_000).0;
     let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
         .args(["call", "--events"])
         .stdin(Stdio::piped())
@@ -603,7 +547,7 @@ fn sigterm_aborts_the_upload_in_flight() {
     writeln!(
         stdin,
         "{}",
-        options(&sink.url("/upload?delay_ms=30000"), &file, json!({}))
+        options(&sink.url_at("/upload?delay_ms=30000"), &file, json!({}))
     )
     .unwrap();
     stdin.flush().unwrap();

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin_cmd;
-use assert_cmd::Command;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+mod common;
+
+use common::{test_file, uploadfile, TestSink};
 
 /// Every field name of the original's `profile` (the seed's table, in its order).
 const PROFILE_FIELDS: [&str; 31] = [
@@ -45,62 +44,6 @@ const PROFILE_FIELDS: [&str; 31] = [
     "protocol",
     "usingHighPerformanceMode",
 ];
-
-/// A sink running on its own runtime for the duration of a test.
-struct TestSink {
-    handle: Option<SinkHandle>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl TestSink {
-    fn start(tls: bool) -> TestSink {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle = runtime
-            .block_on(Sink::start(SinkConfig {
-                tls,
-                ..SinkConfig::default()
-            }))
-            .expect("start sink");
-        TestSink {
-            handle: Some(handle),
-            runtime,
-        }
-    }
-
-    fn sink(&self) -> &SinkHandle {
-        self.handle.as_ref().expect("running")
-    }
-
-    fn url(&self) -> String {
-        self.sink().url("/upload")
-    }
-}
-
-impl Drop for TestSink {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.runtime.block_on(h.shutdown());
-        }
-    }
-}
-
-fn uploadfile() -> Command {
-    let mut cmd = cargo_bin_cmd!("uploadfile");
-    cmd.timeout(Duration::from_secs(60));
-    cmd
-}
-
-/// A file of `size` bytes with varied content, and its sha256.
-fn test_file(dir: &Path, name: &str, size: usize) -> (PathBuf, String) {
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
-    let path = dir.join(name);
-    std::fs::write(&path, &data).unwrap();
-    (path, hex::encode(Sha256::digest(&data)))
-}
 
 fn one_json_line(stdout: &[u8]) -> Value {
     let text = std::str::from_utf8(stdout).expect("utf-8 stdout");

@@ -495,3 +495,35 @@ fn ctrl_c_stops_early_and_prints_the_partial_report() {
     assert!(v["abortedInFlight"].as_u64().unwrap() <= 2);
     assert!(v["wallSeconds"].as_f64().unwrap() < 30.0);
 }
+
+/// `--quic` against the sink's HTTP/3 endpoint: every upload a stream of one QUIC connection.
+#[test]
+fn quic_uploads_are_streams_of_one_connection() {
+    let sink = TestSink::with(uploadfile_sink::SinkConfig {
+        tls: true,
+        h3: true,
+        ..uploadfile_sink::SinkConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = test_file(dir.path(), "f.bin", 50_000).0;
+    let ca = dir.path().join("ca.pem");
+    sink.sink().write_ca_pem(&ca).unwrap();
+    let out = uploadfile()
+        .args(["bench", &sink.url()])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["--quic", "-n", "12", "-c", "3", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json(&out.stdout);
+    assert_eq!(v["succeeded"], 12, "{v}");
+    assert_eq!(v["protocols"]["quic"], 12, "{v}");
+    assert_ordered_percentiles(&v);
+    let stats = sink.sink().stats();
+    assert!(stats.records.iter().all(|r| r.protocol == "HTTP/3"));
+    let connections: std::collections::BTreeSet<u64> =
+        stats.records.iter().map(|r| r.connection_id).collect();
+    assert_eq!(connections.len(), 1, "{connections:?}");
+}

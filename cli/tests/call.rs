@@ -619,3 +619,39 @@ fn usage_errors_exit_2_and_help_has_examples() {
     assert!(text.contains("uploadfile call '{"), "one-liner: {text}");
     assert!(text.contains("<<'EOF'"), "here-doc session: {text}");
 }
+
+/// `"enableQuic": true` lines in a session: HTTP/3, every upload a stream of one QUIC
+/// connection.
+#[test]
+fn a_quic_session_shares_one_quic_connection() {
+    let sink = TestSink::with(uploadfile_sink::SinkConfig {
+        tls: true,
+        h3: true,
+        ..uploadfile_sink::SinkConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = test_file(dir.path(), "q.bin", 30_000).0;
+    let ca = dir.path().join("ca.pem");
+    sink.sink().write_ca_pem(&ca).unwrap();
+    let line = options(&sink.url_at("/upload"), &file, json!({"enableQuic": true}));
+    let out = uploadfile()
+        .arg("call")
+        .arg("--cacert")
+        .arg(&ca)
+        .write_stdin(format!("{line}\n{line}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for v in &lines {
+        assert_eq!(v["profile"]["protocol"], "quic", "{v}");
+        assert_eq!(verdict(v)["protocol"], "HTTP/3");
+    }
+    let (a, b) = (connection(&lines[0]), connection(&lines[1]));
+    assert_eq!(
+        (a.0, a.1, b.1),
+        (b.0, 1, 2),
+        "one QUIC connection, two requests"
+    );
+}

@@ -1037,3 +1037,75 @@ fn verbose_shows_headers_with_secrets_masked() {
     );
     assert!(stderr.contains("> Cookie: id=c00k1e"), "{stderr}");
 }
+
+/// `serve --tls --cert --key --h2 --status --delay`: the server uses the given certificate,
+/// offers h2, and answers with that status after that delay.
+#[test]
+fn serve_with_a_certificate_of_ones_own_status_and_delay() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "my CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let (ca_pem, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf_cert.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+            "--h2",
+            "--cert",
+        ])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["--status", "201", "--delay", "150"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let mut url = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while url.is_none() && Instant::now() < deadline {
+        let line = lines.next().expect("serve printed its banner").unwrap();
+        if let Some(rest) = line.strip_prefix("upload to") {
+            url = Some(rest.trim().to_string());
+        }
+    }
+    let url = url.expect("serve printed its URL");
+    let (file, sha) = test_file(dir.path(), "f.bin", 100_000);
+    let out = uploadfile()
+        .args(["upload", &url])
+        .arg(&file)
+        .arg("--cacert")
+        .arg(&ca_pem)
+        .args(["--http2", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = one_json_line(&out.stdout);
+    assert_eq!(v["statusCode"], 201, "{v}");
+    assert_eq!(v["profile"]["protocol"], "h2", "{v}");
+    let verdict: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(verdict["files"][0]["sha256"], sha.as_str());
+    let p = &v["profile"];
+    let waited = p["responseStart"].as_f64().unwrap() - p["requestEnd"].as_f64().unwrap();
+    assert!(waited >= 145.0, "the server's delay: {waited} ms");
+}

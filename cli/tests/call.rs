@@ -12,42 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 mod common;
 
-use common::{test_file, uploadfile, TestSink};
-
-/// Every field name of the original's `profile` (the seed's table, in its order).
-const PROFILE_FIELDS: [&str; 31] = [
-    "invokeStart",
-    "httpDNSDomainLookUpStart",
-    "httpDNSDomainLookUpEnd",
-    "queueStart",
-    "queueEnd",
-    "redirectStart",
-    "redirectEnd",
-    "fetchStart",
-    "domainLookUpStart",
-    "domainLookUpEnd",
-    "connectStart",
-    "connectEnd",
-    "SSLconnectionStart",
-    "SSLconnectionEnd",
-    "requestStart",
-    "requestEnd",
-    "responseStart",
-    "responseEnd",
-    "rtt",
-    "estimate_nettype",
-    "httpRttEstimate",
-    "transportRttEstimate",
-    "downstreamThroughputKbpsEstimate",
-    "throughputKbps",
-    "peerIP",
-    "port",
-    "socketReused",
-    "sendBytesCount",
-    "receivedBytedCount",
-    "protocol",
-    "usingHighPerformanceMode",
-];
+use common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 
 /// The original's success object (the seed's `success` table, plus `errMsg`).
 const SUCCESS_FIELDS: [&str; 4] = ["errMsg", "data", "statusCode", "profile"];

@@ -8,42 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 mod common;
 
-use common::{test_file, uploadfile, TestSink};
-
-/// Every field name of the original's `profile` (the seed's table, in its order).
-const PROFILE_FIELDS: [&str; 31] = [
-    "invokeStart",
-    "httpDNSDomainLookUpStart",
-    "httpDNSDomainLookUpEnd",
-    "queueStart",
-    "queueEnd",
-    "redirectStart",
-    "redirectEnd",
-    "fetchStart",
-    "domainLookUpStart",
-    "domainLookUpEnd",
-    "connectStart",
-    "connectEnd",
-    "SSLconnectionStart",
-    "SSLconnectionEnd",
-    "requestStart",
-    "requestEnd",
-    "responseStart",
-    "responseEnd",
-    "rtt",
-    "estimate_nettype",
-    "httpRttEstimate",
-    "transportRttEstimate",
-    "downstreamThroughputKbpsEstimate",
-    "throughputKbps",
-    "peerIP",
-    "port",
-    "socketReused",
-    "sendBytesCount",
-    "receivedBytedCount",
-    "protocol",
-    "usingHighPerformanceMode",
-];
+use common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 
 fn one_json_line(stdout: &[u8]) -> Value {
     let text = std::str::from_utf8(stdout).expect("utf-8 stdout");
@@ -411,43 +376,96 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn serve_with_h3_takes_a_quic_upload() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("sink-ca.pem");
+/// `uploadfile serve ARGS` as a child process, with its banner read (every line up to
+/// "press Ctrl-C").
+struct Serve {
+    server: Server,
+    banner: Vec<String>,
+    lines: Option<std::io::Lines<BufReader<std::process::ChildStdout>>>,
+}
+
+fn serve(args: &[&std::ffi::OsStr]) -> Serve {
     let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls",
-            "--h3",
-            "--ca-out",
-        ])
-        .arg(&ca)
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut server = Server(child);
     let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let (mut tcp, mut udp, mut url, mut hint) = (None, None, None, None);
+    let mut banner = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while hint.is_none() && Instant::now() < deadline {
+    while Instant::now() < deadline {
         let line = lines.next().expect("serve printed its banner").unwrap();
-        if let Some(rest) = line.strip_prefix("listening on") {
-            tcp = Some(rest.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("HTTP/3 on") {
-            udp = Some(rest.trim().trim_end_matches("(UDP)").trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("upload to") {
-            url = Some(rest.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("try") {
-            hint = Some(rest.trim().to_string());
+        let done = line.starts_with("press Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
         }
     }
+    Serve {
+        server,
+        banner,
+        lines: Some(lines),
+    }
+}
+
+impl Serve {
+    /// What follows `label` on its banner line ("upload to", "listening on", ...).
+    fn value(&self, label: &str) -> Option<String> {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(label).map(|rest| rest.trim().to_string()))
+    }
+
+    /// Ctrl-C, then the rest of what it printed (its request log and summary) and how it exited.
+    fn interrupt(mut self) -> (String, std::process::ExitStatus) {
+        let pid = self.server.0.id().to_string();
+        let status = StdCommand::new("sh")
+            .args(["-c", &format!("kill -INT {pid}")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let lines = self.lines.take().expect("read once");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            let _ = tx.send(rest.join("\n"));
+        });
+        let rest = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("serve closed its stdout after SIGINT");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.server.0.try_wait().unwrap() {
+                return (rest, status);
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn serve_with_h3_takes_a_quic_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("sink-ca.pem");
+    let srv = serve(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--tls".as_ref(),
+        "--h3".as_ref(),
+        "--ca-out".as_ref(),
+        ca.as_os_str(),
+    ]);
+    let tcp = srv.value("listening on");
+    let udp = srv
+        .value("HTTP/3 on")
+        .map(|v| v.trim_end_matches("(UDP)").trim().to_string());
     assert_eq!(udp, tcp, "HTTP/3 on the TCP listener's address");
-    assert!(hint.unwrap().ends_with("--quic"));
-    let url = url.expect("serve printed its URL");
+    assert!(srv.value("try").unwrap().ends_with("--quic"));
+    let url = srv.value("upload to").expect("serve printed its URL");
 
     let (file, sha) = test_file(dir.path(), "f.bin", 200_000);
     let out = uploadfile()
@@ -467,20 +485,7 @@ fn serve_with_h3_takes_a_quic_upload() {
     assert_quic_profile(&v);
 
     // Ctrl-C: the request is logged as HTTP/3.
-    let pid = server.0.id().to_string();
-    let status = StdCommand::new("sh")
-        .args(["-c", &format!("kill -INT {pid}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rest: Vec<String> = lines.map_while(Result::ok).collect();
-        let _ = tx.send(rest.join("\n"));
-    });
-    let rest = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("serve closed its stdout after SIGINT");
+    let (rest, _) = srv.interrupt();
     assert!(rest.contains("200 POST /upload  HTTP/3"), "{rest}");
 }
 
@@ -488,28 +493,16 @@ fn serve_with_h3_takes_a_quic_upload() {
 fn serve_with_tls_until_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("sink-ca.pem");
-    let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--tls", "--ca-out"])
-        .arg(&ca)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-
-    // Read the banner up to the URL.
-    let mut url = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while url.is_none() && Instant::now() < deadline {
-        let line = lines.next().expect("serve printed its banner").unwrap();
-        if let Some(rest) = line.strip_prefix("upload to") {
-            url = Some(rest.trim().to_string());
-        }
-    }
-    let url = url.expect("serve printed its URL");
+    let srv = serve(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--tls".as_ref(),
+        "--ca-out".as_ref(),
+        ca.as_os_str(),
+    ]);
+    let url = srv.value("upload to").expect("serve printed its URL");
     assert!(url.starts_with("https://localhost:"), "{url}");
-    let banner_ca = lines.next().unwrap().unwrap();
+    let banner_ca = srv.value("CA cert").unwrap();
     assert!(banner_ca.contains(ca.to_str().unwrap()), "{banner_ca}");
     assert!(std::fs::read_to_string(&ca)
         .unwrap()
@@ -529,34 +522,13 @@ fn serve_with_tls_until_ctrl_c() {
     assert!(v["data"].as_str().unwrap().contains(&sha));
 
     // Ctrl-C: the server logs the request and stops cleanly.
-    let pid = server.0.id().to_string();
-    let status = StdCommand::new("sh")
-        .args(["-c", &format!("kill -INT {pid}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rest: Vec<String> = lines.map_while(Result::ok).collect();
-        let _ = tx.send(rest.join("\n"));
-    });
-    let rest = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("serve closed its stdout after SIGINT");
+    let (rest, status) = srv.interrupt();
     assert!(rest.contains("200 POST /upload"), "{rest}");
     assert!(
         rest.contains("stopped: 1 connection(s), 1 request(s)"),
         "{rest}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -1062,34 +1034,21 @@ fn serve_with_a_certificate_of_ones_own_status_and_delay() {
     std::fs::write(&cert, leaf_cert.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
 
-    let child = StdCommand::new(env!("CARGO_BIN_EXE_uploadfile"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls",
-            "--h2",
-            "--cert",
-        ])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .args(["--status", "201", "--delay", "150"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let mut url = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while url.is_none() && Instant::now() < deadline {
-        let line = lines.next().expect("serve printed its banner").unwrap();
-        if let Some(rest) = line.strip_prefix("upload to") {
-            url = Some(rest.trim().to_string());
-        }
-    }
-    let url = url.expect("serve printed its URL");
+    let srv = serve(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--tls".as_ref(),
+        "--h2".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+        "--status".as_ref(),
+        "201".as_ref(),
+        "--delay".as_ref(),
+        "150".as_ref(),
+    ]);
+    let url = srv.value("upload to").expect("serve printed its URL");
     let (file, sha) = test_file(dir.path(), "f.bin", 100_000);
     let out = uploadfile()
         .args(["upload", &url])

@@ -76,3 +76,38 @@ pub fn test_file(dir: &Path, name: &str, size: usize) -> (PathBuf, String) {
     std::fs::write(&path, &data).unwrap();
     (path, hex::encode(Sha256::digest(&data)))
 }
+
+/// Every field name of the original's `profile` (the seed's table, in its order).
+pub const PROFILE_FIELDS: [&str; 31] = [
+    "invokeStart",
+    "httpDNSDomainLookUpStart",
+    "httpDNSDomainLookUpEnd",
+    "queueStart",
+    "queueEnd",
+    "redirectStart",
+    "redirectEnd",
+    "fetchStart",
+    "domainLookUpStart",
+    "domainLookUpEnd",
+    "connectStart",
+    "connectEnd",
+    "SSLconnectionStart",
+    "SSLconnectionEnd",
+    "requestStart",
+    "requestEnd",
+    "responseStart",
+    "responseEnd",
+    "rtt",
+    "estimate_nettype",
+    "httpRttEstimate",
+    "transportRttEstimate",
+    "downstreamThroughputKbpsEstimate",
+    "throughputKbps",
+    "peerIP",
+    "port",
+    "socketReused",
+    "sendBytesCount",
+    "receivedBytedCount",
+    "protocol",
+    "usingHighPerformanceMode",
+];

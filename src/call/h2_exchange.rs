@@ -28,6 +28,7 @@ use h2::{Reason, SendStream};
 use super::body_pieces::BodyPieces;
 use super::exchange::ExchangeOutput;
 use super::file_source::FileSource;
+use super::StreamInput;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
 use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
@@ -35,18 +36,6 @@ use crate::proto::multipart::BodyPlan;
 use crate::proto::response::ResponseHead;
 use crate::task::{HeadersReceived, TaskShared};
 use crate::transport::h2_pool::{connection_failure, H2Connection};
-
-/// What the stream needs.
-pub(crate) struct H2Input<'a> {
-    pub request: http::Request<()>,
-    /// The body, or `None` for a body-less GET (after a 303).
-    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
-    pub max_response_body: usize,
-    pub chunk_size: usize,
-    pub task: &'a TaskShared,
-    /// Read TCP_INFO for `rtt` (profile on).
-    pub profile: bool,
-}
 
 /// A failed stream: retry on a fresh connection or not.
 pub(crate) struct H2Failure {
@@ -59,11 +48,11 @@ pub(crate) struct H2Failure {
 pub(crate) async fn h2_exchange(
     conn: &H2Connection,
     send: SendRequest<Bytes>,
-    input: H2Input<'_>,
+    input: StreamInput<'_>,
     timeline: &mut Timeline,
     facts: &mut ExchangeFacts,
 ) -> Result<ExchangeOutput, H2Failure> {
-    let H2Input {
+    let StreamInput {
         request,
         body,
         max_response_body,

@@ -28,6 +28,7 @@ use h3::error::{Code, StreamError};
 use super::body_pieces::BodyPieces;
 use super::exchange::ExchangeOutput;
 use super::file_source::FileSource;
+use super::StreamInput;
 use crate::error::{ErrorKind, UploadError};
 use crate::headers::ResponseHeaders;
 use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
@@ -36,20 +37,6 @@ use crate::proto::response::ResponseHead;
 use crate::task::{HeadersReceived, TaskShared};
 use crate::transport::quic_glue::StreamRecord;
 use crate::transport::quic_pool::{connection_failure, H3Sender, QuicConnection};
-
-/// What the stream needs.
-pub(crate) struct H3Input<'a> {
-    pub request: http::Request<()>,
-    /// The body, or `None` for a body-less GET (after a 303).
-    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
-    pub max_response_body: usize,
-    pub chunk_size: usize,
-    /// Announce each chunk to the glue, which then hands quinn the buffer itself.
-    pub zero_copy: bool,
-    pub task: &'a TaskShared,
-    /// Read the path RTT (profile on).
-    pub profile: bool,
-}
 
 /// A failed stream: retry on a fresh connection or not.
 pub(crate) struct H3Failure {
@@ -71,16 +58,16 @@ impl From<UploadError> for H3Failure {
 pub(crate) async fn h3_exchange(
     conn: &QuicConnection,
     mut sender: H3Sender,
-    input: H3Input<'_>,
+    input: StreamInput<'_>,
+    zero_copy: bool,
     timeline: &mut Timeline,
     facts: &mut ExchangeFacts,
 ) -> Result<ExchangeOutput, H3Failure> {
-    let H3Input {
+    let StreamInput {
         request,
         body,
         max_response_body,
         chunk_size,
-        zero_copy,
         task,
         profile,
     } = input;
@@ -95,15 +82,9 @@ pub(crate) async fn h3_exchange(
         )
     })?;
     let head_written = record.taps();
-    if facts.reused {
-        // The server's stream limit (MAX_STREAMS) may have made the stream wait: that is queue
-        // time, and the request's fetch starts when the stream is there.
-        if let (Some(opened), Some(fetch)) = (head_written.opened_at, timeline.fetch_start) {
-            if opened.saturating_duration_since(fetch).as_micros() > 50 {
-                timeline.queue_end = Some(opened);
-                timeline.fetch_start = Some(opened);
-            }
-        }
+    if let (true, Some(opened)) = (facts.reused, head_written.opened_at) {
+        // The server's stream limit (MAX_STREAMS) may have made the stream wait.
+        super::stream_slot_waited(timeline, opened);
     }
     let (mut tx, mut rx) = stream.split();
     let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());

@@ -25,6 +25,7 @@ use crate::headers::ResponseHeaders;
 use crate::network_quality::QualityEstimate;
 use crate::options::UploadOptions;
 use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
+use crate::proto::multipart::BodyPlan;
 use crate::success::UploadSuccess;
 use crate::task::TaskShared;
 use crate::transport::h2_pool::{H2Connection, H2Settings};
@@ -32,7 +33,8 @@ use crate::transport::{connect, ConnectParams, Connection, ConnectionInfo, Origi
 
 pub(crate) use acks::AckSource;
 use exchange::{exchange, ExchangeInput, ExchangeOutput};
-use h2_exchange::{h2_exchange, H2Input};
+use file_source::FileSource;
+use h2_exchange::h2_exchange;
 use prepare::{Method, Prepared};
 
 /// Run one upload under its timeout and abort signal.
@@ -435,35 +437,10 @@ async fn send_h2(
             }
         };
         if reused {
-            let now = Instant::now();
-            if timeline
-                .fetch_start
-                .is_some_and(|f| now.duration_since(f).as_micros() > 50)
-            {
-                timeline.queue_end = Some(now);
-                timeline.fetch_start = Some(now);
-            }
+            stream_slot_waited(timeline, Instant::now());
         }
         facts.connection_requests_before = streams_before;
-        let request = prepared.multiplexed_request(
-            hop.method,
-            hop.drop_credentials,
-            http::Version::HTTP_2,
-        )?;
-        let with_body = hop.method == Method::Post;
-        let input = H2Input {
-            request,
-            body: with_body.then_some((&prepared.plan, &prepared.file)),
-            max_response_body: client.config.max_response_body,
-            // h2 writes one DATA frame per flush: reading the file in pieces as large as the
-            // stream's send buffer measured best (docs/performance.md, HTTP/2).
-            chunk_size: client
-                .config
-                .chunk_size
-                .max(client.config.h2_max_send_buffer_size),
-            task,
-            profile: hop.profile,
-        };
+        let input = stream_input(client, prepared, hop, task, http::Version::HTTP_2)?;
         match h2_exchange(&conn, send, input, timeline, facts).await {
             Ok(out) => return Ok(H2Result::Done(out)),
             Err(failure) if failure.retryable && !retried => {
@@ -474,6 +451,58 @@ async fn send_h2(
             }
             Err(failure) => return Err(failure.error),
         }
+    }
+}
+
+/// What one request over a multiplexed protocol (HTTP/2, HTTP/3) needs from the upload.
+pub(crate) struct StreamInput<'a> {
+    pub request: http::Request<()>,
+    /// The body, or `None` for a body-less GET (after a 303).
+    pub body: Option<(&'a BodyPlan, &'a FileSource)>,
+    pub max_response_body: usize,
+    /// File bytes read per piece of the body.
+    pub chunk_size: usize,
+    pub task: &'a TaskShared,
+    /// The profile is on: read the transport's RTT.
+    pub profile: bool,
+}
+
+/// The hop as a request for a multiplexed protocol of `version`.
+fn stream_input<'a>(
+    client: &ClientInner,
+    prepared: &'a Prepared,
+    hop: Hop,
+    task: &'a TaskShared,
+    version: http::Version,
+) -> Result<StreamInput<'a>, UploadError> {
+    let request = prepared.multiplexed_request(hop.method, hop.drop_credentials, version)?;
+    let with_body = hop.method == Method::Post;
+    Ok(StreamInput {
+        request,
+        body: with_body.then_some((&prepared.plan, &prepared.file)),
+        max_response_body: client.config.max_response_body,
+        // h2 writes one DATA frame per flush, and h3 hands each piece to quinn as one buffer:
+        // pieces as large as the stream's send buffer measured best (docs/performance.md,
+        // HTTP/2).
+        chunk_size: client
+            .config
+            .chunk_size
+            .max(client.config.h2_max_send_buffer_size),
+        task,
+        profile: hop.profile,
+    })
+}
+
+/// A stream on a reused connection that became available at `ready`: if it had to wait for a
+/// slot under the server's stream limit, that wait is queue time, and the request's fetch
+/// starts when the stream is there.
+fn stream_slot_waited(timeline: &mut Timeline, ready: Instant) {
+    if timeline
+        .fetch_start
+        .is_some_and(|f| ready.saturating_duration_since(f).as_micros() > 50)
+    {
+        timeline.queue_end = Some(ready);
+        timeline.fetch_start = Some(ready);
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::time::Instant;
 
-use super::h3_exchange::{h3_exchange, H3Input};
-use super::{record_connection, reset_connection_phases, ExchangeOutput, Hop, Method, Prepared};
+use super::h3_exchange::h3_exchange;
+use super::{
+    record_connection, reset_connection_phases, stream_input, ExchangeOutput, Hop, Prepared,
+};
 use crate::client::ClientInner;
 use crate::error::UploadError;
 use crate::profile::{DnsSource, ExchangeFacts, Protocol, Timeline};
@@ -65,26 +67,9 @@ pub(super) async fn send_h3(
         facts.stale_connection_retries = u32::from(retried);
         let (sender, before) = conn.sender();
         facts.connection_requests_before = before;
-        let request = prepared.multiplexed_request(
-            hop.method,
-            hop.drop_credentials,
-            http::Version::HTTP_3,
-        )?;
-        let with_body = hop.method == Method::Post;
-        let input = H3Input {
-            request,
-            body: with_body.then_some((&prepared.plan, &prepared.file)),
-            max_response_body: client.config.max_response_body,
-            // As on HTTP/2: large chunks, each handed to quinn as one buffer.
-            chunk_size: client
-                .config
-                .chunk_size
-                .max(client.config.h2_max_send_buffer_size),
-            zero_copy: client.config.quic_zero_copy,
-            task,
-            profile: hop.profile,
-        };
-        match h3_exchange(&conn, sender, input, timeline, facts).await {
+        let input = stream_input(client, prepared, hop, task, http::Version::HTTP_3)?;
+        let zero_copy = client.config.quic_zero_copy;
+        match h3_exchange(&conn, sender, input, zero_copy, timeline, facts).await {
             Ok(out) => return Ok(Some(out)),
             Err(failure) if failure.retryable && !retried => {
                 // Rejected unprocessed, or the connection is going away: once more, on a

@@ -311,8 +311,7 @@ fn tls_with_cacert_over_http2_and_http1() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
     let file = test_file(dir.path(), "f.bin", 100_000).0;
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
 
     let out = uploadfile()
         .args(["bench", &sink.url()])
@@ -499,15 +498,10 @@ fn ctrl_c_stops_early_and_prints_the_partial_report() {
 /// `--quic` against the sink's HTTP/3 endpoint: every upload a stream of one QUIC connection.
 #[test]
 fn quic_uploads_are_streams_of_one_connection() {
-    let sink = TestSink::with(uploadfile_sink::SinkConfig {
-        tls: true,
-        h3: true,
-        ..uploadfile_sink::SinkConfig::default()
-    });
+    let sink = TestSink::h3();
     let dir = tempfile::tempdir().unwrap();
     let file = test_file(dir.path(), "f.bin", 50_000).0;
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
     let out = uploadfile()
         .args(["bench", &sink.url()])
         .arg(&file)

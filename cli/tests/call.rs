@@ -375,8 +375,7 @@ fn https_with_cacert_and_enable_http2_reports_h2() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
     let file = test_file(dir.path(), "h2.bin", 200_000).0;
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
     let line = options(&sink.url_at("/upload"), &file, json!({"enableHttp2": true}));
     let out = uploadfile()
         .args(["call", "--cacert"])
@@ -589,15 +588,10 @@ fn usage_errors_exit_2_and_help_has_examples() {
 /// connection.
 #[test]
 fn a_quic_session_shares_one_quic_connection() {
-    let sink = TestSink::with(uploadfile_sink::SinkConfig {
-        tls: true,
-        h3: true,
-        ..uploadfile_sink::SinkConfig::default()
-    });
+    let sink = TestSink::h3();
     let dir = tempfile::tempdir().unwrap();
     let file = test_file(dir.path(), "q.bin", 30_000).0;
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
     let line = options(&sink.url_at("/upload"), &file, json!({"enableQuic": true}));
     let out = uploadfile()
         .arg("call")

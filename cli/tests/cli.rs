@@ -166,8 +166,7 @@ fn tls_upload_needs_the_ca() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
     let (file, sha) = test_file(dir.path(), "c.bin", 50_000);
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
 
     let out = uploadfile()
         .args(["upload", &sink.url()])
@@ -536,8 +535,7 @@ fn upload_http2_json_reports_h2() {
     let sink = TestSink::start(true);
     let dir = tempfile::tempdir().unwrap();
     let (file, sha) = test_file(dir.path(), "h2.bin", 300_000);
-    let ca = dir.path().join("ca.pem");
-    sink.sink().write_ca_pem(&ca).unwrap();
+    let ca = sink.ca_file(dir.path());
     let out = uploadfile()
         .args(["upload", &sink.url()])
         .arg(&file)

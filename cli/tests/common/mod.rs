@@ -25,6 +25,15 @@ impl TestSink {
         })
     }
 
+    /// A TLS sink that also serves HTTP/3 (QUIC) on its port.
+    pub fn h3() -> TestSink {
+        TestSink::with(SinkConfig {
+            tls: true,
+            h3: true,
+            ..SinkConfig::default()
+        })
+    }
+
     /// A sink with this configuration.
     pub fn with(config: SinkConfig) -> TestSink {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +55,13 @@ impl TestSink {
     /// The upload URL, `/upload`.
     pub fn url(&self) -> String {
         self.sink().url("/upload")
+    }
+
+    /// The sink's CA written to `ca.pem` in `dir`, for `--cacert`.
+    pub fn ca_file(&self, dir: &Path) -> PathBuf {
+        let ca = dir.join("ca.pem");
+        self.sink().write_ca_pem(&ca).expect("a TLS sink has a CA");
+        ca
     }
 
     /// A URL for `path` (which may carry a query).

@@ -10,139 +10,21 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls::client::danger::ServerCertVerifier;
-use rustls_pki_types::CertificateDer;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
+use crate::call::Context;
+use crate::config::ClientConfig;
 use crate::dns::{HttpDnsConfig, Resolve, SystemResolver};
 use crate::error::{ErrorKind, UploadError};
-use crate::network_quality::{EstimatorParams, NetworkQualityEstimator};
+use crate::events::TaskShared;
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
-use crate::task::{TaskShared, UploadTask};
-use crate::transport::h2_pool::H2Pool;
-#[cfg(feature = "quic")]
-use crate::transport::quic_pool::QuicPool;
-use crate::transport::{tls, HostResolver, Pool};
-
-/// The client's settings. Build one with [`Client::builder`].
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Uploads in flight at once; more wait in the queue (`queueStart`/`queueEnd`). Default 10,
-    /// as in the original.
-    pub max_concurrent_uploads: usize,
-    /// How long an idle connection stays in the pool. Default 60 s.
-    pub pool_idle_timeout: Duration,
-    /// Idle connections kept per origin. Default 16.
-    pub pool_max_idle_per_origin: usize,
-    /// `User-Agent` sent unless the options set one. Default `uploadfile/<version>`.
-    pub user_agent: String,
-    /// Send `Expect: 100-continue` for bodies larger than this many bytes; `None` never.
-    /// Default 1 MiB, as curl does.
-    pub expect_continue_threshold: Option<u64>,
-    /// How long to wait for `100 Continue` before sending the body anyway. Default 1 s.
-    pub expect_continue_timeout: Duration,
-    /// Largest response body accepted; a larger one fails with `response too large`.
-    /// Default 16 MiB.
-    pub max_response_body: usize,
-    /// Bytes read from the file per write on the buffered path (TLS, HTTP/2, or zero copy
-    /// off). Default 256 KiB.
-    pub chunk_size: usize,
-    /// Send the file with `sendfile(2)` on plain-TCP HTTP/1.1 (Linux): no copy through user
-    /// space (`usingHighPerformanceMode: true`). Windows of the file not in the page cache are
-    /// read on the blocking pool instead, and a kernel that refuses `sendfile` gets buffered
-    /// reads. A file no larger than `chunk_size` goes with the request head in one vectored
-    /// write instead (one system call where `sendfile` takes four). Default true: on a quiet
-    /// machine it measured 1.39x the buffered path's throughput
-    /// at 0.69x its CPU, level with a minimal `sendfile` sender (`docs/performance.md`, "Write
-    /// paths").
-    pub zero_copy: bool,
-    /// rustls' limit on buffered outgoing plaintext (`ClientConnection::set_buffer_limit`): how
-    /// much of one write becomes TLS records before they go to the socket. `None` keeps rustls'
-    /// default (64 KiB). Default `None` (see `docs/performance.md`: larger measured no faster).
-    pub tls_buffer_limit: Option<usize>,
-    /// How long resolved addresses stay in the client's DNS cache; zero turns the cache off.
-    /// Default 60 s.
-    pub dns_cache_ttl: Duration,
-    /// HTTPDNS, tried before the resolver when set. Default none.
-    pub httpdns: Option<HttpDnsConfig>,
-    /// Happy Eyeballs' connection attempt delay (RFC 8305 §5). Default 250 ms.
-    pub happy_eyeballs_delay: Duration,
-    /// Redirects followed at most; `0` returns the 3xx response itself. Default 10.
-    pub max_redirects: u32,
-    /// With `enableHttp2`, speak HTTP/2 to `http://` URLs too, without negotiation (h2c with
-    /// prior knowledge, as `curl --http2-prior-knowledge`). Default false: `http://` stays
-    /// HTTP/1.1, and `https://` negotiates by ALPN.
-    pub http2_prior_knowledge: bool,
-    /// Our HTTP/2 receive window per stream. Default 1 MiB.
-    pub h2_initial_window_size: u32,
-    /// Our HTTP/2 receive window per connection. Default 4 MiB.
-    pub h2_initial_connection_window_size: u32,
-    /// Bytes h2 buffers per stream before waiting (it writes one DATA frame per flush, so
-    /// larger means fewer, larger writes). Default 1 MiB.
-    pub h2_max_send_buffer_size: usize,
-    /// `TCP_NOTSENT_LOWAT` on the client's sockets: at most this many written bytes wait unsent
-    /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
-    /// kernel default (the whole send buffer). Default 128 KiB.
-    pub notsent_lowat: Option<u32>,
-    /// With `enableQuic`: how long the QUIC handshake may take before the upload goes over TCP
-    /// instead (`quicFallback` in the profile's extensions says so). Default 1 s.
-    pub quic_fallback_after: Duration,
-    /// With `enableQuic`: after QUIC failed for an origin, go straight to TCP for this long
-    /// (doubled after each further failure, up to 48 hours; forgotten after a success), as
-    /// browsers mark a broken alternative service. Default 5 minutes (Chromium's).
-    pub quic_broken_for: Duration,
-    /// QUIC: bytes sent but not yet acknowledged, at most, per connection (quinn's send window).
-    /// Default 16 MiB (`docs/performance.md`, "HTTP/3 over QUIC").
-    pub quic_send_window: u64,
-    /// QUIC: hand the file's chunks to quinn as the very buffers they were read into (true), or
-    /// let them be copied into quinn's send buffer, as `h3-quinn` does (false; for measuring
-    /// the difference). Default true (`docs/performance.md`, "HTTP/3 over QUIC").
-    pub quic_zero_copy: bool,
-    /// QUIC: the largest UDP payload MTU discovery may try (datagrams start at 1200 bytes and
-    /// grow only as far as probes get through, so on an Ethernet path they stop at about 1452).
-    /// Default 4096: where the path allows more (loopback, jumbo frames), fewer, larger packets
-    /// measured 1.5x the throughput at 0.6x the CPU of quinn's default 1452
-    /// (`docs/performance.md`, "HTTP/3 over QUIC"). Above 6550 datagrams are sent one by one
-    /// (no segmentation offload), which measured slower.
-    pub quic_max_udp_payload: u16,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            max_concurrent_uploads: 10,
-            pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle_per_origin: 16,
-            user_agent: concat!("uploadfile/", env!("CARGO_PKG_VERSION")).to_string(),
-            expect_continue_threshold: Some(1024 * 1024),
-            expect_continue_timeout: Duration::from_secs(1),
-            max_response_body: 16 * 1024 * 1024,
-            chunk_size: 256 * 1024,
-            zero_copy: true,
-            tls_buffer_limit: None,
-            dns_cache_ttl: Duration::from_secs(60),
-            httpdns: None,
-            happy_eyeballs_delay: Duration::from_millis(250),
-            max_redirects: 10,
-            notsent_lowat: Some(128 * 1024),
-            http2_prior_knowledge: false,
-            h2_initial_window_size: 1024 * 1024,
-            h2_initial_connection_window_size: 4 * 1024 * 1024,
-            h2_max_send_buffer_size: 1024 * 1024,
-            quic_fallback_after: Duration::from_secs(1),
-            quic_broken_for: Duration::from_secs(300),
-            quic_send_window: 16 * 1024 * 1024,
-            quic_zero_copy: true,
-            quic_max_udp_payload: 4096,
-        }
-    }
-}
+use crate::task::UploadTask;
 
 /// Builds a [`Client`].
 #[derive(Default)]
@@ -347,64 +229,10 @@ impl ClientBuilder {
 
     /// Build the client. Fails on an unusable root certificate.
     pub fn build(self) -> Result<Client, UploadError> {
-        let mut roots: Vec<CertificateDer<'static>> = Vec::new();
-        for pem in &self.root_pems {
-            roots.extend(tls::parse_pem_certificates(pem)?);
-        }
-        let verifier = self.verifier.as_ref();
-        let configs = TlsConfigs::new(&roots, verifier)?;
-        let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
         let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
-        Ok(Client::from_parts(self.config, configs, resolver, runtime))
-    }
-}
-
-/// The client's TLS configurations: one trust, one per ALPN offer.
-struct TlsConfigs {
-    tls: Arc<rustls::ClientConfig>,
-    tls_h2: Arc<rustls::ClientConfig>,
-    tls_h3: Arc<rustls::ClientConfig>,
-}
-
-impl TlsConfigs {
-    fn new(
-        roots: &[CertificateDer<'static>],
-        verifier: Option<&Arc<dyn ServerCertVerifier>>,
-    ) -> Result<TlsConfigs, UploadError> {
-        Ok(TlsConfigs {
-            tls: tls::client_config(roots, verifier)?,
-            tls_h2: tls::client_config_h2(roots, verifier)?,
-            tls_h3: tls::client_config_h3(roots, verifier)?,
-        })
-    }
-}
-
-/// The shared state behind a [`Client`].
-pub(crate) struct ClientInner {
-    pub config: ClientConfig,
-    pub tls: Arc<rustls::ClientConfig>,
-    /// The same trust, offering `h2` by ALPN.
-    pub tls_h2: Arc<rustls::ClientConfig>,
-    /// The same trust for QUIC: TLS 1.3, ALPN `h3`.
-    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
-    pub tls_h3: Arc<rustls::ClientConfig>,
-    pub pool: Pool,
-    /// HTTP/2 connections, one per origin.
-    pub h2: H2Pool,
-    /// HTTP/3 connections, one per origin, and the origins where QUIC failed.
-    #[cfg(feature = "quic")]
-    pub quic: QuicPool,
-    pub queue: Semaphore,
-    pub resolver: HostResolver,
-    /// This client's network quality estimator (Chromium's, see `network_quality`).
-    pub quality: Mutex<NetworkQualityEstimator>,
-    runtime: Handle,
-    next_connection_id: AtomicU64,
-}
-
-impl ClientInner {
-    pub(crate) fn next_connection_id(&self) -> u64 {
-        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+        let context = Context::new(self.config, &self.root_pems, self.verifier.as_ref(), resolver)?;
+        let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
+        Ok(Client::from_parts(context, runtime))
     }
 }
 
@@ -422,13 +250,15 @@ impl ClientInner {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<ClientInner>,
+    context: Arc<Context>,
+    /// The runtime the uploads run on.
+    runtime: Handle,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("config", &self.inner.config)
+            .field("config", &self.context.config)
             .finish_non_exhaustive()
     }
 }
@@ -452,39 +282,16 @@ impl Client {
         ClientBuilder::default()
     }
 
-    fn from_parts(
-        config: ClientConfig,
-        TlsConfigs {
-            tls,
-            tls_h2,
-            tls_h3,
-        }: TlsConfigs,
-        resolver: Arc<dyn Resolve>,
-        runtime: Handle,
-    ) -> Client {
-        crate::clock::init();
+    fn from_parts(context: Context, runtime: Handle) -> Client {
         Client {
-            inner: Arc::new(ClientInner {
-                resolver: HostResolver::new(resolver, config.httpdns.clone(), config.dns_cache_ttl),
-                quality: Mutex::new(NetworkQualityEstimator::new(EstimatorParams::default())),
-                pool: Pool::new(config.pool_idle_timeout, config.pool_max_idle_per_origin),
-                queue: Semaphore::new(config.max_concurrent_uploads.max(1)),
-                config,
-                tls,
-                tls_h2,
-                tls_h3,
-                h2: H2Pool::default(),
-                #[cfg(feature = "quic")]
-                quic: QuicPool::default(),
-                runtime,
-                next_connection_id: AtomicU64::new(1),
-            }),
+            context: Arc::new(context),
+            runtime,
         }
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &ClientConfig {
-        &self.inner.config
+        &self.context.config
     }
 
     /// Start an upload (`uploadFile`). It runs at once; await the task for its result.
@@ -507,10 +314,10 @@ impl Client {
         let invoke = Instant::now();
         let shared = TaskShared::new();
         let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
+        let context = self.context.clone();
         let task = shared.clone();
-        self.inner.runtime.spawn(async move {
-            let result = crate::call::run(inner, options, task, invoke).await;
+        self.runtime.spawn(async move {
+            let result = crate::call::run(context, options, task, invoke).await;
             if let Some(callbacks) = callbacks {
                 callbacks.deliver(&result);
             }
@@ -521,28 +328,22 @@ impl Client {
 
     /// Close every idle pooled connection.
     pub fn close_idle_connections(&self) {
-        self.inner.pool.clear();
-        self.inner.h2.clear();
-        #[cfg(feature = "quic")]
-        self.inner.quic.clear();
+        self.context.close_idle_connections();
     }
 
     /// HTTP/2 connections pooled now (streams of concurrent uploads share one per origin).
     pub fn http2_connections(&self) -> usize {
-        self.inner.h2.len()
+        self.context.http2_connections()
     }
 
     /// HTTP/3 (QUIC) connections pooled now (0 without the `quic` feature).
     pub fn quic_connections(&self) -> usize {
-        #[cfg(feature = "quic")]
-        return self.inner.quic.len();
-        #[cfg(not(feature = "quic"))]
-        0
+        self.context.quic_connections()
     }
 
     /// Idle connections in the pool now.
     pub fn idle_connections(&self) -> usize {
-        self.inner.pool.idle_count()
+        self.context.idle_connections()
     }
 }
 
@@ -632,14 +433,14 @@ fn library_runtime() -> &'static Runtime {
 fn default_client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let config = ClientConfig::default();
-        let configs = TlsConfigs::new(&[], None).expect("the webpki roots are valid");
-        Client::from_parts(
-            config,
-            configs,
+        let context = Context::new(
+            ClientConfig::default(),
+            &[],
+            None,
             Arc::new(SystemResolver),
-            library_runtime().handle().clone(),
         )
+        .expect("the webpki roots are valid");
+        Client::from_parts(context, library_runtime().handle().clone())
     })
 }
 

@@ -24,10 +24,19 @@
 //!
 //! ## Layers
 //!
-//! - [`Client`], [`UploadOptions`], [`UploadTask`]: the API, in the original's terms.
-//! - `call`: one upload: queue, connect or reuse, exchange; owns the timeline.
-//! - [`proto`]: the sans-IO core: multipart body plan, request encoder, response decoder.
-//! - `transport`: DNS, TCP, TLS, the keep-alive pool.
+//! Data flows down, measurements are returned up; no module imports one above it.
+//!
+//! - [`Client`], [`ClientBuilder`], [`UploadOptions`], [`UploadTask`], [`Callbacks`]: the API,
+//!   in the original's terms ([`ClientConfig`] holds every setting).
+//! - `call`: one upload: prepare, queue, the redirect loop, and each hop over HTTP/1.1 (with the
+//!   stale-connection retry) or a multiplexed protocol (HTTP/2 and HTTP/3 share one send loop).
+//! - `measure`: the one place an upload's timeline is written, from the stamp records the
+//!   layers below return; [`Profile`] and [`ProfileExtensions`]; the [`clock`].
+//! - `transport`: name resolution, TCP, TLS, QUIC, the pools (one generic pool for multiplexed
+//!   connections), the h2 frame tap and the QUIC glue.
+//! - [`proto`]: the sans-IO core: multipart body plan, request head, response decoder, the
+//!   HTTP/1.1 exchange as a state machine, the h2 frame parser. Bytes and events in and out.
+//! - `sys`: the only `unsafe`: socket options, `TCP_INFO`, TX_ACK timestamps, `sendfile`.
 //!
 //! See `docs/architecture.md`, `docs/profile.md` and `docs/errors.md` in the repository.
 
@@ -40,20 +49,19 @@ mod call;
 #[forbid(unsafe_code)]
 mod client;
 #[forbid(unsafe_code)]
-pub mod clock;
+mod config;
 #[forbid(unsafe_code)]
 pub mod dns;
 #[forbid(unsafe_code)]
 mod error;
 #[forbid(unsafe_code)]
-mod headers;
-#[allow(dead_code)]
+mod events;
 #[forbid(unsafe_code)]
-mod network_quality;
+mod headers;
+#[forbid(unsafe_code)]
+mod measure;
 #[forbid(unsafe_code)]
 mod options;
-#[forbid(unsafe_code)]
-mod profile;
 #[forbid(unsafe_code)]
 pub mod proto;
 #[forbid(unsafe_code)]
@@ -68,12 +76,13 @@ mod transport;
 
 pub use client::{
     read_pem_file, upload_file, upload_file_with_callbacks, Callbacks, Client, ClientBuilder,
-    ClientConfig,
 };
+pub use config::ClientConfig;
 pub use error::{ErrorKind, UploadError};
 pub use headers::ResponseHeaders;
+pub use measure::clock;
+pub use measure::{Profile, ProfileExtensions, Protocol};
 pub use options::{UploadOptions, DEFAULT_TIMEOUT_MS};
-pub use profile::{Profile, ProfileExtensions, Protocol};
 /// The rustls this crate is built with, for
 /// [`ClientBuilder::dangerous_certificate_verifier`]'s `ServerCertVerifier`.
 pub use rustls;

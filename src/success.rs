@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::headers::ResponseHeaders;
-use crate::profile::{Profile, ProfileExtensions};
+use crate::measure::{Profile, ProfileExtensions};
 
 /// The original's success result. Any HTTP status is a success (a 500 is a success with
 /// `statusCode` 500), exactly as in the original: failure means the exchange itself failed.

@@ -22,17 +22,9 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use crate::measure::AckSource;
 use crate::sys;
 use crate::transport::stream::Stream;
-
-/// Where `bodyAckedEnd` came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AckSource {
-    /// The kernel's TX_ACK timestamp of the final write.
-    Kernel,
-    /// The first poll of the counters that saw every byte acknowledged.
-    Poll,
-}
 
 pub(crate) struct AckTracker {
     fd: OwnedFd,
@@ -147,7 +139,7 @@ impl AckTracker {
     }
 
     /// Poll, and report the acknowledged body bytes as a progress event (once there are any).
-    pub(crate) fn report(&mut self, task: &crate::task::TaskShared, total: u64) {
+    pub(crate) fn report(&mut self, task: &crate::events::TaskShared, total: u64) {
         let acked = self.poll();
         if acked > 0 {
             task.emit_progress(acked, total);

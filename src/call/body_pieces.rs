@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
-use crate::profile::BodyTransfer;
+use crate::measure::BodyTransfer;
 use crate::proto::multipart::BodyPlan;
 
 /// Where the next piece comes from.

@@ -1,23 +1,25 @@
-//! Checking the options and planning the request, before any byte is sent.
+//! Checking the options and planning the upload, before any byte is sent.
 //!
 //! Everything that can be refused is refused here, with a clear reason: a missing field, a URL
 //! we cannot use, a header the original forbids (`Referer`) or that would break the framing, a
 //! file that is missing or not a regular file. The file is opened here and its length taken from
 //! the opened handle, so the `Content-Length` matches the file we will stream.
+//!
+//! The result, an [`Upload`], never changes afterwards: where each request goes (the first URL,
+//! then redirect hops) is a [`Hop`](super::redirect::Hop), and each protocol builds its own
+//! request from the two (`http1::request_head`, `multiplexed::request`).
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use url::Url;
-
 use crate::call::file_source::FileSource;
-use crate::client::ClientConfig;
+use crate::config::ClientConfig;
 use crate::error::{ErrorKind, UploadError};
 use crate::options::UploadOptions;
 use crate::proto::mime::guess_content_type;
 use crate::proto::multipart::{BodyPlan, FileField, FormField};
-use crate::proto::request::{validate_header_name, validate_header_value, RequestHead};
-use crate::transport::target::{parse_url, Target};
+use crate::proto::request::{validate_header_name, validate_header_value};
+
+use super::redirect::{Hop, Method};
 
 /// Headers the client owns: a user value would break the message framing or the connection
 /// management, so it is refused rather than silently sent.
@@ -33,44 +35,33 @@ const MANAGED_HEADERS: [&str; 9] = [
     "upgrade",
 ];
 
-/// The request method of one hop: the upload itself, or the GET a 301/302/303 redirect turns
-/// it into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
-    Post,
-    Get,
-}
-
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Post => "POST",
-            Method::Get => "GET",
-        }
-    }
-}
-
 /// Headers that must not follow a redirect to another origin (as browsers do).
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
-/// A checked upload, ready to go on a connection.
-pub(crate) struct Prepared {
-    /// The URL of the current hop (redirects change it).
-    pub url: Url,
-    pub target: Target,
+/// A checked upload, ready to go on a connection: the same for every hop and every retry.
+pub(crate) struct Upload {
     /// Validated user headers (the user's `Content-Type` already dropped).
     pub user_headers: Vec<(String, String)>,
     pub plan: BodyPlan,
     pub file: FileSource,
-    /// The body is large enough for `Expect: 100-continue`.
+    /// The body is large enough for `Expect: 100-continue` (HTTP/1.1 sends it).
     pub expect_continue: bool,
     pub user_agent: String,
+    /// `enableProfile`: measure what the profile reports (acknowledgements, TCP_INFO) and
+    /// build it.
+    pub profile: bool,
+    /// `enableHttp2`: HTTP/2 where the server agrees (ALPN) or prior knowledge is configured.
+    pub http2: bool,
+    /// `enableQuic`: HTTP/3 over QUIC first, TCP if that fails.
+    pub quic: bool,
 }
 
-impl Prepared {
-    /// The headers of the current hop after `Host` (in HTTP/1.1 order; HTTP/2 sends `Host` as
-    /// `:authority`).
-    fn header_list(&self, method: Method, drop_credentials: bool) -> Vec<(String, String)> {
+impl Upload {
+    /// The header fields of a request for `hop` after `Host` (in HTTP/1.1 order; HTTP/2 and
+    /// HTTP/3 send `Host` as `:authority`). Credentials stay behind once the chain has left the
+    /// first origin; a body-less GET has no `Content-Type` or `Content-Length`.
+    pub(crate) fn header_fields(&self, hop: &Hop) -> Vec<(String, String)> {
+        let drop_credentials = hop.left_origin;
         let user: Vec<&(String, String)> = self
             .user_headers
             .iter()
@@ -87,7 +78,7 @@ impl Prepared {
             headers.push(("Accept".into(), "*/*".into()));
         }
         headers.extend(user.into_iter().cloned());
-        if method == Method::Post {
+        if hop.method == Method::Post {
             headers.push(("Content-Type".into(), self.plan.content_type()));
             headers.push((
                 "Content-Length".into(),
@@ -97,88 +88,29 @@ impl Prepared {
         headers
     }
 
-    /// The request's header fields for the current hop as HTTP/1.1 sends them: `Host` first,
-    /// `Expect` last when the body is large enough to ask (`expect` false: HTTP/2 and HTTP/3,
-    /// which never send it).
-    pub(crate) fn request_headers(
-        &self,
-        method: Method,
-        drop_credentials: bool,
-        expect: bool,
-    ) -> Vec<(String, String)> {
-        let mut headers = vec![("Host".to_string(), self.target.host_header.clone())];
-        headers.extend(self.header_list(method, drop_credentials));
-        if expect && method == Method::Post && self.expect_continue {
+    /// The request's header fields for `hop` as HTTP/1.1 sends them: `Host` first, `Expect`
+    /// last when the body is large enough to ask (`expect` false: HTTP/2 and HTTP/3, which
+    /// never send it). Also what [`UploadSuccess::request_header`](crate::UploadSuccess) reports.
+    pub(crate) fn request_headers(&self, hop: &Hop, expect: bool) -> Vec<(String, String)> {
+        let mut headers = vec![("Host".to_string(), hop.target.host_header.clone())];
+        headers.extend(self.header_fields(hop));
+        if expect && self.sends_expect_continue(hop) {
             headers.push(("Expect".into(), "100-continue".into()));
         }
         headers
     }
 
-    /// The encoded HTTP/1.1 request head for the current hop.
-    pub(crate) fn head(&self, method: Method, drop_credentials: bool) -> Bytes {
-        let headers = self.request_headers(method, drop_credentials, true);
-        RequestHead {
-            method: method.as_str(),
-            target: &self.target.request_target,
-            headers: &headers,
-        }
-        .encode()
-    }
-
-    /// The HTTP/2 or HTTP/3 request for the current hop (no body: it streams separately; the
-    /// host goes as `:authority`).
-    pub(crate) fn multiplexed_request(
-        &self,
-        method: Method,
-        drop_credentials: bool,
-        version: http::Version,
-    ) -> Result<http::Request<()>, UploadError> {
-        let bad =
-            |e: &dyn std::fmt::Display| UploadError::new(ErrorKind::InvalidHeader, e.to_string());
-        let mut builder = http::Request::builder()
-            .method(method.as_str())
-            .uri(self.url.as_str())
-            .version(version);
-        for (name, value) in self.header_list(method, drop_credentials) {
-            let name =
-                http::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
-            let value = http::header::HeaderValue::from_str(&value).map_err(|e| bad(&e))?;
-            builder = builder.header(name, value);
-        }
-        builder.body(()).map_err(|e| bad(&e))
-    }
-
-    /// Move to the URL a redirect points at. Refuses an https -> http downgrade and any URL
-    /// this client could not have been given in the first place.
-    pub(crate) fn follow(&mut self, location: &str) -> Result<(), UploadError> {
-        let next = self.url.join(location).map_err(|e| {
-            UploadError::new(
-                ErrorKind::RedirectRefused,
-                format!("Location {location:?} is not a URL: {e}"),
-            )
-        })?;
-        if self.url.scheme() == "https" && next.scheme() == "http" {
-            return Err(UploadError::new(
-                ErrorKind::RedirectRefused,
-                format!("https -> http downgrade to {next}"),
-            ));
-        }
-        let target = parse_url(next.as_str()).map_err(|e| {
-            UploadError::new(
-                ErrorKind::RedirectRefused,
-                format!("to {next}: {}", e.detail()),
-            )
-        })?;
-        self.url = next;
-        self.target = target;
-        Ok(())
+    /// Whether an HTTP/1.1 request for `hop` asks for `100 Continue` before its body.
+    pub(crate) fn sends_expect_continue(&self, hop: &Hop) -> bool {
+        hop.method == Method::Post && self.expect_continue
     }
 }
 
+/// Check `options` and open the file: the upload, and its first hop.
 pub(crate) async fn prepare(
     options: &UploadOptions,
     config: &ClientConfig,
-) -> Result<Prepared, UploadError> {
+) -> Result<(Upload, Hop), UploadError> {
     if options.url.is_empty() {
         return Err(invalid_options("url is required"));
     }
@@ -193,9 +125,7 @@ pub(crate) async fn prepare(
             "timeout must be a positive number of milliseconds",
         ));
     }
-    let target = parse_url(&options.url)?;
-    let url = Url::parse(&options.url)
-        .map_err(|e| UploadError::new(ErrorKind::InvalidUrl, e.to_string()))?;
+    let first_hop = Hop::first(&options.url)?;
     let fields = form_fields(options)?;
     let user_headers = user_headers(&options.header)?;
     check_part_name("name", &options.name)?;
@@ -216,15 +146,17 @@ pub(crate) async fn prepare(
     let plan = BodyPlan::new(&fields, &file_field);
     let expect_continue =
         matches!(config.expect_continue_threshold, Some(t) if plan.content_length() > t);
-    Ok(Prepared {
-        url,
-        target,
+    let upload = Upload {
         user_headers,
         plan,
         file,
         expect_continue,
         user_agent: config.user_agent.clone(),
-    })
+        profile: options.enable_profile,
+        http2: options.enable_http2,
+        quic: options.enable_quic,
+    };
+    Ok((upload, first_hop))
 }
 
 fn invalid_options(detail: &str) -> UploadError {
@@ -338,33 +270,6 @@ fn file_error(e: &std::io::Error, path: &Path) -> UploadError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_rules() {
-        let t = parse_url("https://Example.COM/up/load?x=1#frag").unwrap();
-        assert_eq!(t.origin.host, "example.com");
-        assert_eq!(t.origin.port, 443);
-        assert!(t.origin.tls);
-        assert_eq!(t.request_target, "/up/load?x=1");
-        assert_eq!(t.host_header, "example.com");
-        let t = parse_url("http://[::1]:8080").unwrap();
-        assert_eq!(t.origin.host, "::1");
-        assert_eq!(t.host_header, "[::1]:8080");
-        assert_eq!(t.request_target, "/");
-        for bad in [
-            "not a url",
-            "ftp://h/x",
-            "http://user:pw@h/",
-            "http://user@h/",
-            "file:///etc/passwd",
-        ] {
-            assert_eq!(
-                parse_url(bad).err().unwrap().kind(),
-                ErrorKind::InvalidUrl,
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn header_rules() {

@@ -26,7 +26,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::request::is_tchar;
-use super::response::ProtoError;
+use super::error::ProtoError;
 
 /// The longest chunk-size line (size, extensions, CRLF) accepted.
 pub(crate) const MAX_CHUNK_LINE: usize = 4096;

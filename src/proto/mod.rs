@@ -85,6 +85,8 @@
 //! ```
 
 mod chunked;
+mod error;
+pub mod h1_exchange;
 pub mod mime;
 pub mod multipart;
 pub mod request;

@@ -14,7 +14,6 @@ use url::Url;
 use super::connect::{connect, ConnectParams};
 use super::target::{parse_url, Target};
 use crate::dns::{parse_httpdns_answer, HttpDnsConfig, Resolve};
-use crate::profile::Timeline;
 use crate::proto::request::RequestHead;
 use crate::proto::response::{ResponseDecoder, ResponseEvent};
 
@@ -61,12 +60,12 @@ async fn lookup_inner(
     };
     let port = origin.port;
     let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-    let mut scratch = Timeline::default();
     let params = ConnectParams {
         attempt_delay: Duration::from_millis(250),
         notsent_lowat: None,
     };
-    let mut conn = connect(&origin, &addrs, tls, 0, params, &mut scratch)
+    // The lookup's own connection is timed as the HTTPDNS step as a whole, not phase by phase.
+    let (mut conn, _stamps) = connect(&origin, &addrs, tls, 0, params)
         .await
         .map_err(|e| e.err_msg())?;
 

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::connect::{Connection, Origin};
+use super::connect::Connection;
+use super::target::Origin;
 
 pub(crate) struct Pool {
     idle: Mutex<HashMap<Origin, Vec<Connection>>>,

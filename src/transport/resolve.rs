@@ -1,4 +1,5 @@
-//! Resolving an upload's host: IP literal, cache, HTTPDNS, then the resolver — each step timed.
+//! Resolving an upload's host: IP literal, cache, HTTPDNS, then the resolver — each step timed
+//! and returned as [`Resolved`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +9,16 @@ use std::time::{Duration, Instant};
 use super::httpdns;
 use crate::dns::{HttpDnsConfig, Resolve};
 use crate::error::{ErrorKind, UploadError};
-use crate::profile::{DnsSource, Timeline};
+use crate::measure::{DnsSource, ResolveStamps};
+
+/// What name resolution found and measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub ips: Vec<IpAddr>,
+    /// Which step answered.
+    pub source: DnsSource,
+    pub stamps: ResolveStamps,
+}
 
 /// The client's resolution procedure and its cache.
 pub(crate) struct HostResolver {
@@ -32,38 +42,42 @@ impl HostResolver {
         }
     }
 
-    /// Addresses for `host`, recording what was done into the timeline. The returned source
-    /// says which step answered.
+    /// Addresses for `host`, which step gave them, and the stamps of the steps taken.
     pub(crate) async fn resolve(
         &self,
         host: &str,
         tls: &Arc<rustls::ClientConfig>,
         user_agent: &str,
-        timeline: &mut Timeline,
-    ) -> Result<(Vec<IpAddr>, DnsSource), UploadError> {
+    ) -> Result<Resolved, UploadError> {
+        let mut stamps = ResolveStamps::default();
+        let found = |ips, source, stamps| Resolved {
+            ips,
+            source,
+            stamps,
+        };
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok((vec![ip], DnsSource::Literal));
+            return Ok(found(vec![ip], DnsSource::Literal, stamps));
         }
         if let Some(ips) = self.cached(host) {
-            return Ok((ips, DnsSource::Cache));
+            return Ok(found(ips, DnsSource::Cache, stamps));
         }
         let mut httpdns_error = None;
         if let Some(config) = &self.httpdns {
-            timeline.httpdns_start = Some(Instant::now());
+            stamps.http_dns_domain_look_up_start = Some(Instant::now());
             let answer =
                 httpdns::lookup(config, host, tls, self.resolver.as_ref(), user_agent).await;
-            timeline.httpdns_end = Some(Instant::now());
+            stamps.http_dns_domain_look_up_end = Some(Instant::now());
             match answer {
                 Ok(ips) => {
                     self.store(host, &ips);
-                    return Ok((ips, DnsSource::HttpDns));
+                    return Ok(found(ips, DnsSource::HttpDns, stamps));
                 }
                 Err(e) => httpdns_error = Some(e),
             }
         }
-        timeline.domain_lookup_start = Some(Instant::now());
+        stamps.domain_look_up_start = Some(Instant::now());
         let answer = self.resolver.resolve(host).await;
-        timeline.domain_lookup_end = Some(Instant::now());
+        stamps.domain_look_up_end = Some(Instant::now());
         let ips = answer.map_err(|e| {
             let mut detail = format!("{host}: {e}");
             if let Some(h) = &httpdns_error {
@@ -83,7 +97,7 @@ impl HostResolver {
         } else {
             DnsSource::Resolver
         };
-        Ok((ips, source))
+        Ok(found(ips, source, stamps))
     }
 
     fn cached(&self, host: &str) -> Option<Vec<IpAddr>> {

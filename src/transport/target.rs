@@ -1,12 +1,34 @@
 //! Where a request goes: a URL checked and split into the connection's [`Origin`], the request
 //! target and the `Host` header. Shared by uploads, redirect hops and the HTTPDNS client.
 
+use std::fmt;
+
 use url::{Host, Url};
 
-use super::connect::Origin;
 use crate::error::{ErrorKind, UploadError};
 
+/// Where a connection goes: the pool's key. Two URLs with the same origin share connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub tls: bool,
+    /// Lower-case host name, or an IP literal without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Where a hop goes.
+#[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub origin: Origin,
     /// Path and query.
@@ -61,4 +83,36 @@ pub(crate) fn parse_url(raw: &str) -> Result<Target, UploadError> {
         request_target,
         host_header,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        let t = parse_url("https://Example.COM/up/load?x=1#frag").unwrap();
+        assert_eq!(t.origin.host, "example.com");
+        assert_eq!(t.origin.port, 443);
+        assert!(t.origin.tls);
+        assert_eq!(t.request_target, "/up/load?x=1");
+        assert_eq!(t.host_header, "example.com");
+        let t = parse_url("http://[::1]:8080").unwrap();
+        assert_eq!(t.origin.host, "::1");
+        assert_eq!(t.host_header, "[::1]:8080");
+        assert_eq!(t.request_target, "/");
+        for bad in [
+            "not a url",
+            "ftp://h/x",
+            "http://user:pw@h/",
+            "http://user@h/",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(
+                parse_url(bad).err().unwrap().kind(),
+                ErrorKind::InvalidUrl,
+                "{bad}"
+            );
+        }
+    }
 }

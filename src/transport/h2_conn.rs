@@ -7,7 +7,6 @@
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` is reached (the wait is queue time in the profile). A new
 //! connection opens only when there is none, or the pooled one is closed or going away (GOAWAY).
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,9 +14,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use h2::client::SendRequest;
 
-use super::connect::{Connection, ConnectionInfo, Origin};
+use super::connect::Connection;
 use super::frame_tap::{FrameTap, TapBook};
+use super::mux_pool::{MuxPool, Multiplexed};
+use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
+use crate::measure::ConnectionInfo;
 
 /// Flow-control and buffering settings for HTTP/2 connections.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +38,7 @@ pub(crate) struct H2Settings {
 pub(crate) struct H2Connection {
     send: SendRequest<Bytes>,
     pub book: Arc<TapBook>,
-    pub info: ConnectionInfo,
+    pub info: Arc<ConnectionInfo>,
     /// A duplicate of the TCP socket, for TCP_INFO (`rtt`).
     pub tcp_fd: Option<OwnedFd>,
     /// Streams started on it so far.
@@ -189,24 +191,22 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The pooled HTTP/2 connections, one per origin.
+impl Multiplexed for H2Connection {
+    fn is_usable(&self) -> bool {
+        H2Connection::is_usable(self)
+    }
+}
+
+/// The pooled HTTP/2 connections (one per origin), and the origins that answered ALPN with
+/// HTTP/1.1.
 #[derive(Default)]
 pub(crate) struct H2Pool {
-    conns: Mutex<HashMap<Origin, Arc<H2Connection>>>,
-    /// Held while a connection to the origin is being made, so that uploads started together
-    /// share the one connection instead of racing to open their own.
-    connecting: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+    pub conns: MuxPool<H2Connection>,
     /// Origins whose server answered ALPN with HTTP/1.1: no point waiting on the lock.
     http1_only: Mutex<std::collections::HashSet<Origin>>,
 }
 
 impl H2Pool {
-    /// The lock to hold while connecting to `origin`.
-    pub(crate) fn connect_lock(&self, origin: &Origin) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(origin.clone()).or_default().clone()
-    }
-
     /// Remember that `origin` does not speak HTTP/2.
     pub(crate) fn mark_http1_only(&self, origin: &Origin) {
         self.http1_only
@@ -223,39 +223,13 @@ impl H2Pool {
             .contains(origin)
     }
 
-    /// The usable connection to `origin`, if there is one (a closed or going-away one is
-    /// dropped here).
-    pub(crate) fn get(&self, origin: &Origin) -> Option<Arc<H2Connection>> {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        match conns.get(origin) {
-            Some(c) if c.is_usable() => Some(c.clone()),
-            Some(_) => {
-                conns.remove(origin);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Make `conn` the origin's connection (a concurrent upload may have made one meanwhile:
-    /// the usable one already there wins, and `conn` is still used by its caller).
-    pub(crate) fn insert(&self, origin: Origin, conn: Arc<H2Connection>) {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        match conns.get(&origin) {
-            Some(existing) if existing.is_usable() => {}
-            _ => {
-                conns.insert(origin, conn);
-            }
-        }
-    }
-
     /// Drop the pooled connections (their streams in flight keep them alive until they end).
     pub(crate) fn clear(&self) {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.conns.clear();
     }
 
     /// HTTP/2 connections pooled now.
     pub(crate) fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.conns.len()
     }
 }

@@ -25,28 +25,27 @@
 //! which carried an incomplete body, is never reused.
 
 use std::io;
-use std::time::Duration;
 
 use super::wire::WireWrite;
 use crate::call::file_source::{join_read, BlockingRead, FileSource};
 use crate::error::{ErrorKind, UploadError};
-use crate::profile::BodyTransfer;
+use crate::measure::BodyTransfer;
 
 /// How much of the file one residency check covers (and so at most one `sendfile` call).
 const RESIDENCY_WINDOW: u64 = 8 * 1024 * 1024;
 
-/// Where the request writer is.
+/// Where the request writer is in the request's bytes. (Whether it may go on — the wait for
+/// `100 Continue`, an early answer, a failed write — is the exchange state machine's call: the
+/// driver only asks for a step when it may.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stage {
+enum Stage {
     Head,
-    /// Waiting for `100 Continue` until the deadline.
-    AwaitContinue(tokio::time::Instant),
     Preamble,
     File,
     Epilogue,
     Flush,
     Done,
-    /// Stopped before the end: an early final response, or a write error.
+    /// A write failed or the file could not be read: nothing more is written.
     Stopped,
 }
 
@@ -54,12 +53,8 @@ pub(super) enum Stage {
 #[derive(Debug)]
 pub(super) enum Step {
     /// Bytes of the head and of the body went to the wire (one write may carry the end of the
-    /// head and the whole body); `head_done` when this write completed the head.
-    Wrote {
-        head: usize,
-        body: usize,
-        head_done: bool,
-    },
+    /// head and the whole body).
+    Wrote { head: usize, body: usize },
     /// The flush after the last byte returned: the request is written.
     Finished,
     /// The file has been read to its end and nothing was written: the next write may carry the
@@ -85,7 +80,8 @@ pub(super) struct Body<'a> {
 pub(super) struct RequestWriter<'a> {
     head: &'a [u8],
     body: Option<Body<'a>>,
-    expect_continue: Option<Duration>,
+    /// The head goes in a write of its own (it asks for `100 Continue` before the body).
+    head_alone: bool,
     stage: Stage,
     /// Position within the head, preamble or epilogue.
     offset: usize,
@@ -108,11 +104,12 @@ pub(super) struct RequestWriter<'a> {
 }
 
 impl<'a> RequestWriter<'a> {
+    /// `head_alone`: the head must go in a write of its own (`Expect: 100-continue`);
     /// `zero_copy`: try `sendfile` for the file (only honoured on plain TCP).
     pub(super) fn new(
         head: &'a [u8],
         body: Option<Body<'a>>,
-        expect_continue: Option<Duration>,
+        head_alone: bool,
         chunk: usize,
         zero_copy: bool,
     ) -> Self {
@@ -123,7 +120,7 @@ impl<'a> RequestWriter<'a> {
         RequestWriter {
             head,
             body,
-            expect_continue,
+            head_alone,
             stage: Stage::Head,
             offset: 0,
             file_off: 0,
@@ -138,44 +135,6 @@ impl<'a> RequestWriter<'a> {
             flush_before_next: false,
             transfer: BodyTransfer::default(),
         }
-    }
-
-    pub(super) fn stage(&self) -> Stage {
-        self.stage
-    }
-
-    /// Something to write, read or flush.
-    pub(super) fn wants_io(&self) -> bool {
-        matches!(
-            self.stage,
-            Stage::Head | Stage::Preamble | Stage::File | Stage::Epilogue | Stage::Flush
-        )
-    }
-
-    /// In the body (the acknowledged-progress marks count body bytes).
-    pub(super) fn in_body(&self) -> bool {
-        matches!(
-            self.stage,
-            Stage::Preamble | Stage::File | Stage::Epilogue | Stage::Flush
-        )
-    }
-
-    /// The body's first byte is next: `100 Continue` arrived, or the wait for it ran out.
-    pub(super) fn start_body(&mut self) {
-        if matches!(self.stage, Stage::AwaitContinue(_)) {
-            self.stage = Stage::Preamble;
-            self.offset = 0;
-        }
-    }
-
-    /// Stop writing (an early final response, or a write error).
-    pub(super) fn stop(&mut self) {
-        self.stage = Stage::Stopped;
-    }
-
-    /// The request is written (the late flush after an overtaking response).
-    pub(super) fn finish(&mut self) {
-        self.stage = Stage::Done;
     }
 
     /// One write, read or flush. Cancel-safe (see the module docs).
@@ -200,7 +159,7 @@ impl<'a> RequestWriter<'a> {
             Stage::Head => {
                 // Zero copy: hold the head back for the file's first bytes, unless it must go
                 // alone to earn a 100 Continue.
-                let more = self.expect_continue.is_none();
+                let more = !self.head_alone;
                 let r = wr.write(&self.head[self.offset..], more).await;
                 self.wrote(r)
             }
@@ -222,7 +181,7 @@ impl<'a> RequestWriter<'a> {
                 }
                 Err(e) => self.write_failed(e),
             },
-            Stage::AwaitContinue(_) | Stage::Done | Stage::Stopped => std::future::pending().await,
+            Stage::Done | Stage::Stopped => std::future::pending().await,
         }
     }
 
@@ -241,7 +200,7 @@ impl<'a> RequestWriter<'a> {
         };
         match self.stage {
             Stage::Epilogue => true,
-            Stage::Head if self.expect_continue.is_some() => false,
+            Stage::Head if self.head_alone => false,
             Stage::Head | Stage::Preamble | Stage::File => {
                 self.file_off == body.file_len && self.read_in_flight.is_none()
             }
@@ -269,7 +228,7 @@ impl<'a> RequestWriter<'a> {
                 Stage::Head => {
                     parts[k] = &self.head[offset..];
                     k += 1;
-                    if self.body.is_none() || self.expect_continue.is_some() {
+                    if self.body.is_none() || self.head_alone {
                         break;
                     }
                     stage = Stage::Preamble;
@@ -321,7 +280,7 @@ impl<'a> RequestWriter<'a> {
         let Some(body) = &self.body else { return };
         let fresh = self.file_off == 0 && self.buf_start == self.buf_end;
         let may_join = match self.stage {
-            Stage::Head => self.expect_continue.is_none(),
+            Stage::Head => !self.head_alone,
             Stage::Preamble => true,
             _ => false,
         };
@@ -342,7 +301,7 @@ impl<'a> RequestWriter<'a> {
 
     /// `n` bytes of a gathered write went out: move through the stages they covered.
     fn advance(&mut self, mut n: usize) -> Step {
-        let (mut head, mut body_bytes, mut head_done) = (0, 0, false);
+        let (mut head, mut body_bytes) = (0, 0);
         let empty: &[u8] = &[];
         let (preamble, epilogue, file_len) = self
             .body
@@ -358,14 +317,10 @@ impl<'a> RequestWriter<'a> {
                     if self.offset < self.head.len() {
                         break;
                     }
-                    head_done = true;
                     self.offset = 0;
-                    self.stage = match (&self.body, self.expect_continue) {
-                        (None, _) => Stage::Flush,
-                        (Some(_), Some(wait)) => {
-                            Stage::AwaitContinue(tokio::time::Instant::now() + wait)
-                        }
-                        (Some(_), None) => Stage::Preamble,
+                    self.stage = match &self.body {
+                        None => Stage::Flush,
+                        Some(_) => Stage::Preamble,
                     };
                 }
                 Stage::Preamble => {
@@ -412,7 +367,6 @@ impl<'a> RequestWriter<'a> {
         Step::Wrote {
             head,
             body: body_bytes,
-            head_done,
         }
     }
 
@@ -437,11 +391,7 @@ impl<'a> RequestWriter<'a> {
     async fn step_file(&mut self, wr: &mut WireWrite<'_>) -> Step {
         let Some(body) = self.body.as_ref() else {
             self.stage = Stage::Epilogue;
-            return Step::Wrote {
-                head: 0,
-                body: 0,
-                head_done: false,
-            };
+            return Step::Wrote { head: 0, body: 0 };
         };
         let (file, file_len, epilogue) = (body.file, body.file_len, body.epilogue);
         loop {
@@ -561,11 +511,7 @@ impl<'a> RequestWriter<'a> {
             self.stage = Stage::Epilogue;
             self.offset = 0;
         }
-        Step::Wrote {
-            head: 0,
-            body: n,
-            head_done: false,
-        }
+        Step::Wrote { head: 0, body: n }
     }
 
     fn shrank(&mut self, file_len: u64) -> Step {

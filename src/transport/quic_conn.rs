@@ -39,10 +39,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::connect::{ConnectionInfo, Origin};
+use super::mux_pool::{MuxPool, Multiplexed};
 use super::quic_glue::{QuicConn, QuicOpener, QuicTapBook};
+use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
-use crate::profile::Timeline;
+use crate::measure::{ConnectStamps, ConnectionInfo};
 
 /// h3's handle for sending requests on one connection.
 pub(crate) type H3Sender = h3::client::SendRequest<QuicOpener, Bytes>;
@@ -60,7 +61,7 @@ pub(crate) struct QuicConnection {
     sender: Mutex<H3Sender>,
     pub conn: quinn::Connection,
     pub book: Arc<QuicTapBook>,
-    pub info: ConnectionInfo,
+    pub info: Arc<ConnectionInfo>,
     streams_started: AtomicU64,
     /// h3's connection task ended.
     closed: Arc<AtomicBool>,
@@ -73,6 +74,7 @@ impl QuicConnection {
         conn: quinn::Connection,
         info: ConnectionInfo,
     ) -> Result<Arc<QuicConnection>, UploadError> {
+        let info = Arc::new(info);
         let book = Arc::new(QuicTapBook::default());
         let glue = QuicConn::new(conn.clone(), book.clone());
         let (mut driver, sender) = h3::client::builder()
@@ -158,12 +160,17 @@ struct Broken {
     why: String,
 }
 
+impl Multiplexed for QuicConnection {
+    fn is_usable(&self) -> bool {
+        QuicConnection::is_usable(self)
+    }
+}
+
 /// The pooled HTTP/3 connections (one per origin), the client's endpoints, and the origins
 /// where QUIC failed.
 #[derive(Default)]
 pub(crate) struct QuicPool {
-    conns: Mutex<HashMap<Origin, Arc<QuicConnection>>>,
-    connecting: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+    pub conns: MuxPool<QuicConnection>,
     broken: Mutex<HashMap<Origin, Broken>>,
     /// One UDP endpoint per address family, made on first use.
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
@@ -176,41 +183,14 @@ pub(crate) struct QuicPool {
 const BROKEN_AT_MOST: Duration = Duration::from_secs(48 * 3600);
 
 impl QuicPool {
-    /// The lock to hold while connecting to `origin`.
-    pub(crate) fn connect_lock(&self, origin: &Origin) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(origin.clone()).or_default().clone()
-    }
-
-    /// The usable connection to `origin`, if there is one.
-    pub(crate) fn get(&self, origin: &Origin) -> Option<Arc<QuicConnection>> {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        match conns.get(origin) {
-            Some(c) if c.is_usable() => Some(c.clone()),
-            Some(_) => {
-                conns.remove(origin);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Make `conn` the origin's connection.
-    pub(crate) fn insert(&self, origin: Origin, conn: Arc<QuicConnection>) {
-        self.conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(origin, conn);
-    }
-
     /// Drop the pooled connections (streams in flight keep theirs until they end).
     pub(crate) fn clear(&self) {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.conns.clear();
     }
 
     /// HTTP/3 connections pooled now.
     pub(crate) fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.conns.len()
     }
 
     /// Why QUIC is not to be tried for `origin` now, if it is marked broken.
@@ -285,7 +265,7 @@ impl QuicPool {
     }
 
     /// Open a QUIC connection to `origin` at the first of `addrs` that completes the handshake
-    /// within `within`, recording `connectStart == SSLconnectionStart` and `SSLconnectionEnd ==
+    /// within `within`, stamping `connectStart == SSLconnectionStart` and `SSLconnectionEnd ==
     /// connectEnd`. Fails with the reason to fall back.
     pub(crate) async fn connect(
         &self,
@@ -294,8 +274,7 @@ impl QuicPool {
         tls: &Arc<rustls::ClientConfig>,
         settings: QuicSettings,
         within: Duration,
-        timeline: &mut Timeline,
-    ) -> Result<(quinn::Connection, SocketAddr, u32), String> {
+    ) -> Result<QuicConnected, String> {
         let config = self.client_config(tls, settings)?;
         let deadline = tokio::time::Instant::now() + within;
         let mut attempts = 0;
@@ -314,11 +293,18 @@ impl QuicPool {
             match tokio::time::timeout_at(deadline, connecting).await {
                 Ok(Ok(conn)) => {
                     let end = Instant::now();
-                    timeline.connect_start = Some(start);
-                    timeline.ssl_start = Some(start);
-                    timeline.ssl_end = Some(end);
-                    timeline.connect_end = Some(end);
-                    return Ok((conn, *addr, attempts));
+                    let stamps = ConnectStamps {
+                        connect_start: Some(start),
+                        ssl_connection_start: Some(start),
+                        ssl_connection_end: Some(end),
+                        connect_end: Some(end),
+                    };
+                    return Ok(QuicConnected {
+                        conn,
+                        peer: *addr,
+                        attempts,
+                        stamps,
+                    });
                 }
                 Ok(Err(e)) => last = format!("the QUIC handshake with {addr} failed: {e}"),
                 Err(_) => {
@@ -331,6 +317,15 @@ impl QuicPool {
         }
         Err(last)
     }
+}
+
+/// A QUIC handshake that completed.
+pub(crate) struct QuicConnected {
+    pub conn: quinn::Connection,
+    pub peer: SocketAddr,
+    /// Addresses tried, this one included.
+    pub attempts: u32,
+    pub stamps: ConnectStamps,
 }
 
 /// Datagrams quinn puts in one segmentation-offload batch (its `MAX_TRANSMIT_SEGMENTS`).

@@ -26,43 +26,24 @@ use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
 
 use super::body_pieces::BodyPieces;
-use super::exchange::ExchangeOutput;
 use super::file_source::FileSource;
-use super::StreamInput;
+use super::multiplexed::StreamInput;
+use super::outcome::{Failure, Response};
+use super::stream_response::{receive_response, ResponseBody};
 use crate::error::{ErrorKind, UploadError};
-use crate::headers::ResponseHeaders;
-use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
+use crate::events::TaskShared;
+use crate::measure::{BodyTransfer, ExchangeReport};
 use crate::proto::multipart::BodyPlan;
-use crate::proto::response::ResponseHead;
-use crate::task::{HeadersReceived, TaskShared};
-use crate::transport::quic_glue::StreamRecord;
-use crate::transport::quic_pool::{connection_failure, H3Sender, QuicConnection};
+use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
+use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
-/// A failed stream: retry on a fresh connection or not.
-pub(crate) struct H3Failure {
-    pub error: UploadError,
-    /// The server rejected the request unprocessed (`H3_REQUEST_REJECTED`), or the connection
-    /// is going away (GOAWAY) before the request went: it may go again.
-    pub retryable: bool,
-}
-
-impl From<UploadError> for H3Failure {
-    fn from(error: UploadError) -> Self {
-        H3Failure {
-            error,
-            retryable: false,
-        }
-    }
-}
-
-pub(crate) async fn h3_exchange(
+/// The request as a stream on `conn`, opened with `sender`.
+pub(super) async fn exchange(
     conn: &QuicConnection,
     mut sender: H3Sender,
     input: StreamInput<'_>,
     zero_copy: bool,
-    timeline: &mut Timeline,
-    facts: &mut ExchangeFacts,
-) -> Result<ExchangeOutput, H3Failure> {
+) -> Result<Response, Failure> {
     let StreamInput {
         request,
         body,
@@ -82,15 +63,16 @@ pub(crate) async fn h3_exchange(
         )
     })?;
     let head_written = record.taps();
-    if let (true, Some(opened)) = (facts.reused, head_written.opened_at) {
+    let mut report = ExchangeReport {
         // The server's stream limit (MAX_STREAMS) may have made the stream wait.
-        super::stream_slot_waited(timeline, opened);
-    }
+        stream_ready_at: head_written.opened_at,
+        ..ExchangeReport::default()
+    };
     let (mut tx, mut rx) = stream.split();
     let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
 
     let mut body_done = false;
-    let mut send_failure: Option<H3Failure> = None;
+    let mut send_failure: Option<Failure> = None;
     let mut acked = None;
     let head = {
         let mut response = std::pin::pin!(rx.recv_response());
@@ -121,8 +103,8 @@ pub(crate) async fn h3_exchange(
                     body_done = true;
                     match b {
                         Ok((transfer, sent)) => {
-                            facts.body = transfer;
-                            facts.body_bytes_sent = sent;
+                            report.body = transfer;
+                            report.body_bytes_sent = sent;
                             acked = record.take_ack_watch();
                         }
                         // The server stopped reading the body: its response may still come
@@ -138,7 +120,7 @@ pub(crate) async fn h3_exchange(
                     }
                 }, if acked.is_some() => {
                     if ok {
-                        timeline.body_acked_end = Some(Instant::now());
+                        report.stamps.body_acked_end = Some(Instant::now());
                     }
                     acked = None;
                 }
@@ -146,7 +128,7 @@ pub(crate) async fn h3_exchange(
         }
     };
     // The server answered before the whole body went out: the answer stands.
-    facts.early_response = !body_done || send_failure.is_some();
+    report.early_response = !body_done || send_failure.is_some();
     let head = match head {
         Ok(head) => head,
         Err(e) => {
@@ -154,90 +136,62 @@ pub(crate) async fn h3_exchange(
                 .unwrap_or_else(|| h3_failure(e, true, "waiting for the response", conn)))
         }
     };
-    let status = head.status().as_u16();
-    let headers: Vec<(String, String)> = head
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    if let Some(len) = head
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > max_response_body as u64 {
-            return Err(UploadError::new(
-                ErrorKind::ResponseTooLarge,
-                format!("Content-Length {len} exceeds the cap of {max_response_body} bytes"),
-            )
-            .into());
-        }
-    }
-    if profile {
-        facts.rtt_ms = Some(conn.rtt_ms()).filter(|r| *r > 0.0);
-    }
-    task.emit_headers(&HeadersReceived {
-        header: ResponseHeaders::new(headers.clone()),
-        status_code: status,
-    });
-
-    let mut data = Vec::new();
-    loop {
-        let chunk = rx
-            .recv_data()
-            .await
-            .map_err(|e| h3_failure(e, false, "reading the response body", conn))?;
-        let Some(mut chunk) = chunk else { break };
-        if data.len() + chunk.remaining() > max_response_body {
-            return Err(UploadError::new(
-                ErrorKind::ResponseTooLarge,
-                format!("the body exceeds the cap of {max_response_body} bytes"),
-            )
-            .into());
-        }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            data.extend_from_slice(piece);
-            let n = piece.len();
-            chunk.advance(n);
-        }
-    }
+    let (parts, ()) = head.into_parts();
+    let rtt = || Some(conn.rtt_ms()).filter(|r| *r > 0.0);
+    let mut body = H3Body { rx: &mut rx, conn };
+    let received = receive_response(
+        &parts,
+        3,
+        &mut body,
+        max_response_body,
+        task,
+        profile.then_some(rtt),
+    )
+    .await?;
     let now = Instant::now();
     if let Some(mut watch) = acked {
         // The acknowledgement usually rides in the response's first packet: take it if it is
         // already in, without waiting for it.
         if let Ok(true) = tokio::time::timeout(Duration::ZERO, &mut watch).await {
-            timeline.body_acked_end = Some(Instant::now());
+            report.stamps.body_acked_end = Some(Instant::now());
         }
     }
     let taps = record.taps();
-    timeline.request_start = taps.first_write_at;
-    timeline.request_head_end = head_written.last_write_at;
-    timeline.request_end = if facts.early_response {
+    report.stamps.request_start = taps.first_write_at;
+    report.stamps.request_head_end = head_written.last_write_at;
+    report.stamps.request_end = if report.early_response {
         None
     } else {
         taps.finished_at
     };
-    timeline.response_start = taps.first_read_at.or(Some(now));
-    timeline.response_end = taps.end_read_at.or(Some(now));
-    facts.sent_bytes = taps.bytes_written;
-    facts.received_bytes = taps.bytes_read;
-    facts.response_body_bytes = data.len() as u64;
-    Ok(ExchangeOutput {
-        head: ResponseHead {
-            status,
-            reason: String::new(),
-            version: 3,
-            headers,
-        },
-        body: data,
+    report.stamps.response_start = taps.first_read_at.or(Some(now));
+    report.stamps.response_end = taps.end_read_at.or(Some(now));
+    report.send_bytes_count = taps.bytes_written;
+    report.received_byted_count = taps.bytes_read;
+    report.response_body_bytes = received.body.len() as u64;
+    report.rtt_ms = received.rtt_ms;
+    Ok(Response {
+        head: received.head,
+        body: received.body,
         reusable: true,
+        report,
     })
+}
+
+/// The response body as h3 delivers it.
+struct H3Body<'a> {
+    rx: &'a mut h3::client::RequestStream<QuicRecv, Bytes>,
+    conn: &'a QuicConnection,
+}
+
+impl ResponseBody for H3Body<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        match self.rx.recv_data().await {
+            Ok(Some(mut chunk)) => Ok(Some(chunk.copy_to_bytes(chunk.remaining()))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(h3_failure(e, false, "reading the response body", self.conn)),
+        }
+    }
 }
 
 /// The body of one request, and how to read it.
@@ -259,7 +213,7 @@ async fn send_body(
     body: BodyToSend<'_>,
     task: &TaskShared,
     conn: &QuicConnection,
-) -> Result<(BodyTransfer, u64), H3Failure> {
+) -> Result<(BodyTransfer, u64), Failure> {
     let BodyToSend {
         plan,
         file,
@@ -291,7 +245,7 @@ async fn send_body(
 }
 
 /// The server stopped our sending side (STOP_SENDING): it may still answer.
-fn stopped_by_peer(f: &H3Failure) -> bool {
+fn stopped_by_peer(f: &Failure) -> bool {
     f.error.kind() == ErrorKind::StreamReset
 }
 
@@ -329,7 +283,7 @@ fn h3_failure(
     response_seen: bool,
     doing: &str,
     conn: &QuicConnection,
-) -> H3Failure {
+) -> Failure {
     let retryable = !response_seen
         && match &e {
             StreamError::RemoteTerminate { code } => *code == Code::H3_REQUEST_REJECTED,
@@ -343,7 +297,7 @@ fn h3_failure(
         ),
         _ => describe(&e, doing),
     };
-    H3Failure {
+    Failure {
         error: UploadError::new(kind, detail),
         retryable,
     }

@@ -22,36 +22,27 @@ use std::future::poll_fn;
 use std::time::Instant;
 
 use bytes::Bytes;
-use h2::client::SendRequest;
 use h2::{Reason, SendStream};
 
 use super::body_pieces::BodyPieces;
-use super::exchange::ExchangeOutput;
 use super::file_source::FileSource;
-use super::StreamInput;
+use super::h2::H2Stream;
+use super::multiplexed::StreamInput;
+use super::outcome::{Failure, Response};
+use super::stream_response::{receive_response, ResponseBody};
 use crate::error::{ErrorKind, UploadError};
-use crate::headers::ResponseHeaders;
-use crate::profile::{BodyTransfer, ExchangeFacts, Timeline};
+use crate::events::TaskShared;
+use crate::measure::{BodyTransfer, ExchangeReport};
 use crate::proto::multipart::BodyPlan;
-use crate::proto::response::ResponseHead;
-use crate::task::{HeadersReceived, TaskShared};
-use crate::transport::h2_pool::{connection_failure, H2Connection};
+use crate::transport::frame_tap::TapBook;
+use crate::transport::h2_conn::{connection_failure, H2Connection};
 
-/// A failed stream: retry on a fresh connection or not.
-pub(crate) struct H2Failure {
-    pub error: UploadError,
-    /// The server refused the stream (REFUSED_STREAM) or sent GOAWAY before processing it:
-    /// the request was not processed and may go again.
-    pub retryable: bool,
-}
-
-pub(crate) async fn h2_exchange(
+/// The request as a stream on `conn`, in the stream slot `stream`.
+pub(super) async fn exchange(
     conn: &H2Connection,
-    send: SendRequest<Bytes>,
+    stream: H2Stream,
     input: StreamInput<'_>,
-    timeline: &mut Timeline,
-    facts: &mut ExchangeFacts,
-) -> Result<ExchangeOutput, H2Failure> {
+) -> Result<Response, Failure> {
     let StreamInput {
         request,
         body,
@@ -60,7 +51,15 @@ pub(crate) async fn h2_exchange(
         task,
         profile,
     } = input;
-    let mut send = send;
+    let H2Stream {
+        mut send,
+        slot: _slot,
+        ready_at,
+    } = stream;
+    let mut report = ExchangeReport {
+        stream_ready_at: Some(ready_at),
+        ..ExchangeReport::default()
+    };
     let end_with_headers = body.is_none();
     let (response, mut stream) = send
         .send_request(request, end_with_headers)
@@ -84,99 +83,68 @@ pub(crate) async fn h2_exchange(
             biased;
             r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response", &book))?,
             b = &mut sending, if !body_done => {
-                facts.body = b.map_err(|e| match e {
+                report.body = b.map_err(|e| match e {
                     SendError::H2(e) => h2_failure(e, false, "sending the body", &book),
-                    SendError::Upload(e) => H2Failure { error: e, retryable: false },
+                    SendError::Upload(e) => Failure::fatal(e),
                 })?;
                 body_done = true;
             }
         }
     };
-    if !body_done {
-        // The server answered before the whole body went out: the answer stands.
-        facts.early_response = true;
-    }
-    let taps = book.stream(id);
-    timeline.response_start = taps.last_headers_received_at.or(Some(Instant::now()));
-    let (parts, mut recv) = head.into_parts();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let status = parts.status.as_u16();
-    if let Some(len) = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > max_response_body as u64 {
-            return Err(H2Failure {
-                error: UploadError::new(
-                    ErrorKind::ResponseTooLarge,
-                    format!("Content-Length {len} exceeds the cap of {max_response_body} bytes"),
-                ),
-                retryable: false,
-            });
-        }
-    }
-    if profile {
-        facts.rtt_ms = conn
-            .tcp_fd
+    // The server answered before the whole body went out: the answer stands.
+    report.early_response = !body_done;
+    let response_start = book.stream(id).last_headers_received_at;
+    let (parts, recv) = head.into_parts();
+    let rtt = || {
+        conn.tcp_fd
             .as_ref()
             .and_then(|fd| crate::sys::tcp_info(fd).ok())
             .filter(|i| i.rtt_us > 0)
-            .map(|i| i.rtt_us as f64 / 1000.0);
-    }
-    task.emit_headers(&HeadersReceived {
-        header: ResponseHeaders::new(headers.clone()),
-        status_code: status,
-    });
-
-    let mut data = Vec::new();
-    while let Some(chunk) = recv.data().await {
-        let chunk = chunk.map_err(|e| h2_failure(e, true, "reading the response body", &book))?;
-        let _ = recv.flow_control().release_capacity(chunk.len());
-        if data.len() + chunk.len() > max_response_body {
-            return Err(H2Failure {
-                error: UploadError::new(
-                    ErrorKind::ResponseTooLarge,
-                    format!("the body exceeds the cap of {max_response_body} bytes"),
-                ),
-                retryable: false,
-            });
-        }
-        data.extend_from_slice(&chunk);
-    }
+            .map(|i| i.rtt_us as f64 / 1000.0)
+    };
+    let mut body = H2Body { recv, book: &book };
+    let received = receive_response(&parts, 2, &mut body, max_response_body, task, profile.then_some(rtt)).await?;
     let now = Instant::now();
     let taps = book.stream(id);
-    timeline.request_start = taps.headers_written_at;
-    timeline.request_head_end = taps.headers_written_at;
-    timeline.request_end = if body_done { taps.end_written_at } else { None };
-    timeline.response_end = taps.end_received_at.or(Some(now));
-    facts.sent_bytes = taps.bytes_written;
-    facts.body_bytes_sent = taps.data_written;
-    facts.received_bytes = taps.bytes_received;
-    facts.response_body_bytes = data.len() as u64;
+    report.stamps.request_start = taps.headers_written_at;
+    report.stamps.request_head_end = taps.headers_written_at;
+    report.stamps.request_end = if body_done { taps.end_written_at } else { None };
+    report.stamps.response_start = response_start.or(Some(received.head_at));
+    report.stamps.response_end = taps.end_received_at.or(Some(now));
+    report.send_bytes_count = taps.bytes_written;
+    report.body_bytes_sent = taps.data_written;
+    report.received_byted_count = taps.bytes_received;
+    report.response_body_bytes = received.body.len() as u64;
+    report.rtt_ms = received.rtt_ms;
     if body_done && total_body > 0 {
         task.emit_progress(total_body, total_body);
     }
     book.forget(id);
-    Ok(ExchangeOutput {
-        head: ResponseHead {
-            status,
-            reason: String::new(),
-            version: 2,
-            headers,
-        },
-        body: data,
+    Ok(Response {
+        head: received.head,
+        body: received.body,
         reusable: true,
+        report,
     })
+}
+
+/// The response body as h2 delivers it, releasing flow-control capacity as it is read.
+struct H2Body<'a> {
+    recv: h2::RecvStream,
+    book: &'a TapBook,
+}
+
+impl ResponseBody for H2Body<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        match self.recv.data().await {
+            None => Ok(None),
+            Some(Ok(chunk)) => {
+                let _ = self.recv.flow_control().release_capacity(chunk.len());
+                Ok(Some(chunk))
+            }
+            Some(Err(e)) => Err(h2_failure(e, true, "reading the response body", self.book)),
+        }
+    }
 }
 
 enum SendError {
@@ -311,12 +279,7 @@ impl Drop for WindowWait<'_> {
 /// the detail names the code. A GOAWAY that left the stream unprocessed, and a refusal before
 /// any response, may go again. A connection-level failure after a GOAWAY says so, with the
 /// GOAWAY's code and last-stream-id (from the connection's frame tap).
-fn h2_failure(
-    e: h2::Error,
-    response_seen: bool,
-    doing: &str,
-    book: &crate::transport::frame_tap::TapBook,
-) -> H2Failure {
+fn h2_failure(e: h2::Error, response_seen: bool, doing: &str, book: &TapBook) -> Failure {
     let reason = e.reason();
     let refused = reason == Some(Reason::REFUSED_STREAM);
     let reset = e.is_reset() && e.is_remote();
@@ -338,7 +301,7 @@ fn h2_failure(
         Some(code) if reset => format!("the server reset the stream with {code:?} while {doing}"),
         _ => format!("{doing}: {e}"),
     };
-    H2Failure {
+    Failure {
         error: UploadError::new(kind, detail),
         retryable,
     }

@@ -1,0 +1,103 @@
+//! HTTP/2 for the send loop: connections made by the usual TCP (and TLS with ALPN `h2`)
+//! connect, streams opened under the server's stream limit, the exchange in `h2_stream`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+
+use super::connection;
+use super::context::Context;
+use super::multiplexed::{MuxProtocol, StreamInput};
+use super::outcome::{Failure, Response};
+use crate::error::{ErrorKind, UploadError};
+use crate::measure::{ConnectionInfo, Protocol, UploadRecord};
+use crate::transport::h2_conn::{connection_failure, H2Connection, H2Settings, StreamSlot};
+use crate::transport::mux_pool::MuxPool;
+use crate::transport::{Connection, Origin};
+
+/// HTTP/2 (h2 over TLS by ALPN, or h2c with prior knowledge).
+pub(super) struct H2;
+
+/// A stream slot on an HTTP/2 connection: the handle to open the stream, the slot under the
+/// server's `SETTINGS_MAX_CONCURRENT_STREAMS` (freed when dropped), and when it was granted.
+pub(super) struct H2Stream {
+    pub send: SendRequest<Bytes>,
+    pub slot: StreamSlot,
+    pub ready_at: Instant,
+}
+
+impl MuxProtocol for H2 {
+    type Conn = H2Connection;
+    type Stream = H2Stream;
+    /// The server chose HTTP/1.1 by ALPN: the fresh connection, for an HTTP/1.1 exchange.
+    type Declined = Connection;
+    const PROTOCOL: Protocol = Protocol::H2;
+    const VERSION: http::Version = http::Version::HTTP_2;
+
+    fn pool(ctx: &Context) -> &MuxPool<H2Connection> {
+        &ctx.h2.conns
+    }
+
+    async fn connect(
+        ctx: &Context,
+        origin: &Origin,
+        record: &mut UploadRecord,
+    ) -> Result<Result<Arc<H2Connection>, Connection>, UploadError> {
+        let tls = if origin.tls { &ctx.tls_h2 } else { &ctx.tls };
+        let conn = connection::open(ctx, origin, tls, record).await?;
+        if origin.tls && conn.info.alpn != "h2" {
+            ctx.h2.mark_http1_only(origin);
+            return Ok(Err(conn));
+        }
+        let settings = H2Settings {
+            initial_window_size: ctx.config.h2_initial_window_size,
+            initial_connection_window_size: ctx.config.h2_initial_connection_window_size,
+            max_send_buffer_size: ctx.config.h2_max_send_buffer_size,
+            tls_buffer_limit: ctx.config.tls_buffer_limit,
+        };
+        Ok(Ok(H2Connection::handshake(conn, settings).await?))
+    }
+
+    fn info(conn: &H2Connection) -> &Arc<ConnectionInfo> {
+        &conn.info
+    }
+
+    async fn open_stream(conn: &H2Connection) -> Result<(H2Stream, u64), Failure> {
+        // A stream slot: the server's SETTINGS_MAX_CONCURRENT_STREAMS may make this wait, which
+        // is queue time.
+        match conn.ready().await {
+            Ok((send, slot, before)) => {
+                let ready_at = Instant::now();
+                Ok((
+                    H2Stream {
+                        send,
+                        slot,
+                        ready_at,
+                    },
+                    before,
+                ))
+            }
+            Err(e) => {
+                let reason = conn.close_reason().unwrap_or_else(|| e.to_string());
+                Err(Failure {
+                    error: UploadError::new(
+                        ErrorKind::ConnectionClosed,
+                        connection_failure(&conn.book, reason),
+                    ),
+                    retryable: true,
+                })
+            }
+        }
+    }
+
+    async fn exchange(
+        _ctx: &Context,
+        conn: &H2Connection,
+        stream: H2Stream,
+        input: StreamInput<'_>,
+    ) -> Result<Response, Failure> {
+        super::h2_stream::exchange(conn, stream, input).await
+    }
+}

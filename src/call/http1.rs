@@ -1,0 +1,104 @@
+//! A hop over HTTP/1.1: a pooled keep-alive connection (or a new one), one exchange, and the
+//! stale-connection retry.
+//!
+//! A pooled connection can die while idle (the server's keep-alive timeout) between the pool's
+//! liveness check and the first write. The request then fails before any response byte, and it
+//! cannot have been processed: the hop goes once more, on a new connection, whose phases the
+//! profile then shows (`staleConnectionRetries: 1`). A failure on a new connection, or after a
+//! response byte, is the upload's failure.
+
+use bytes::Bytes;
+
+use super::context::Context;
+use super::http1_exchange::{exchange, ExchangeInput};
+use super::outcome::Response;
+use super::prepare::Upload;
+use super::redirect::{Hop, Method};
+use super::connection;
+use crate::error::UploadError;
+use crate::events::TaskShared;
+use crate::measure::{ConnectionUse, Protocol, UploadRecord};
+use crate::proto::request::RequestHead;
+use crate::transport::Connection;
+
+/// Send the hop over HTTP/1.1; `fresh` is a connection just opened for it (an HTTP/2 attempt
+/// whose server chose HTTP/1.1 by ALPN hands its connection on).
+pub(super) async fn send(
+    ctx: &Context,
+    upload: &Upload,
+    hop: &Hop,
+    task: &TaskShared,
+    record: &mut UploadRecord,
+    mut fresh: Option<Connection>,
+) -> Result<Response, UploadError> {
+    let origin = &hop.target.origin;
+    let head = request_head(upload, hop);
+    let mut stale_retries = 0;
+    loop {
+        let (mut conn, reused) = match fresh.take() {
+            Some(conn) => (conn, false),
+            None => match ctx.pool.checkout(origin) {
+                Some(conn) => (conn, true),
+                None => (
+                    connection::open(ctx, origin, &ctx.tls, record).await?,
+                    false,
+                ),
+            },
+        };
+        record.uses_connection(
+            ConnectionUse {
+                info: conn.info.clone(),
+                protocol: Protocol::Http11,
+                reused,
+                requests_before: conn.requests,
+                idle_before_reuse_ms: if reused {
+                    conn.idle_since.elapsed().as_secs_f64() * 1000.0
+                } else {
+                    0.0
+                },
+            },
+            stale_retries,
+        );
+        let with_body = hop.method == Method::Post;
+        let input = ExchangeInput {
+            head: &head,
+            body: with_body.then_some((&upload.plan, &upload.file)),
+            expect_continue: upload
+                .sends_expect_continue(hop)
+                .then_some(ctx.config.expect_continue_timeout),
+            max_response_body: ctx.config.max_response_body,
+            chunk_size: ctx.config.chunk_size,
+            zero_copy: ctx.config.zero_copy,
+            tls_buffer_limit: ctx.config.tls_buffer_limit,
+            task,
+            track_acks: upload.profile,
+        };
+        match exchange(&mut conn.stream, input).await {
+            Ok(response) => {
+                conn.requests += 1;
+                if response.reusable {
+                    ctx.pool.checkin(origin.clone(), conn);
+                }
+                return Ok(response);
+            }
+            Err(failure) if failure.retryable && reused && stale_retries == 0 => {
+                // The pooled connection was closed by the server while idle: the request
+                // cannot have been processed. Replace it, once, and time the new one.
+                stale_retries += 1;
+                record.forget_connection();
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+}
+
+/// The encoded HTTP/1.1 request head for `hop`.
+pub(super) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
+    let headers = upload.request_headers(hop, true);
+    RequestHead {
+        method: hop.method.as_str(),
+        target: &hop.target.request_target,
+        headers: &headers,
+    }
+    .encode()
+}

@@ -1,0 +1,206 @@
+//! What the layers below `call` measured, as plain values.
+//!
+//! Transport and the exchanges do not write into the upload's timeline: they *return* one of
+//! these records, and [`UploadRecord`](super::UploadRecord) folds it in. Each stamp is taken
+//! immediately around the system call or handshake step it names, by the code that performs
+//! that step, and each field is named as the profile names it (`ssl_connection_start` is
+//! `SSLconnectionStart`, `request_end` is `requestEnd`), so searching for a profile field finds
+//! both where it is measured and where it is folded.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::profile::Protocol;
+
+/// What name resolution measured. Steps that did not run (a literal IP, a cache hit, no
+/// HTTPDNS) leave their stamps `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ResolveStamps {
+    /// Just before the HTTPDNS request was made (`httpDNSDomainLookUpStart`).
+    pub http_dns_domain_look_up_start: Option<Instant>,
+    /// When the HTTPDNS answer (or its failure) was in (`httpDNSDomainLookUpEnd`).
+    pub http_dns_domain_look_up_end: Option<Instant>,
+    /// Just before the resolver was asked (`domainLookUpStart`).
+    pub domain_look_up_start: Option<Instant>,
+    /// When the resolver answered (`domainLookUpEnd`).
+    pub domain_look_up_end: Option<Instant>,
+}
+
+/// Which step of name resolution answered (`profileExtensions.dnsSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum DnsSource {
+    /// No lookup was needed: a reused connection.
+    #[default]
+    None,
+    /// The host is an IP literal.
+    Literal,
+    /// The client's DNS cache.
+    Cache,
+    /// HTTPDNS.
+    HttpDns,
+    /// The resolver, after HTTPDNS failed.
+    HttpDnsFallback,
+    /// The resolver.
+    Resolver,
+}
+
+impl DnsSource {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DnsSource::None => "none",
+            DnsSource::Literal => "literal",
+            DnsSource::Cache => "cache",
+            DnsSource::HttpDns => "httpdns",
+            DnsSource::HttpDnsFallback => "httpdns-fallback",
+            DnsSource::Resolver => "resolver",
+        }
+    }
+}
+
+/// What opening a connection measured. Over TCP the TLS stamps are `None` on plain HTTP; over
+/// QUIC the handshake is both, so `connect_start == ssl_connection_start` and
+/// `ssl_connection_end == connect_end`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnectStamps {
+    /// Just before the winning attempt's `connect` (or the first QUIC Initial) (`connectStart`).
+    pub connect_start: Option<Instant>,
+    /// The connection is ready for a request, TLS included (`connectEnd`).
+    pub connect_end: Option<Instant>,
+    /// Just before the TLS handshake began (`SSLconnectionStart`).
+    pub ssl_connection_start: Option<Instant>,
+    /// The TLS handshake completed (`SSLconnectionEnd`).
+    pub ssl_connection_end: Option<Instant>,
+}
+
+/// What the profile reports about the connection that carried a request, fixed when it was
+/// opened (shared by every request it carries, over any protocol).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionInfo {
+    /// The client's id of this connection (1-based, in opening order).
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// Connection attempts it took to open it.
+    pub attempts: u32,
+    /// `"TLSv1.3"` etc.; empty on plain TCP.
+    pub tls_version: String,
+    /// The negotiated cipher suite; empty on plain TCP (and over QUIC, which quinn does not
+    /// report).
+    pub cipher_suite: String,
+    /// The ALPN protocol the server chose; empty if none.
+    pub alpn: String,
+}
+
+/// How a request used its connection (`socketReused` and the connection extensions).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionUse {
+    pub info: std::sync::Arc<ConnectionInfo>,
+    pub protocol: Protocol,
+    /// A pooled connection (no connect phases for this request).
+    pub reused: bool,
+    /// Requests (HTTP/1.1) or streams (h2, HTTP/3) the connection carried before this one.
+    pub requests_before: u64,
+    /// How long the connection sat idle in the pool before this request (HTTP/1.1), in ms.
+    pub idle_before_reuse_ms: f64,
+}
+
+/// What one exchange measured: its stamps, named as the profile names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExchangeStamps {
+    /// The write that carried the request's first byte began (`requestStart`).
+    pub request_start: Option<Instant>,
+    /// The request head was completely written (`requestHeadEnd`, extension).
+    pub request_head_end: Option<Instant>,
+    /// The request's last byte was written (`requestEnd`); `None` when the body was not
+    /// completely sent (an early response).
+    pub request_end: Option<Instant>,
+    /// The peer acknowledged the request's last byte (`bodyAckedEnd`, extension).
+    pub body_acked_end: Option<Instant>,
+    /// The read that carried the first interim (1xx) response (`firstInterimResponse`).
+    pub first_interim_response: Option<Instant>,
+    /// The read that carried the final response's first byte (`responseStart`).
+    pub response_start: Option<Instant>,
+    /// The read that completed the response (`responseEnd`).
+    pub response_end: Option<Instant>,
+}
+
+/// Where `bodyAckedEnd` came from (`profileExtensions.ackSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckSource {
+    /// The kernel's TX_ACK timestamp of the final write.
+    Kernel,
+    /// The first poll of the counters that saw every byte acknowledged.
+    Poll,
+}
+
+impl AckSource {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AckSource::Kernel => "kernel",
+            AckSource::Poll => "poll",
+        }
+    }
+}
+
+/// How the file's bytes went out: `usingHighPerformanceMode` and the `body*` extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BodyTransfer {
+    /// File bytes sent by `sendfile(2)`.
+    pub zero_copy_bytes: u64,
+    /// File bytes read into a buffer and written from it.
+    pub copied_bytes: u64,
+    /// Reads that ran on the blocking pool because the page cache lacked the data.
+    pub uncached_reads: u32,
+    /// Why `sendfile` was given up midway (the kernel's refusal), if it was.
+    pub zero_copy_refused: Option<String>,
+}
+
+impl BodyTransfer {
+    /// The whole file went by the zero-copy path (`usingHighPerformanceMode`).
+    pub(crate) fn zero_copy_only(&self) -> bool {
+        self.zero_copy_bytes > 0 && self.copied_bytes == 0
+    }
+
+    /// The `bodyPath` extension.
+    pub(crate) fn path(&self) -> &'static str {
+        match (self.zero_copy_bytes > 0, self.copied_bytes > 0) {
+            (true, false) => "sendfile",
+            (true, true) => "sendfile+read",
+            (false, true) => "read",
+            (false, false) => "none",
+        }
+    }
+}
+
+/// Everything one completed exchange measured (HTTP/1.1, an h2 stream or an HTTP/3 stream).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExchangeReport {
+    pub stamps: ExchangeStamps,
+    /// Bytes of the request at HTTP level: head and body over HTTP/1.1, the stream's frames over
+    /// h2 and HTTP/3 (`sendBytesCount`).
+    pub send_bytes_count: u64,
+    /// Body bytes written (`bodyBytesSent`).
+    pub body_bytes_sent: u64,
+    /// Bytes of the response at HTTP level (`receivedBytedCount`, the original's spelling).
+    pub received_byted_count: u64,
+    /// Bytes of the response body (the download rate's numerator).
+    pub response_body_bytes: u64,
+    /// The status of the first interim response (0 if none).
+    pub first_interim_status: u16,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The server answered before the request body was completely sent.
+    pub early_response: bool,
+    /// The transport's smoothed RTT when the response arrived, in ms (`rtt`; profile on only).
+    pub rtt_ms: Option<f64>,
+    /// Where `body_acked_end` came from, when the kernel stamped or polled it.
+    pub ack_source: Option<AckSource>,
+    /// Progress events counted acknowledged bytes, not written ones (`progressBasis`).
+    pub progress_acknowledged: bool,
+    /// How the file's bytes went out.
+    pub body: BodyTransfer,
+    /// On a multiplexed connection: when the stream was available to this request (a server's
+    /// stream limit may make it wait, which is queue time).
+    pub stream_ready_at: Option<Instant>,
+}

@@ -15,7 +15,11 @@
 //! - `SBS_RSS_MIB` the large upload of the memory rows (default 4096 = 4 GiB, sparse);
 //! - `SBS_RSS_PROTOS` the protocols of the memory rows: `plain,tls,h2,h3` (default `plain,h2`);
 //! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss,quic` (default all);
-//! - `SBS_OUT` where to write the markdown report (default `TARGET/side_by_side.md`).
+//! - `SBS_OUT` where to write the markdown report (default `TARGET/side_by_side.md`);
+//! - `SBS_BASELINE_OURS` a `peer-ours` binary built from another commit (e.g. before a
+//!   refactor: `git worktree add /tmp/base <commit>` and `cargo build --release --manifest-path
+//!   /tmp/base/benches/peers/Cargo.toml`): it runs as one more client in parts 1–5, in the same
+//!   rounds, so "before" and "after" are measured side by side; `SBS_BASELINE_LABEL` names it.
 //!
 //! What it does:
 //! - builds, in release, the CLI (`uploadfile`) and the sink (`uploadfile-sink`) of this
@@ -161,6 +165,8 @@ enum Who {
     Raw,
     /// `peer-ours` with one of the library's QUIC settings changed (its `OURS_*` variable).
     OursQuic(QuicVariant),
+    /// `peer-ours` built from another commit (`SBS_BASELINE_OURS`).
+    Baseline,
 }
 
 /// A QUIC setting of the library, changed for an A/B row (see `peer-ours`).
@@ -200,6 +206,8 @@ struct Bins {
     raw: PathBuf,
     /// `sbs-exec`, the launcher every client runs under (see its docs: `ru_maxrss`).
     exec: PathBuf,
+    /// `SBS_BASELINE_OURS`, with its label.
+    baseline: Option<(PathBuf, String)>,
 }
 
 struct Ctx {
@@ -255,7 +263,19 @@ impl Ctx {
                 _ => "limit: rustls, 1 MiB writes".into(),
             },
             Who::OursQuic(v) => format!("ours: `peer-ours`, {}", v.label()),
+            Who::Baseline => match &self.bins.baseline {
+                Some((_, label)) => format!("ours, baseline: `peer-ours` of {label}"),
+                None => "ours, baseline".into(),
+            },
         }
+    }
+
+    /// `list` with the baseline appended when there is one.
+    fn with_baseline(&self, mut list: Vec<Who>) -> Vec<Who> {
+        if self.bins.baseline.is_some() {
+            list.push(Who::Baseline);
+        }
+        list
     }
 }
 
@@ -374,7 +394,17 @@ fn build(root: &Path, target: &Path) -> Result<Bins, BoxError> {
         reqwest: peers_target.join("release/peer-reqwest"),
         raw: peers_target.join("release/peer-raw"),
         exec: peers_target.join("release/sbs-exec"),
+        baseline: std::env::var_os("SBS_BASELINE_OURS").map(|p| {
+            let label =
+                std::env::var("SBS_BASELINE_LABEL").unwrap_or_else(|_| "another commit".into());
+            (PathBuf::from(p), label)
+        }),
     };
+    if let Some((b, _)) = &bins.baseline {
+        if !b.exists() {
+            return Err(format!("SBS_BASELINE_OURS: {} does not exist", b.display()).into());
+        }
+    }
     for b in [
         &bins.cli,
         &bins.sink,
@@ -588,6 +618,10 @@ fn command_for(
     };
     match who {
         Who::PeerOurs => peer(&ctx.bins.ours),
+        Who::Baseline => match &ctx.bins.baseline {
+            Some((path, _)) => peer(path),
+            None => peer(&ctx.bins.ours),
+        },
         Who::OursQuic(v) => {
             let mut c = peer(&ctx.bins.ours);
             let (name, value) = v.env();
@@ -763,7 +797,7 @@ fn received_ok(work: &Work, n: u64) -> bool {
 /// The client's own report: the peers' JSON line, the CLI's result object, curl's `-w` lines.
 fn check_client_output(who: Who, work: &Work, out: &str) -> Result<(), BoxError> {
     match who {
-        Who::PeerOurs | Who::OursQuic(_) | Who::Reqwest | Who::Raw => {
+        Who::PeerOurs | Who::OursQuic(_) | Who::Baseline | Who::Reqwest | Who::Raw => {
             let line = out.lines().last().unwrap_or("");
             let v: serde_json::Value = serde_json::from_str(line)
                 .map_err(|e| format!("output {line:?} is not JSON: {e}"))?;
@@ -1071,6 +1105,7 @@ fn large_part(
         clients.push(Who::Raw);
     }
     clients.push(ctx.ours_extra());
+    let clients = ctx.with_baseline(clients);
     let work = Work {
         proto,
         file: files.big.clone(),
@@ -1092,7 +1127,7 @@ fn large_part(
 }
 
 fn small_part(ctx: &Ctx, table: &mut Table, files: &Files, count: usize) -> Result<(), BoxError> {
-    let clients = [Who::PeerOurs, Who::Curl, Who::Reqwest, Who::Raw];
+    let clients = ctx.with_baseline(vec![Who::PeerOurs, Who::Curl, Who::Reqwest, Who::Raw]);
     for proto in [Proto::Plain, Proto::Tls] {
         let work = Work {
             proto,
@@ -1118,7 +1153,7 @@ fn concurrent_part(
     files: &Files,
     count: usize,
 ) -> Result<(), BoxError> {
-    let clients = [Who::PeerOurs, Who::Reqwest];
+    let clients = ctx.with_baseline(vec![Who::PeerOurs, Who::Reqwest]);
     let work = Work {
         proto: Proto::H2,
         file: files.conc.clone(),

@@ -230,7 +230,12 @@ impl ClientBuilder {
     /// Build the client. Fails on an unusable root certificate.
     pub fn build(self) -> Result<Client, UploadError> {
         let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
-        let context = Context::new(self.config, &self.root_pems, self.verifier.as_ref(), resolver)?;
+        let context = Context::new(
+            self.config,
+            &self.root_pems,
+            self.verifier.as_ref(),
+            resolver,
+        )?;
         let runtime = Handle::try_current().unwrap_or_else(|_| library_runtime().handle().clone());
         Ok(Client::from_parts(context, runtime))
     }
@@ -433,13 +438,8 @@ fn library_runtime() -> &'static Runtime {
 fn default_client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let context = Context::new(
-            ClientConfig::default(),
-            &[],
-            None,
-            Arc::new(SystemResolver),
-        )
-        .expect("the webpki roots are valid");
+        let context = Context::new(ClientConfig::default(), &[], None, Arc::new(SystemResolver))
+            .expect("the webpki roots are valid");
         Client::from_parts(context, library_runtime().handle().clone())
     })
 }

@@ -103,7 +103,15 @@ pub(super) async fn exchange(
             .map(|i| i.rtt_us as f64 / 1000.0)
     };
     let mut body = H2Body { recv, book: &book };
-    let received = receive_response(&parts, 2, &mut body, max_response_body, task, profile.then_some(rtt)).await?;
+    let received = receive_response(
+        &parts,
+        2,
+        &mut body,
+        max_response_body,
+        task,
+        profile.then_some(rtt),
+    )
+    .await?;
     let now = Instant::now();
     let taps = book.stream(id);
     report.stamps.request_start = taps.headers_written_at;

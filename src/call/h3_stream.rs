@@ -157,17 +157,17 @@ pub(super) async fn exchange(
         }
     }
     let taps = record.taps();
-    report.stamps.request_start = taps.first_write_at;
+    report.stamps.request_start = taps.request_start;
     report.stamps.request_head_end = head_written.last_write_at;
     report.stamps.request_end = if report.early_response {
         None
     } else {
-        taps.finished_at
+        taps.request_end
     };
-    report.stamps.response_start = taps.first_read_at.or(Some(now));
-    report.stamps.response_end = taps.end_read_at.or(Some(now));
-    report.send_bytes_count = taps.bytes_written;
-    report.received_byted_count = taps.bytes_read;
+    report.stamps.response_start = taps.response_start.or(Some(now));
+    report.stamps.response_end = taps.response_end.or(Some(now));
+    report.send_bytes_count = taps.send_bytes_count;
+    report.received_byted_count = taps.received_byted_count;
     report.response_body_bytes = received.body.len() as u64;
     report.rtt_ms = received.rtt_ms;
     Ok(Response {
@@ -278,12 +278,7 @@ fn describe(e: &StreamError, doing: &str) -> (ErrorKind, String) {
 }
 
 /// Map an h3 error to the upload's error, and say whether the request may go again.
-fn h3_failure(
-    e: StreamError,
-    response_seen: bool,
-    doing: &str,
-    conn: &QuicConnection,
-) -> Failure {
+fn h3_failure(e: StreamError, response_seen: bool, doing: &str, conn: &QuicConnection) -> Failure {
     let retryable = !response_seen
         && match &e {
             StreamError::RemoteTerminate { code } => *code == Code::H3_REQUEST_REJECTED,

@@ -9,12 +9,12 @@
 
 use bytes::Bytes;
 
+use super::connection;
 use super::context::Context;
 use super::http1_exchange::{exchange, ExchangeInput};
 use super::outcome::Response;
 use super::prepare::Upload;
 use super::redirect::{Hop, Method};
-use super::connection;
 use crate::error::UploadError;
 use crate::events::TaskShared;
 use crate::measure::{ConnectionUse, Protocol, UploadRecord};

@@ -19,7 +19,6 @@ mod acks;
 mod body_pieces;
 mod connection;
 mod context;
-mod http1_exchange;
 mod file_source;
 mod h2;
 mod h2_stream;
@@ -28,6 +27,7 @@ mod h3;
 #[cfg(feature = "quic")]
 mod h3_stream;
 mod http1;
+mod http1_exchange;
 mod multiplexed;
 mod outcome;
 mod prepare;

@@ -20,7 +20,7 @@ use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::measure::{ConnectionInfo, ConnectionUse, Protocol, UploadRecord};
 use crate::proto::multipart::BodyPlan;
-use crate::transport::mux_pool::{MuxPool, Multiplexed};
+use crate::transport::mux_pool::{Multiplexed, MuxPool};
 use crate::transport::Origin;
 
 /// One multiplexed protocol, as the send loop needs it.
@@ -64,6 +64,9 @@ pub(super) trait MuxProtocol {
 }
 
 /// How a hop sent over a multiplexed protocol ended.
+// Returned once per hop and moved straight on: boxing the response would only add an
+// allocation per upload.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum MuxOutcome<D> {
     Done(Response),
     /// The protocol declined the hop (see [`MuxProtocol::Declined`]).

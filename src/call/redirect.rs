@@ -134,7 +134,11 @@ mod tests {
     #[test]
     fn downgrades_and_unusable_urls_are_refused() {
         let first = Hop::first("https://a.example/upload").unwrap();
-        for location in ["http://a.example/x", "ftp://a.example/x", "https://u:p@a.example/"] {
+        for location in [
+            "http://a.example/x",
+            "ftp://a.example/x",
+            "https://u:p@a.example/",
+        ] {
             let e = first.follow(307, location).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::RedirectRefused, "{location}");
         }

@@ -193,7 +193,10 @@ impl UploadRecord {
         let (connect_start, connect_end) = if reused {
             (fetch, fetch)
         } else {
-            (or_fetch(t.connect.connect_start), or_fetch(t.connect.connect_end))
+            (
+                or_fetch(t.connect.connect_start),
+                or_fetch(t.connect.connect_end),
+            )
         };
         let (ssl_start, ssl_end) = match (self.tls, reused) {
             (false, _) => (0.0, 0.0),
@@ -203,11 +206,11 @@ impl UploadRecord {
                 ms(t.connect.ssl_connection_end),
             ),
         };
-        let (dns_start, dns_end) = match (t.resolve.domain_look_up_start, t.resolve.domain_look_up_end)
-        {
-            (Some(s), Some(e)) if !reused => (ms(Some(s)), ms(Some(e))),
-            _ => (fetch, fetch),
-        };
+        let (dns_start, dns_end) =
+            match (t.resolve.domain_look_up_start, t.resolve.domain_look_up_end) {
+                (Some(s), Some(e)) if !reused => (ms(Some(s)), ms(Some(e))),
+                _ => (fetch, fetch),
+            };
         let throughput_kbps = match (x.response_start, x.response_end) {
             (Some(s), Some(e)) if e > s => {
                 round3(report.response_body_bytes as f64 * 8.0 / clock::ms_between(s, e))

@@ -51,8 +51,12 @@ impl Timeline {
     pub(super) fn resolved(&mut self, stamps: &ResolveStamps) {
         let r = &mut self.resolve;
         let s = stamps;
-        r.http_dns_domain_look_up_start = s.http_dns_domain_look_up_start.or(r.http_dns_domain_look_up_start);
-        r.http_dns_domain_look_up_end = s.http_dns_domain_look_up_end.or(r.http_dns_domain_look_up_end);
+        r.http_dns_domain_look_up_start = s
+            .http_dns_domain_look_up_start
+            .or(r.http_dns_domain_look_up_start);
+        r.http_dns_domain_look_up_end = s
+            .http_dns_domain_look_up_end
+            .or(r.http_dns_domain_look_up_end);
         r.domain_look_up_start = s.domain_look_up_start.or(r.domain_look_up_start);
         r.domain_look_up_end = s.domain_look_up_end.or(r.domain_look_up_end);
     }

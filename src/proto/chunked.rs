@@ -25,8 +25,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::request::is_tchar;
 use super::error::ProtoError;
+use super::request::is_tchar;
 
 /// The longest chunk-size line (size, extensions, CRLF) accepted.
 pub(crate) const MAX_CHUNK_LINE: usize = 4096;

@@ -51,7 +51,6 @@
 //!   [`keep_alive`](ResponseDecoder::keep_alive) false, since the
 //!   connection's state is then unknown.
 
-
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::chunked::{ChunkedDecoder, Step};

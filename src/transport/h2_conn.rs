@@ -16,7 +16,7 @@ use h2::client::SendRequest;
 
 use super::connect::Connection;
 use super::frame_tap::{FrameTap, TapBook};
-use super::mux_pool::{MuxPool, Multiplexed};
+use super::mux_pool::{Multiplexed, MuxPool};
 use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::ConnectionInfo;

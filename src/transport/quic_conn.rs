@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::mux_pool::{MuxPool, Multiplexed};
+use super::mux_pool::{Multiplexed, MuxPool};
 use super::quic_glue::{QuicConn, QuicOpener, QuicTapBook};
 use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
@@ -277,10 +277,9 @@ impl QuicPool {
     ) -> Result<QuicConnected, String> {
         let config = self.client_config(tls, settings)?;
         let deadline = tokio::time::Instant::now() + within;
-        let mut attempts = 0;
         let mut last = String::from("no address to connect to");
-        for addr in addrs {
-            attempts += 1;
+        for (tried, addr) in addrs.iter().enumerate() {
+            let attempts = tried as u32 + 1;
             let endpoint = self.endpoint(addr)?;
             let start = Instant::now();
             let connecting = match endpoint.connect_with(config.clone(), *addr, &origin.host) {

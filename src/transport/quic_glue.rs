@@ -46,29 +46,31 @@ type ChunkRead = (
 );
 
 /// What the glue saw of one request stream. Instants are taken as the bytes cross into or out
-/// of quinn (see the module docs).
+/// of quinn (see the module docs); fields are named as the profile names what they become.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StreamTaps {
     /// quinn gave us the stream (a stream-count limit of the server may delay this).
     pub opened_at: Option<Instant>,
-    /// quinn accepted the first bytes of the stream: the start of the HEADERS frame.
-    pub first_write_at: Option<Instant>,
+    /// quinn accepted the first bytes of the stream: the start of the HEADERS frame
+    /// (`requestStart`).
+    pub request_start: Option<Instant>,
     /// quinn accepted the latest bytes.
     pub last_write_at: Option<Instant>,
-    /// The stream was finished (FIN) after its last byte: the request is complete.
-    pub finished_at: Option<Instant>,
-    /// Bytes of the stream quinn accepted (HTTP/3 frames, headers included).
-    pub bytes_written: u64,
+    /// The stream was finished (FIN) after its last byte: the request is complete
+    /// (`requestEnd`).
+    pub request_end: Option<Instant>,
+    /// Bytes of the stream quinn accepted (HTTP/3 frames, headers included: `sendBytesCount`).
+    pub send_bytes_count: u64,
     /// File bytes handed to quinn without a copy.
     pub zero_copy_bytes: u64,
     /// Bytes that had to be copied into quinn (frame headers, QPACK blocks, unannounced data).
     pub copied_bytes: u64,
-    /// quinn delivered the first bytes of the response stream.
-    pub first_read_at: Option<Instant>,
-    /// quinn delivered the end of the response stream (FIN).
-    pub end_read_at: Option<Instant>,
-    /// Bytes of the response stream (HTTP/3 frames).
-    pub bytes_read: u64,
+    /// quinn delivered the first bytes of the response stream (`responseStart`).
+    pub response_start: Option<Instant>,
+    /// quinn delivered the end of the response stream (FIN: `responseEnd`).
+    pub response_end: Option<Instant>,
+    /// Bytes of the response stream (HTTP/3 frames: `receivedBytedCount`).
+    pub received_byted_count: u64,
 }
 
 /// The shared record of one request stream: its taps, and the payload announced for the next
@@ -489,9 +491,9 @@ impl<B: Buf> quic::SendStream<B> for QuicSend {
             if let Some(record) = &self.record {
                 let now = Instant::now();
                 record.update(|t| {
-                    t.first_write_at.get_or_insert(now);
+                    t.request_start.get_or_insert(now);
                     t.last_write_at = Some(now);
-                    t.bytes_written += written.bytes as u64;
+                    t.send_bytes_count += written.bytes as u64;
                 });
             }
         }
@@ -517,7 +519,7 @@ impl<B: Buf> quic::SendStream<B> for QuicSend {
         self.done = true;
         if let (Ok(()), Some(record)) = (&result, &self.record) {
             let now = Instant::now();
-            record.update(|t| t.finished_at = Some(now));
+            record.update(|t| t.request_end = Some(now));
             let stopped = self.stream.stopped();
             *record.acked.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Box::pin(async move { matches!(stopped.await, Ok(None)) }));
@@ -592,10 +594,10 @@ impl quic::RecvStream for QuicRecv {
             let now = Instant::now();
             match &chunk {
                 Some(bytes) => record.update(|t| {
-                    t.first_read_at.get_or_insert(now);
-                    t.bytes_read += bytes.len() as u64;
+                    t.response_start.get_or_insert(now);
+                    t.received_byted_count += bytes.len() as u64;
                 }),
-                None if !self.ended => record.update(|t| t.end_read_at = Some(now)),
+                None if !self.ended => record.update(|t| t.response_end = Some(now)),
                 None => {}
             }
         }

@@ -18,7 +18,11 @@ fn spec(head: u64, body: Option<u64>, expect: Option<u64>) -> RequestSpec {
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /// Feed a read and go on through any pause at the final head, as the driver does.
-fn read_all(ex: &mut Http1Exchange, bytes: &[u8], now: Instant) -> Result<Received, ExchangeFailure> {
+fn read_all(
+    ex: &mut Http1Exchange,
+    bytes: &[u8],
+    now: Instant,
+) -> Result<Received, ExchangeFailure> {
     let mut got = ex.on_read(bytes, now)?;
     let mut heads = got.final_head;
     while got.final_head && !got.complete {
@@ -81,7 +85,11 @@ fn partial_writes_move_through_head_and_body() {
 fn a_body_less_request_goes_straight_to_flush() {
     let mut ex = Http1Exchange::new(spec(30, None, Some(1000)), 1024);
     ex.on_write(30, 0, t(0), t(1));
-    assert_eq!(ex.send_state(), SendState::Flush, "no body: no wait for 100");
+    assert_eq!(
+        ex.send_state(),
+        SendState::Flush,
+        "no body: no wait for 100"
+    );
     ex.on_flushed(t(2));
     read_all(&mut ex, OK, t(3)).unwrap();
     assert!(ex.finish().unwrap().reusable);
@@ -164,7 +172,10 @@ fn decoding_pauses_after_the_final_head() {
     ex.on_flushed(t(1));
     // The body is over the cap (2 > 1), found only after the head was announced.
     let got = ex
-        .on_read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", t(2))
+        .on_read(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            t(2),
+        )
         .unwrap();
     assert!(got.final_head && !got.complete);
     assert_eq!(ex.response_head().unwrap().status, 200);
@@ -316,7 +327,10 @@ fn a_close_delimited_body_completes_at_the_close() {
     let done = ex.finish().unwrap();
     assert_eq!(done.body, b"hello");
     assert_eq!(done.timings.response_end, Some(t(5)));
-    assert!(!done.reusable, "a close-delimited response ends the connection");
+    assert!(
+        !done.reusable,
+        "a close-delimited response ends the connection"
+    );
 }
 
 #[test]

@@ -221,6 +221,13 @@ impl fmt::Display for UploadError {
 
 impl std::error::Error for UploadError {}
 
+impl UploadError {
+    /// The original's failure object: `{"errMsg":"uploadFile:fail ...","errno":N}`.
+    pub fn to_original_json(&self) -> serde_json::Value {
+        serde_json::json!({ "errMsg": self.err_msg(), "errno": self.code() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

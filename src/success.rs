@@ -49,10 +49,3 @@ impl UploadSuccess {
         serde_json::Value::Object(obj)
     }
 }
-
-impl crate::UploadError {
-    /// The original's failure object: `{"errMsg":"uploadFile:fail ...","errno":N}`.
-    pub fn to_original_json(&self) -> serde_json::Value {
-        serde_json::json!({ "errMsg": self.err_msg(), "errno": self.code() })
-    }
-}

@@ -4,29 +4,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use h2::client::SendRequest;
-
 use super::connection;
 use super::context::Context;
+use super::h2_stream::H2Stream;
 use super::multiplexed::{MuxProtocol, StreamInput};
 use super::outcome::{Failure, Response};
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::{ConnectionInfo, Protocol, UploadRecord};
-use crate::transport::h2_conn::{connection_failure, H2Connection, H2Settings, StreamSlot};
+use crate::transport::h2_conn::{connection_failure, H2Connection, H2Settings};
 use crate::transport::mux_pool::MuxPool;
 use crate::transport::{Connection, Origin};
 
 /// HTTP/2 (h2 over TLS by ALPN, or h2c with prior knowledge).
 pub(super) struct H2;
-
-/// A stream slot on an HTTP/2 connection: the handle to open the stream, the slot under the
-/// server's `SETTINGS_MAX_CONCURRENT_STREAMS` (freed when dropped), and when it was granted.
-pub(super) struct H2Stream {
-    pub send: SendRequest<Bytes>,
-    pub slot: StreamSlot,
-    pub ready_at: Instant,
-}
 
 impl MuxProtocol for H2 {
     type Conn = H2Connection;

@@ -22,11 +22,11 @@ use std::future::poll_fn;
 use std::time::Instant;
 
 use bytes::Bytes;
+use h2::client::SendRequest;
 use h2::{Reason, SendStream};
 
 use super::body_pieces::BodyPieces;
 use super::file_source::FileSource;
-use super::h2::H2Stream;
 use super::multiplexed::StreamInput;
 use super::outcome::{Failure, Response};
 use super::stream_response::{receive_response, ResponseBody};
@@ -35,7 +35,15 @@ use crate::events::TaskShared;
 use crate::measure::{BodyTransfer, ExchangeReport};
 use crate::proto::multipart::BodyPlan;
 use crate::transport::frame_tap::TapBook;
-use crate::transport::h2_conn::{connection_failure, H2Connection};
+use crate::transport::h2_conn::{connection_failure, H2Connection, StreamSlot};
+
+/// A stream slot on an HTTP/2 connection: the handle to open the stream, the slot under the
+/// server's `SETTINGS_MAX_CONCURRENT_STREAMS` (freed when dropped), and when it was granted.
+pub(super) struct H2Stream {
+    pub send: SendRequest<Bytes>,
+    pub slot: StreamSlot,
+    pub ready_at: Instant,
+}
 
 /// The request as a stream on `conn`, in the stream slot `stream`.
 pub(super) async fn exchange(

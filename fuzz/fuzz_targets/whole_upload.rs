@@ -5,9 +5,10 @@
 //! Why a loopback socket and not an in-memory pipe: the exchange driver is written for the
 //! library's `Stream` (plain TCP or TLS over TCP), with `sendfile`, `MSG_MORE` and `TCP_INFO`
 //! reached through the socket; running it over `tokio::io::duplex` would need a new transport
-//! variant threaded through `src/call/exchange/` and `src/transport/stream.rs`. The socket costs
-//! a connect and an accept per run (well under a millisecond here) and exercises exactly the
-//! code a real upload runs: see docs/fuzzing.md.
+//! variant threaded through `src/call/http1_exchange/` (the driver around the
+//! `proto::h1_exchange` state machine) and `src/transport/stream.rs`. The socket costs a connect
+//! and an accept per run (well under a millisecond here) and exercises exactly the code a real
+//! upload runs: see docs/fuzzing.md.
 //!
 //! Input layout:
 //!

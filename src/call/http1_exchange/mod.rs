@@ -328,7 +328,9 @@ fn to_failure(f: ExchangeFailure) -> Failure {
         ExchangeError::TooLarge { .. } => {
             UploadError::new(ErrorKind::ResponseTooLarge, f.error.to_string())
         }
-        ExchangeError::NoHead => UploadError::new(ErrorKind::InvalidResponse, f.error.to_string()),
+        ExchangeError::NoHead | ExchangeError::Unfinished => {
+            UploadError::new(ErrorKind::InvalidResponse, f.error.to_string())
+        }
     };
     retry_rule(error, f.response_seen)
 }

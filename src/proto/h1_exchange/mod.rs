@@ -144,7 +144,7 @@ pub struct Received {
     /// The final response head arrived: [`Http1Exchange::response_head`] has it now, and
     /// [`Http1Exchange::poll`] goes on with what else was read.
     pub final_head: bool,
-    /// The response is complete.
+    /// The response is complete (now, or it already was).
     pub complete: bool,
 }
 
@@ -174,6 +174,9 @@ pub enum ExchangeError {
     },
     /// The response ended without a final head.
     NoHead,
+    /// [`Http1Exchange::finish`] was called before the response was complete (a driver's
+    /// mistake, reported rather than trusted).
+    Unfinished,
 }
 
 impl fmt::Display for ExchangeError {
@@ -195,6 +198,7 @@ impl fmt::Display for ExchangeError {
                 announced: None,
             } => write!(f, "the body exceeds the cap of {cap} bytes"),
             ExchangeError::NoHead => f.write_str("response ended without a head"),
+            ExchangeError::Unfinished => f.write_str("the response is not complete"),
         }
     }
 }
@@ -445,6 +449,10 @@ impl Http1Exchange {
         let Some(head) = self.head.clone() else {
             return Err(self.failure(ExchangeError::NoHead, true));
         };
+        if !self.complete {
+            let seen = self.response_seen();
+            return Err(self.failure(ExchangeError::Unfinished, seen));
+        }
         let request_complete = self.state == SendState::Done;
         // The server answered before it had the whole request: the answer stands, the
         // connection cannot carry another request. (A request stopped by a write error is not
@@ -539,11 +547,11 @@ impl Http1Exchange {
                 Some(ResponseEvent::End) => {
                     self.timings.response_end = Some(now);
                     self.complete = true;
-                    got.complete = true;
                     break;
                 }
             }
         }
+        got.complete = self.complete;
         Ok(got)
     }
 }

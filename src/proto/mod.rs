@@ -85,6 +85,7 @@
 //! ```
 
 mod chunked;
+pub(crate) mod h2_frames;
 pub mod mime;
 pub mod multipart;
 pub mod request;

@@ -87,6 +87,7 @@
 mod chunked;
 mod error;
 pub mod h1_exchange;
+pub(crate) mod h2_frames;
 pub mod mime;
 pub mod multipart;
 pub mod request;

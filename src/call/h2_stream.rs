@@ -101,7 +101,7 @@ pub(super) async fn exchange(
     };
     // The server answered before the whole body went out: the answer stands.
     report.early_response = !body_done;
-    let response_start = book.stream(id).last_headers_received_at;
+    let response_start = book.stream(id).response_start;
     let (parts, recv) = head.into_parts();
     let rtt = || {
         conn.tcp_fd
@@ -122,14 +122,14 @@ pub(super) async fn exchange(
     .await?;
     let now = Instant::now();
     let taps = book.stream(id);
-    report.stamps.request_start = taps.headers_written_at;
-    report.stamps.request_head_end = taps.headers_written_at;
-    report.stamps.request_end = if body_done { taps.end_written_at } else { None };
+    report.stamps.request_start = taps.request_start;
+    report.stamps.request_head_end = taps.request_start;
+    report.stamps.request_end = if body_done { taps.request_end } else { None };
     report.stamps.response_start = response_start.or(Some(received.head_at));
-    report.stamps.response_end = taps.end_received_at.or(Some(now));
-    report.send_bytes_count = taps.bytes_written;
-    report.body_bytes_sent = taps.data_written;
-    report.received_byted_count = taps.bytes_received;
+    report.stamps.response_end = taps.response_end.or(Some(now));
+    report.send_bytes_count = taps.send_bytes_count;
+    report.body_bytes_sent = taps.body_bytes_sent;
+    report.received_byted_count = taps.received_byted_count;
     report.response_body_bytes = received.body.len() as u64;
     report.rtt_ms = received.rtt_ms;
     if body_done && total_body > 0 {
@@ -238,7 +238,7 @@ async fn send_piece(
         stream
             .send_data(chunk, last && data.is_empty())
             .map_err(SendError::H2)?;
-        let written = conn.book.stream(id).data_written;
+        let written = conn.book.stream(id).body_bytes_sent;
         if written > 0 {
             task.emit_progress(written.min(total), total);
         }

@@ -309,7 +309,7 @@ mod tests {
                 "the tap never changes the bytes"
             );
             let s = book.stream(1);
-            let (h, e) = (s.headers_written_at.unwrap(), s.end_written_at.unwrap());
+            let (h, e) = (s.request_start.unwrap(), s.request_end.unwrap());
             assert!(before <= h && h <= e && e <= after);
             check_against_reference(&book.lock(), &bytes, true);
         }
@@ -333,8 +333,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let s = book.stream(1);
-        let h = s.headers_written_at.unwrap();
-        let e = s.end_written_at.unwrap();
+        let h = s.request_start.unwrap();
+        let e = s.request_end.unwrap();
         assert!(
             windows[0].0 <= h && h <= windows[0].1,
             "HEADERS' first byte: write 1"
@@ -343,7 +343,7 @@ mod tests {
             windows[2].0 <= e && e <= windows[2].1,
             "DATA's last byte: write 3"
         );
-        assert_eq!(s.bytes_written, 9 + 10 + 9 + 50);
+        assert_eq!(s.send_bytes_count, 9 + 10 + 9 + 50);
     }
 
     #[tokio::test]
@@ -379,8 +379,8 @@ mod tests {
         }
         assert_eq!(tap.get_ref().written, bytes);
         check_against_reference(&book.lock(), &bytes, true);
-        assert_eq!(book.stream(1).data_written, 120);
-        assert!(book.stream(1).end_written_at.is_some());
+        assert_eq!(book.stream(1).body_bytes_sent, 120);
+        assert!(book.stream(1).request_end.is_some());
     }
 
     async fn read_chunks(tap: &mut FrameTap<Mem>, n: usize) -> Vec<(Instant, Instant)> {
@@ -414,8 +414,8 @@ mod tests {
         let w = read_chunks(&mut tap, 4).await;
         let s = book.stream(1);
         let first = s.first_headers_received_at.unwrap();
-        let last = s.last_headers_received_at.unwrap();
-        let end = s.end_received_at.unwrap();
+        let last = s.response_start.unwrap();
+        let end = s.response_end.unwrap();
         assert!(w[0].0 <= first && first <= w[0].1);
         assert!(
             w[1].0 <= last && last <= w[1].1,
@@ -423,7 +423,7 @@ mod tests {
         );
         assert!(first < last);
         assert!(w[3].0 <= end && end <= w[3].1);
-        assert_eq!(s.bytes_received, all.len() as u64);
+        assert_eq!(s.received_byted_count, all.len() as u64);
         check_against_reference(&book.lock(), &all, false);
     }
 
@@ -454,7 +454,7 @@ mod tests {
             if round % 2 == 0 {
                 check_against_reference(&book.lock(), &bytes, true);
             } else {
-                assert_eq!(book.connection().bytes_written, bytes.len() as u64);
+                assert_eq!(book.connection().total_written, bytes.len() as u64);
             }
 
             let chunks: Vec<Vec<u8>> = bytes
@@ -640,12 +640,12 @@ mod tests {
 
         // The response is in: both ends of stream 1 were seen.
         let s = book.stream(id);
-        assert_eq!(s.data_written, UP as u64);
+        assert_eq!(s.body_bytes_sent, UP as u64);
         assert_eq!(s.data_received, DOWN as u64);
-        let start = s.headers_written_at.unwrap();
-        let end = s.end_written_at.unwrap();
-        let head = s.last_headers_received_at.unwrap();
-        let response_end = s.end_received_at.unwrap();
+        let start = s.request_start.unwrap();
+        let end = s.request_end.unwrap();
+        let head = s.response_start.unwrap();
+        let response_end = s.response_end.unwrap();
         assert!(start <= end && end <= head && head <= response_end);
         assert_eq!(
             s.first_headers_received_at,
@@ -670,15 +670,15 @@ mod tests {
         let (frames, payload, data) = frames_on(&written, true, id);
         assert_eq!(data, UP as u64);
         assert!(frames >= 2);
-        assert_eq!(s.bytes_written, 9 * frames + payload);
-        assert!(s.bytes_written >= UP as u64 + 9);
+        assert_eq!(s.send_bytes_count, 9 * frames + payload);
+        assert!(s.send_bytes_count >= UP as u64 + 9);
         let (frames, payload, data) = frames_on(&read, false, id);
         assert_eq!(data, DOWN as u64);
-        assert_eq!(s.bytes_received, 9 * frames + payload);
-        assert!(s.bytes_received >= DOWN as u64);
+        assert_eq!(s.received_byted_count, 9 * frames + payload);
+        assert!(s.received_byted_count >= DOWN as u64);
         let c = book.connection();
-        assert_eq!(c.bytes_written, written.len() as u64);
-        assert_eq!(c.bytes_read, read.len() as u64);
+        assert_eq!(c.total_written, written.len() as u64);
+        assert_eq!(c.total_read, read.len() as u64);
         check_against_reference(&book.lock(), &written, true);
         assert_eq!(c.frames_read, reference(&read, false).frames);
         assert!(c.goaway_received.is_none() || c.goaway_received == Some((1, 0)));

@@ -361,7 +361,12 @@ fn finishing_before_the_response_is_complete_is_a_failure() {
     let mut ex = Http1Exchange::new(spec(10, None, None), 1024);
     ex.on_write(10, 0, t(0), t(1));
     ex.on_flushed(t(1));
-    read_all(&mut ex, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok", t(2)).unwrap();
+    read_all(
+        &mut ex,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok",
+        t(2),
+    )
+    .unwrap();
     let failure = ex.finish().unwrap_err();
     assert_eq!(failure.error, ExchangeError::Unfinished);
     assert!(failure.response_seen);

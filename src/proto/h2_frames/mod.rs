@@ -40,7 +40,7 @@
 //!
 //! The parser is for the *client* side of a connection: the write direction starts with the
 //! 24-byte connection preface `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, which is skipped (exactly 24
-//! bytes, not verified) and counted only in [`ConnectionTap::bytes_written`]; the read direction
+//! bytes, not verified) and counted only in [`ConnectionTap::total_written`]; the read direction
 //! starts directly with frames.
 //!
 //! # Attribution
@@ -105,7 +105,8 @@ pub(crate) const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 /// Length of one SETTINGS entry: a 2-byte identifier and a 4-byte value.
 const SETTING_LEN: usize = 6;
 
-/// Per-stream observations.
+/// Per-stream observations, named as the profile names what they become for the stream's
+/// request (`request_start` is `requestStart`, `send_bytes_count` is `sendBytesCount`, ...).
 ///
 /// Every instant is the `now` of the [`FrameParser::feed`] call that carried the byte named (see
 /// the module docs for the precision this gives).
@@ -113,37 +114,37 @@ const SETTING_LEN: usize = 6;
 pub(crate) struct StreamTap {
     /// The write that carried the first byte of the stream's first HEADERS frame
     /// (`requestStart`).
-    pub headers_written_at: Option<Instant>,
+    pub request_start: Option<Instant>,
     /// The write that carried the last byte of the frame with END_STREAM (flag 0x1 on HEADERS or
     /// DATA) sent on the stream (`requestEnd`). When END_STREAM is on a HEADERS frame without
     /// END_HEADERS (a header block continued in CONTINUATION frames), the request ends with the
     /// block: the time is that of the last byte of the CONTINUATION carrying END_HEADERS.
-    pub end_written_at: Option<Instant>,
+    pub request_end: Option<Instant>,
     /// Every byte of the stream's frames written so far: 9-byte frame headers + payloads of
     /// HEADERS, CONTINUATION, DATA, RST_STREAM, PRIORITY and WINDOW_UPDATE frames on the stream.
     /// Counted as the bytes are written (a frame header when its 9th byte is written, payload
     /// bytes as they go), so it is exact at any moment.
-    pub bytes_written: u64,
+    pub send_bytes_count: u64,
     /// DATA frame payload bytes written, including the pad-length byte and padding of PADDED
     /// frames (`h2` never pads, so for it this is the body size).
-    pub data_written: u64,
+    pub body_bytes_sent: u64,
     /// The read that carried the first byte of the most recent response head: the last HEADERS
     /// frame received on the stream before any DATA frame. Interim (1xx) heads come first, so
     /// once the driver has the final head this is `responseStart`. A HEADERS frame received
     /// after a DATA frame is a trailer block and does not move it. (Without decoding HPACK, a
     /// trailer block after a final head *without* a body is indistinguishable from a final head
     /// after a 1xx, and does move it.)
-    pub last_headers_received_at: Option<Instant>,
+    pub response_start: Option<Instant>,
     /// The read that carried the first byte of the first HEADERS frame received on the stream
     /// (the first interim response if any, else the final head).
     pub first_headers_received_at: Option<Instant>,
     /// The read that carried the last byte of the received frame with END_STREAM
-    /// (`responseEnd`), with the same CONTINUATION rule as [`end_written_at`](Self::end_written_at).
-    pub end_received_at: Option<Instant>,
+    /// (`responseEnd`), with the same CONTINUATION rule as [`request_end`](Self::request_end).
+    pub response_end: Option<Instant>,
     /// Every byte of the stream's frames received so far (headers + payloads, all stream-level
     /// frame types, including PUSH_PROMISE sent on the stream).
-    pub bytes_received: u64,
-    /// DATA frame payload bytes received (including padding, as for `data_written`).
+    pub received_byted_count: u64,
+    /// DATA frame payload bytes received (including padding, as for `body_bytes_sent`).
     pub data_received: u64,
     /// Error code of the first RST_STREAM received on the stream (a frame shorter than the
     /// 4-byte error code is counted but not recorded).
@@ -154,9 +155,9 @@ pub(crate) struct StreamTap {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ConnectionTap {
     /// All bytes written, the 24-byte preface included.
-    pub bytes_written: u64,
+    pub total_written: u64,
     /// All bytes read.
-    pub bytes_read: u64,
+    pub total_read: u64,
     /// `(last stream id, error code)` of the most recent GOAWAY received (a server may send two:
     /// a graceful one with the maximum id, then the final one). A frame shorter than 8 payload
     /// bytes is counted but not recorded.
@@ -306,8 +307,8 @@ impl FrameParser {
     pub(crate) fn feed(&mut self, mut bytes: &[u8], now: Instant, ledger: &mut FrameLedger) {
         let moved = bytes.len() as u64;
         match self.direction {
-            Direction::Write => ledger.connection.bytes_written += moved,
-            Direction::Read => ledger.connection.bytes_read += moved,
+            Direction::Write => ledger.connection.total_written += moved,
+            Direction::Read => ledger.connection.total_read += moved,
         }
         if self.preface_left > 0 {
             let k = self.preface_left.min(bytes.len());
@@ -385,13 +386,13 @@ impl FrameParser {
         };
         match self.direction {
             Direction::Write => {
-                entry.tap.bytes_written += FRAME_HEADER_LEN as u64;
-                if kind == TYPE_HEADERS && entry.tap.headers_written_at.is_none() {
-                    entry.tap.headers_written_at = Some(started_at);
+                entry.tap.send_bytes_count += FRAME_HEADER_LEN as u64;
+                if kind == TYPE_HEADERS && entry.tap.request_start.is_none() {
+                    entry.tap.request_start = Some(started_at);
                 }
             }
             Direction::Read => {
-                entry.tap.bytes_received += FRAME_HEADER_LEN as u64;
+                entry.tap.received_byted_count += FRAME_HEADER_LEN as u64;
                 match kind {
                     TYPE_HEADERS => {
                         entry
@@ -399,7 +400,7 @@ impl FrameParser {
                             .first_headers_received_at
                             .get_or_insert(started_at);
                         if !entry.data_frame_received {
-                            entry.tap.last_headers_received_at = Some(started_at);
+                            entry.tap.response_start = Some(started_at);
                         }
                     }
                     TYPE_DATA => entry.data_frame_received = true,
@@ -450,13 +451,13 @@ impl FrameParser {
         let data = self.frame.kind == TYPE_DATA;
         match self.direction {
             Direction::Write => {
-                entry.tap.bytes_written += n;
+                entry.tap.send_bytes_count += n;
                 if data {
-                    entry.tap.data_written += n;
+                    entry.tap.body_bytes_sent += n;
                 }
             }
             Direction::Read => {
-                entry.tap.bytes_received += n;
+                entry.tap.received_byted_count += n;
                 if data {
                     entry.tap.data_received += n;
                 }
@@ -511,8 +512,8 @@ impl FrameParser {
         };
         if end_stream {
             let end = match self.direction {
-                Direction::Write => &mut entry.tap.end_written_at,
-                Direction::Read => &mut entry.tap.end_received_at,
+                Direction::Write => &mut entry.tap.request_end,
+                Direction::Read => &mut entry.tap.response_end,
             };
             end.get_or_insert(now);
         }

@@ -115,17 +115,17 @@ pub(crate) fn check_against_reference(ledger: &FrameLedger, bytes: &[u8], write:
     let expected = reference(bytes, write);
     let c = ledger.connection();
     let (frames, total) = if write {
-        (c.frames_written, c.bytes_written)
+        (c.frames_written, c.total_written)
     } else {
-        (c.frames_read, c.bytes_read)
+        (c.frames_read, c.total_read)
     };
     assert_eq!((frames, total), (expected.frames, expected.bytes));
     for (&id, &(b, d)) in &expected.streams {
         let s = ledger.stream(id);
         let got = if write {
-            (s.bytes_written, s.data_written)
+            (s.send_bytes_count, s.body_bytes_sent)
         } else {
-            (s.bytes_received, s.data_received)
+            (s.received_byted_count, s.data_received)
         };
         assert_eq!(got, (b, d), "stream {id}");
     }

@@ -51,11 +51,11 @@ fn start(direction: Direction) -> (FrameParser, FrameLedger) {
 
 /// Times cleared, for comparing counts only.
 fn counts(mut s: StreamTap) -> StreamTap {
-    s.headers_written_at = None;
-    s.end_written_at = None;
+    s.request_start = None;
+    s.request_end = None;
     s.first_headers_received_at = None;
-    s.last_headers_received_at = None;
-    s.end_received_at = None;
+    s.response_start = None;
+    s.response_end = None;
     s
 }
 
@@ -84,18 +84,18 @@ fn one_write_and_byte_by_byte_agree() {
         let call_of = |byte: usize| at(base, byte / max);
 
         let s = ledger.stream(1);
-        assert_eq!(s.bytes_written, 9 * 3 + 6 + 100 + 20);
-        assert_eq!(s.data_written, 120);
-        let (h, e) = (s.headers_written_at.unwrap(), s.end_written_at.unwrap());
+        assert_eq!(s.send_bytes_count, 9 * 3 + 6 + 100 + 20);
+        assert_eq!(s.body_bytes_sent, 120);
+        let (h, e) = (s.request_start.unwrap(), s.request_end.unwrap());
         assert!(base <= h && h <= e && e <= at(base, calls - 1));
         assert_eq!(h, call_of(headers_first), "HEADERS' first byte");
         assert_eq!(e, call_of(data_last), "the last DATA frame's last byte");
-        assert_eq!(s.bytes_received, 0);
+        assert_eq!(s.received_byted_count, 0);
         assert_eq!(ledger.stream(0), StreamTap::default());
         assert_eq!(
             *ledger.connection(),
             ConnectionTap {
-                bytes_written: bytes.len() as u64,
+                total_written: bytes.len() as u64,
                 frames_written: 5,
                 ..ConnectionTap::default()
             }
@@ -122,16 +122,12 @@ fn first_byte_and_last_byte_calls_are_the_ones_timed() {
     assert!(headers_end < bytes.len() - 1);
     let s = ledger.stream(1);
     assert_eq!(
-        s.headers_written_at,
+        s.request_start,
         Some(at(base, 0)),
         "HEADERS' first byte: call 0"
     );
-    assert_eq!(
-        s.end_written_at,
-        Some(at(base, 2)),
-        "DATA's last byte: call 2"
-    );
-    assert_eq!(s.bytes_written, 9 + 10 + 9 + 50);
+    assert_eq!(s.request_end, Some(at(base, 2)), "DATA's last byte: call 2");
+    assert_eq!(s.send_bytes_count, 9 + 10 + 9 + 50);
 }
 
 #[test]
@@ -157,7 +153,7 @@ fn a_header_over_three_calls_is_timed_at_its_first_and_last_calls() {
     let mut written = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
         parser.feed(piece, at(base, i), &mut ledger);
-        written.push(ledger.stream(1).bytes_written);
+        written.push(ledger.stream(1).send_bytes_count);
     }
     assert_eq!(
         written,
@@ -165,8 +161,8 @@ fn a_header_over_three_calls_is_timed_at_its_first_and_last_calls() {
         "a header counts at its 9th byte, payload as it goes"
     );
     let s = ledger.stream(1);
-    assert_eq!(s.headers_written_at, Some(at(base, 0)));
-    assert_eq!(s.end_written_at, Some(at(base, 3)));
+    assert_eq!(s.request_start, Some(at(base, 0)));
+    assert_eq!(s.request_end, Some(at(base, 3)));
 
     // An empty frame ends with its last header byte: DATA with END_STREAM on 3, its header over
     // calls 0, 1 and 2 (received this time).
@@ -179,9 +175,9 @@ fn a_header_over_three_calls_is_timed_at_its_first_and_last_calls() {
     let (mut parser, mut ledger) = start(Direction::Read);
     feed_pieces(&mut parser, &mut ledger, &pieces, base);
     let s = ledger.stream(3);
-    assert_eq!(s.last_headers_received_at, Some(at(base, 0)));
-    assert_eq!(s.end_received_at, Some(at(base, 2)));
-    assert_eq!(s.bytes_received, 10 + 9);
+    assert_eq!(s.response_start, Some(at(base, 0)));
+    assert_eq!(s.response_end, Some(at(base, 2)));
+    assert_eq!(s.received_byted_count, 10 + 9);
     assert_eq!(ledger.connection().frames_read, 2);
 }
 
@@ -199,15 +195,15 @@ fn the_preface_split_anywhere_counts_only_toward_the_connection() {
             base,
         );
         let s = ledger.stream(1);
-        assert_eq!(s.bytes_written, 10, "cut at {cut}");
+        assert_eq!(s.send_bytes_count, 10, "cut at {cut}");
         // The header's first byte is byte 24: in call 0 only if the cut is past it.
         let first = if cut > PREFACE.len() { 0 } else { 1 };
-        assert_eq!(s.headers_written_at, Some(at(base, first)), "cut at {cut}");
+        assert_eq!(s.request_start, Some(at(base, first)), "cut at {cut}");
         // The last byte is in call 0 only if call 1 is empty.
         let last = if cut == bytes.len() { 0 } else { 1 };
-        assert_eq!(s.end_written_at, Some(at(base, last)), "cut at {cut}");
+        assert_eq!(s.request_end, Some(at(base, last)), "cut at {cut}");
         let c = ledger.connection();
-        assert_eq!((c.bytes_written, c.frames_written), (bytes.len() as u64, 1));
+        assert_eq!((c.total_written, c.frames_written), (bytes.len() as u64, 1));
     }
 }
 
@@ -261,15 +257,15 @@ fn interim_head_then_final_head_then_trailers() {
     feed_pieces(&mut parser, &mut ledger, &pieces, base);
     let s = ledger.stream(1);
     let first = s.first_headers_received_at.unwrap();
-    let last = s.last_headers_received_at.unwrap();
-    let end = s.end_received_at.unwrap();
+    let last = s.response_start.unwrap();
+    let end = s.response_end.unwrap();
     assert_eq!(first, at(base, 0));
     assert_eq!(last, at(base, 1), "trailers do not move the final head");
     assert!(first < last);
     assert_eq!(end, at(base, 3));
     assert_eq!(s.data_received, 30);
-    assert_eq!(s.bytes_received, all.len() as u64);
-    assert_eq!(s.headers_written_at, None);
+    assert_eq!(s.received_byted_count, all.len() as u64);
+    assert_eq!(s.request_start, None);
     check_against_reference(&ledger, &all, false);
 }
 
@@ -291,8 +287,8 @@ fn trailers_after_a_final_head_without_a_body_move_it() {
     feed_pieces(&mut parser, &mut ledger, &pieces, base);
     let s = ledger.stream(1);
     assert_eq!(s.first_headers_received_at, Some(at(base, 0)));
-    assert_eq!(s.last_headers_received_at, Some(at(base, 1)));
-    assert_eq!(s.end_received_at, Some(at(base, 1)));
+    assert_eq!(s.response_start, Some(at(base, 1)));
+    assert_eq!(s.response_end, Some(at(base, 1)));
 }
 
 #[test]
@@ -310,10 +306,10 @@ fn the_first_headers_and_the_first_end_stream_written_are_kept() {
     let base = Instant::now();
     feed_pieces(&mut parser, &mut ledger, &pieces, base);
     let s = ledger.stream(1);
-    assert_eq!(s.headers_written_at, Some(at(base, 0)));
-    assert_eq!(s.end_written_at, Some(at(base, 1)));
-    assert_eq!(s.data_written, 10);
-    assert_eq!(s.bytes_written, 4 * 9 + 1 + 5 + 5 + 1);
+    assert_eq!(s.request_start, Some(at(base, 0)));
+    assert_eq!(s.request_end, Some(at(base, 1)));
+    assert_eq!(s.body_bytes_sent, 10);
+    assert_eq!(s.send_bytes_count, 4 * 9 + 1 + 5 + 5 + 1);
 }
 
 #[test]
@@ -330,8 +326,8 @@ fn head_split_across_reads_is_timed_at_its_first_byte() {
         base,
     );
     let s = ledger.stream(3);
-    let head = s.last_headers_received_at.unwrap();
-    let end = s.end_received_at.unwrap();
+    let head = s.response_start.unwrap();
+    let end = s.response_end.unwrap();
     assert_eq!(head, at(base, 0));
     assert_eq!(end, at(base, 1));
     assert_eq!(s.first_headers_received_at, Some(head));
@@ -348,13 +344,13 @@ fn end_stream_on_a_continued_header_block_ends_with_the_block() {
     let (mut parser, mut ledger) = start(Direction::Write);
     let base = Instant::now();
     parser.feed(&bytes[..before_last], at(base, 0), &mut ledger);
-    assert_eq!(ledger.stream(1).end_written_at, None);
+    assert_eq!(ledger.stream(1).request_end, None);
     parser.feed(&bytes[before_last..], at(base, 1), &mut ledger);
     let s = ledger.stream(1);
-    assert_eq!(s.end_written_at, Some(at(base, 1)));
-    assert_eq!(s.headers_written_at, Some(at(base, 0)));
-    assert_eq!(s.bytes_written, 3 * (9 + 8));
-    assert_eq!(s.data_written, 0);
+    assert_eq!(s.request_end, Some(at(base, 1)));
+    assert_eq!(s.request_start, Some(at(base, 0)));
+    assert_eq!(s.send_bytes_count, 3 * (9 + 8));
+    assert_eq!(s.body_bytes_sent, 0);
 }
 
 #[test]
@@ -366,14 +362,14 @@ fn a_pending_end_stream_ends_only_with_its_own_block() {
     let (mut parser, mut ledger) = start(Direction::Write);
     let base = Instant::now();
     parser.feed(&bytes, at(base, 0), &mut ledger);
-    assert_eq!(ledger.stream(1).end_written_at, None);
-    assert_eq!(ledger.stream(3).end_written_at, None);
+    assert_eq!(ledger.stream(1).request_end, None);
+    assert_eq!(ledger.stream(3).request_end, None);
     parser.feed(
         &frame(0x9, FLAG_END_HEADERS, 1, &[0x86]),
         at(base, 1),
         &mut ledger,
     );
-    assert_eq!(ledger.stream(1).end_written_at, Some(at(base, 1)));
+    assert_eq!(ledger.stream(1).request_end, Some(at(base, 1)));
 
     // Any frame of another type in between ends the block (RFC 9113 §6.10): a CONTINUATION
     // after it no longer ends the stream.
@@ -383,9 +379,9 @@ fn a_pending_end_stream_ends_only_with_its_own_block() {
     let (mut parser, mut ledger) = start(Direction::Read);
     feed_by(&mut parser, &mut ledger, &bytes, 1, base);
     let s = ledger.stream(1);
-    assert_eq!(s.end_received_at, None);
-    assert_eq!(s.last_headers_received_at, Some(base));
-    assert_eq!(s.bytes_received, 2 * 10);
+    assert_eq!(s.response_end, None);
+    assert_eq!(s.response_start, Some(base));
+    assert_eq!(s.received_byted_count, 2 * 10);
 }
 
 #[test]
@@ -407,11 +403,11 @@ fn rst_stream_and_goaway_split_byte_by_byte() {
     feed_by(&mut parser, &mut ledger, &bytes, 1, Instant::now());
     let s3 = ledger.stream(3);
     assert_eq!(s3.reset_received, Some(8));
-    assert_eq!(s3.bytes_received, 2 * 13);
-    assert_eq!(s3.end_received_at, None);
+    assert_eq!(s3.received_byted_count, 2 * 13);
+    assert_eq!(s3.response_end, None);
     let s5 = ledger.stream(5);
     assert_eq!(s5.reset_received, None);
-    assert_eq!(s5.bytes_received, 11);
+    assert_eq!(s5.received_byted_count, 11);
     assert_eq!(ledger.stream(0), StreamTap::default());
     let c = ledger.connection();
     assert_eq!(
@@ -420,8 +416,8 @@ fn rst_stream_and_goaway_split_byte_by_byte() {
         "the latest GOAWAY, reserved bit masked"
     );
     assert_eq!(c.frames_read, 7);
-    assert_eq!(c.bytes_read, bytes.len() as u64);
-    assert_eq!(c.bytes_written, 0);
+    assert_eq!(c.total_read, bytes.len() as u64);
+    assert_eq!(c.total_written, 0);
     check_against_reference(&ledger, &bytes, false);
 
     // The first GOAWAY alone: its id with the reserved bit masked.
@@ -442,7 +438,7 @@ fn rst_stream_and_goaway_written_are_counted_not_recorded() {
     parser.feed(&bytes, Instant::now(), &mut ledger);
     let s = ledger.stream(1);
     assert_eq!(s.reset_received, None);
-    assert_eq!(s.bytes_written, 13);
+    assert_eq!(s.send_bytes_count, 13);
     let c = ledger.connection();
     assert_eq!(c.goaway_received, None);
     assert_eq!(c.frames_written, 2);
@@ -510,10 +506,10 @@ fn stream_zero_and_unknown_frames_count_only_toward_the_connection() {
     feed_by(&mut parser, &mut ledger, &bytes, 3, Instant::now());
     assert_eq!(ledger.stream(0), StreamTap::default());
     let s1 = ledger.stream(1);
-    assert_eq!(s1.bytes_written, 13);
-    assert_eq!(s1.headers_written_at, None);
+    assert_eq!(s1.send_bytes_count, 13);
+    assert_eq!(s1.request_start, None);
     let c = ledger.connection();
-    assert_eq!((c.frames_written, c.bytes_written), (6, bytes.len() as u64));
+    assert_eq!((c.frames_written, c.total_written), (6, bytes.len() as u64));
 }
 
 #[test]
@@ -524,11 +520,11 @@ fn forget_drops_the_entry_and_late_frames_do_not_bring_it_back() {
     let (mut parser, mut ledger) = start(Direction::Write);
     let base = Instant::now();
     parser.feed(&bytes, base, &mut ledger);
-    assert!(ledger.stream(1).end_written_at.is_some());
+    assert!(ledger.stream(1).request_end.is_some());
     ledger.forget(3);
     assert_eq!(ledger.stream(3), StreamTap::default());
     assert!(
-        ledger.stream(1).end_written_at.is_some(),
+        ledger.stream(1).request_end.is_some(),
         "other streams untouched"
     );
     // A late RST_STREAM on 3, and on 1 (still known): 3 stays gone.
@@ -540,16 +536,16 @@ fn forget_drops_the_entry_and_late_frames_do_not_bring_it_back() {
     parser.feed(&late, at(base, 1), &mut ledger);
     assert_eq!(ledger.stream(3), StreamTap::default());
     assert!(!ledger.streams.contains_key(&3));
-    assert_eq!(ledger.stream(1).bytes_written, 10 + 13);
-    assert_eq!(ledger.stream(5).bytes_written, 10);
-    assert_eq!(ledger.stream(2).bytes_written, 10);
+    assert_eq!(ledger.stream(1).send_bytes_count, 10 + 13);
+    assert_eq!(ledger.stream(5).send_bytes_count, 10);
+    assert_eq!(ledger.stream(2).send_bytes_count, 10);
     ledger.forget(1);
     ledger.forget(5);
     ledger.forget(2);
     ledger.forget(0);
     assert!(ledger.streams.is_empty());
     let c = ledger.connection();
-    assert_eq!(c.bytes_written, (bytes.len() + late.len()) as u64);
+    assert_eq!(c.total_written, (bytes.len() + late.len()) as u64);
     assert_eq!(c.frames_written, 6);
 }
 
@@ -569,13 +565,13 @@ fn the_forgotten_watermark_is_per_parity_and_ignores_the_reserved_bit() {
     let mut tracked: Vec<u32> = ledger.streams.keys().copied().collect();
     tracked.sort_unstable();
     assert_eq!(tracked, [2, 4, 9]);
-    assert_eq!(ledger.stream(9).end_received_at, Some(base));
+    assert_eq!(ledger.stream(9).response_end, Some(base));
     assert_eq!(
         ledger.stream(0x8000_0009),
         ledger.stream(9),
         "reserved bit ignored"
     );
-    assert_eq!(ledger.connection().bytes_read, bytes.len() as u64);
+    assert_eq!(ledger.connection().total_read, bytes.len() as u64);
 }
 
 #[test]
@@ -590,7 +586,7 @@ fn forgetting_a_stream_mid_frame_does_not_bring_it_back() {
     parser.feed(&bytes[14..], at(base, 1), &mut ledger);
     assert!(ledger.streams.is_empty());
     let c = ledger.connection();
-    assert_eq!((c.frames_read, c.bytes_read), (1, bytes.len() as u64));
+    assert_eq!((c.frames_read, c.total_read), (1, bytes.len() as u64));
 }
 
 #[test]
@@ -654,10 +650,10 @@ fn garbage_never_panics() {
     let mut ledger = FrameLedger::default();
     let mut parser = FrameParser::new(Direction::Read);
     feed_by(&mut parser, &mut ledger, &garbage, 999, base);
-    assert_eq!(ledger.connection().bytes_read, garbage.len() as u64);
+    assert_eq!(ledger.connection().total_read, garbage.len() as u64);
     check_against_reference(&ledger, &garbage, false);
 
     let mut parser = FrameParser::new(Direction::Write);
     feed_by(&mut parser, &mut ledger, &garbage, 4096, base);
-    assert_eq!(ledger.connection().bytes_written, garbage.len() as u64);
+    assert_eq!(ledger.connection().total_written, garbage.len() as u64);
 }

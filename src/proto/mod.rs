@@ -1,10 +1,15 @@
-//! The sans-IO protocol core: HTTP/1.1 and `multipart/form-data` as pure
-//! functions of bytes.
+//! The sans-IO protocol core: HTTP/1.1, `multipart/form-data` and HTTP/2
+//! frame headers as pure functions of bytes, events and instants.
 //!
 //! Nothing in this module opens a socket, reads a file, looks at a clock or
-//! spawns a task. It turns values into bytes to send ([`RequestHead`],
-//! [`BodyPlan`]) and received bytes into events ([`ResponseDecoder`]); the
-//! async driver around it moves the bytes and decides what happens next.
+//! spawns a task; instants are passed in, never read. It turns values into
+//! bytes to send ([`RequestHead`], [`BodyPlan`]), received bytes into events
+//! ([`ResponseDecoder`]), one HTTP/1.1 exchange's I/O events into decisions
+//! and the profile's instants ([`h1_exchange::Http1Exchange`]: what may be
+//! written next, which read is `responseStart`, whether the connection may be
+//! reused), and the bytes an HTTP/2 connection moves into per-stream records
+//! (`h2_frames`, crate-internal). The async drivers around it move the bytes,
+//! take the instants and do what the core decides.
 //!
 //! # Why sans-IO
 //!
@@ -15,17 +20,21 @@
 //! - **Fuzzable.** The decoder is a deterministic function of its input, so
 //!   a fuzzer can drive it directly. It never panics: every malformed input
 //!   is a [`ProtoError`], and lengths use checked `u64` arithmetic.
-//! - **Timing belongs to the driver.** Upload timing (first byte sent, last
-//!   byte sent, first response byte, ...) is measured at I/O boundaries.
-//!   Only the driver sees those boundaries, so only it reads the clock; the
-//!   core reports *what* arrived ([`ResponseDecoder::head_started`],
-//!   [`ResponseDecoder::wire_bytes`]) and the driver stamps *when*.
-//! - **One owner per decision.** The core knows HTTP/1.1 syntax; the driver
-//!   owns policy (which headers to send, timeouts, whether to wait for
-//!   `100 Continue`), so neither has to guess the other's intent.
+//! - **Time is passed in.** Upload timing (first byte sent, last byte sent,
+//!   first response byte, ...) is measured at I/O boundaries. Only the driver
+//!   sees those boundaries, so only it reads the clock; it passes the instant
+//!   of each event in, and the core decides which of them the profile's fields
+//!   are (the driver stamps *when*, the core says *what* it was).
+//! - **One owner per decision.** The core owns the protocol's rules (framing,
+//!   what may be written while `100 Continue` is awaited, what an early answer
+//!   means, keep-alive); the driver owns policy (which headers to send, whether
+//!   to ask for `100 Continue` and how long to wait, timeouts, which write
+//!   path), so neither has to guess the other's intent.
 //!
-//! The split follows hyper's h1 encode/decode halves and ureq-proto; head
-//! parsing is httparse's.
+//! The split follows hyper's h1 encode/decode halves, ureq-proto's exchange
+//! states and quinn-proto's time-passed-in core; head parsing is httparse's.
+//! The walk-through below covers the pieces; [`h1_exchange`] has its own, for
+//! a whole exchange.
 //!
 //! # Walk-through
 //!

@@ -6,7 +6,7 @@
 //! the opened handle, so the `Content-Length` matches the file we will stream.
 //!
 //! The result, an [`Upload`], never changes afterwards: where each request goes (the first URL,
-//! then redirect hops) is a [`Hop`](super::redirect::Hop), and each protocol builds its own
+//! then redirect hops) is a [`Hop`], and each protocol builds its own
 //! request from the two (`http1::request_head`, `multiplexed::request`).
 
 use std::path::{Path, PathBuf};

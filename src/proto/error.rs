@@ -19,12 +19,12 @@ pub enum ProtoError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The head did not end within [`DecoderLimits::max_head_bytes`].
+    /// The head did not end within the decoder's `max_head_bytes` limit.
     HeadTooLarge {
         /// The limit in force.
         limit: usize,
     },
-    /// The head has more than [`DecoderLimits::max_headers`] fields.
+    /// The head has more than the decoder's `max_headers` limit of fields.
     TooManyHeaders {
         /// The limit in force.
         limit: usize,

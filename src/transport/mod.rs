@@ -1,7 +1,7 @@
 //! The connection layer: name resolution, TCP, TLS, QUIC and the pools.
 //!
 //! Each step stamps itself right around the call that performs it and *returns* what it measured
-//! ([`Resolved`] with its `ResolveStamps`, a [`Connection`] with its `ConnectStamps`); nothing
+//! (`resolve::Resolved` with its `ResolveStamps`, a [`Connection`] with its `ConnectStamps`); nothing
 //! here writes into an upload's timeline (see `measure`). The h2 frame tap and the QUIC glue are
 //! thin I/O wrappers that record, per stream, when its bytes crossed into and out of the layer
 //! below; the parsing they need lives sans-IO in `proto`.

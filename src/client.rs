@@ -316,7 +316,7 @@ impl Client {
     }
 
     fn spawn_upload(&self, options: UploadOptions, callbacks: Option<Callbacks>) -> UploadTask {
-        let invoke = Instant::now();
+        let invoke = Instant::now(); // invokeStart
         let shared = TaskShared::new();
         let (tx, rx) = oneshot::channel();
         let context = self.context.clone();

@@ -80,16 +80,16 @@ async fn upload(
     let mut record = UploadRecord::new(invoke);
     let (upload, mut hop) = prepare::prepare(options, &ctx.config).await?;
 
-    let queue_start = Instant::now();
+    let queue_start = Instant::now(); // queueStart
     let _permit = ctx
         .queue
         .acquire()
         .await
         .map_err(|_| UploadError::new(ErrorKind::ClientClosed, "the client was shut down"))?;
-    record.queued(queue_start, Instant::now());
+    record.queued(queue_start, Instant::now()); // queueEnd
 
     loop {
-        record.fetch_started(Instant::now(), hop.target.origin.tls);
+        record.fetch_started(Instant::now(), hop.target.origin.tls); // fetchStart
         let response = send_hop(ctx, &upload, &hop, task, &mut record).await?;
         record.exchanged(response.report);
         let status = response.head.status;

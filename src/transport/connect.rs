@@ -46,6 +46,7 @@ pub(crate) async fn connect(
         .await
         .map_err(|e| UploadError::new(ErrorKind::Connect, e))?;
     let mut stamps = ConnectStamps {
+        // connectStart: just before the winning attempt's connect (happy_eyeballs).
         connect_start: Some(won.started),
         ..ConnectStamps::default()
     };
@@ -70,7 +71,7 @@ pub(crate) async fn connect(
         let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
             UploadError::new(ErrorKind::InvalidUrl, format!("{}: {e}", origin.host))
         })?;
-        stamps.ssl_connection_start = Some(Instant::now());
+        stamps.ssl_connection_start = Some(Instant::now()); // SSLconnectionStart
         let tls_stream = TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
@@ -78,7 +79,7 @@ pub(crate) async fn connect(
                 let why = super::tls::handshake_failure(&origin.host, &e);
                 UploadError::new(ErrorKind::Tls, format!("{why} ({origin})"))
             })?;
-        stamps.ssl_connection_end = Some(Instant::now());
+        stamps.ssl_connection_end = Some(Instant::now()); // SSLconnectionEnd
         let session = tls_stream.get_ref().1;
         info.tls_version = session
             .protocol_version()
@@ -98,7 +99,7 @@ pub(crate) async fn connect(
     } else {
         Stream::Plain(tcp)
     };
-    stamps.connect_end = Some(Instant::now());
+    stamps.connect_end = Some(Instant::now()); // connectEnd
     let conn = Connection {
         stream,
         info: Arc::new(info),

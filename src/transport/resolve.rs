@@ -63,10 +63,10 @@ impl HostResolver {
         }
         let mut httpdns_error = None;
         if let Some(config) = &self.httpdns {
-            stamps.http_dns_domain_look_up_start = Some(Instant::now());
+            stamps.http_dns_domain_look_up_start = Some(Instant::now()); // httpDNSDomainLookUpStart
             let answer =
                 httpdns::lookup(config, host, tls, self.resolver.as_ref(), user_agent).await;
-            stamps.http_dns_domain_look_up_end = Some(Instant::now());
+            stamps.http_dns_domain_look_up_end = Some(Instant::now()); // httpDNSDomainLookUpEnd
             match answer {
                 Ok(ips) => {
                     self.store(host, &ips);
@@ -75,9 +75,9 @@ impl HostResolver {
                 Err(e) => httpdns_error = Some(e),
             }
         }
-        stamps.domain_look_up_start = Some(Instant::now());
+        stamps.domain_look_up_start = Some(Instant::now()); // domainLookUpStart
         let answer = self.resolver.resolve(host).await;
-        stamps.domain_look_up_end = Some(Instant::now());
+        stamps.domain_look_up_end = Some(Instant::now()); // domainLookUpEnd
         let ips = answer.map_err(|e| {
             let mut detail = format!("{host}: {e}");
             if let Some(h) = &httpdns_error {

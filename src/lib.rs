@@ -52,6 +52,7 @@ mod headers;
 mod network_quality;
 #[forbid(unsafe_code)]
 mod options;
+pub mod phases;
 #[forbid(unsafe_code)]
 mod profile;
 #[forbid(unsafe_code)]

@@ -53,8 +53,10 @@
 //!   ran ahead of the network. It exists where the transport can tell (HTTP/1.1 plain and TLS,
 //!   HTTP/3; not HTTP/2, whose connection-wide counters cannot be split among streams), else
 //!   [`Phases::acknowledgement_reported`] is `false`. When the acknowledgement was stamped
-//!   before `requestEnd` (on loopback the kernel can process the ACK before the write call has
-//!   returned), the span is empty at `requestEnd`: the peer had every byte by then.
+//!   before `requestEnd` (on loopback the kernel often processes the ACK before the write call
+//!   has returned: more than half of small uploads there), the span is empty at `requestEnd`:
+//!   the peer had every byte by then, and server starts at `requestEnd`, so that neither phase
+//!   is negative and server does not reach back into request sent.
 //! - **Server is the server's turn: from the moment it had the whole body to its first answer
 //!   byte.** That moment is `bodyAckedEnd` where it is known: `requestEnd` only says the bytes
 //!   left the application, and on a slow link the body is still on its way then, which is not the

@@ -28,7 +28,8 @@
 //!
 //! - **`0` means "did not happen".** A phase with a bound at `0` has no span (`None`), nor has
 //!   one whose end lies before its start: a phase is never negative. The profile's clock is
-//!   monotonic, so on a real profile the second case only arises where a rule below says so.
+//!   monotonic, so on a real profile an end before its start comes only from the
+//!   acknowledgement and the early response, which the rules below handle.
 //! - **Connect ends where TLS starts over TCP.** The profile's `connectEnd` includes the TLS
 //!   handshake (as in W3C Resource Timing and the original API), so `connectStart → connectEnd`
 //!   would count the handshake twice, once in connect and once in TLS. On plain TCP there is no
@@ -54,9 +55,9 @@
 //!   HTTP/3; not HTTP/2, whose connection-wide counters cannot be split among streams), else
 //!   [`Phases::acknowledgement_reported`] is `false`. When the acknowledgement was stamped
 //!   before `requestEnd` (on loopback the kernel often processes the ACK before the write call
-//!   has returned: more than half of small uploads there), the span is empty at `requestEnd`:
-//!   the peer had every byte by then, and server starts at `requestEnd`, so that neither phase
-//!   is negative and server does not reach back into request sent.
+//!   has returned), the span is empty at `requestEnd`: the peer had every byte by then, and
+//!   server starts at `requestEnd`, so that neither phase is negative and server does not reach
+//!   back into request sent.
 //! - **Server is the server's turn: from the moment it had the whole body to its first answer
 //!   byte.** That moment is `bodyAckedEnd` where it is known: `requestEnd` only says the bytes
 //!   left the application, and on a slow link the body is still on its way then, which is not the

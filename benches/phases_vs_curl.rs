@@ -24,7 +24,11 @@
 //!   medians with the min-max spread per phase;
 //! - alongside each client's own view, the sink's raw-socket timings of the same request
 //!   (`SinkStats::timings`, `connection_timings`): a third, client-independent witness of the
-//!   TLS hold, the body's arrival, the think time and the trickled response.
+//!   TLS hold, the body's arrival, the think time and the trickled response;
+//! - our "request sent" and "server" are the library's phases (`uploadfile::phases`, as the CLI's
+//!   waterfall and `uploadfile bench` show them; "server" starts at `bodyAckedEnd`, which the
+//!   kernel reports for both scenarios' HTTP/1.1); the cumulative times are our profile mapped
+//!   onto curl's `-w` fields.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -32,6 +36,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
+use uploadfile::phases::{phases, Phase};
 use uploadfile::{Client, UploadOptions};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
@@ -85,10 +90,11 @@ struct SinkView {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     cum: Cumulative,
-    /// Ours only: `requestEnd − requestStart` (curl 7.88 has no time for the last byte sent).
+    /// Ours only: the phase "request sent", `requestEnd − requestStart` (curl 7.88 has no time
+    /// for the last byte sent).
     request_sent: Option<f64>,
-    /// Ours only: `responseStart − requestEnd`.
-    server_wait: Option<f64>,
+    /// Ours only: the phase "server", `responseStart −` (`bodyAckedEnd`, else `requestEnd`).
+    server: Option<f64>,
     /// Wall time around the whole call: `upload_file` to its result (ours), spawn to exit of the
     /// process (curl).
     wall: f64,
@@ -250,6 +256,7 @@ async fn run_ours(scenario: &Scenario, file: &Path) -> Result<Run, BoxError> {
         return Err(format!("ours: status {} ({})", res.status_code, res.data).into());
     }
     let p = res.profile.ok_or("ours: no profile")?;
+    let model = phases(&p, res.profile_extensions.as_ref());
     if p.socket_reused {
         return Err("ours: the connection was reused; every run must be fresh".into());
     }
@@ -268,8 +275,8 @@ async fn run_ours(scenario: &Scenario, file: &Path) -> Result<Run, BoxError> {
     };
     Ok(Run {
         cum,
-        request_sent: Some(p.request_end - p.request_start),
-        server_wait: Some(p.response_start - p.request_end),
+        request_sent: model.duration(Phase::RequestSent),
+        server: model.duration(Phase::Server),
         wall,
         sink: SinkView::default(),
     })
@@ -331,7 +338,7 @@ async fn run_curl(scenario: &Scenario, file: &Path) -> Result<Run, BoxError> {
     Ok(Run {
         cum,
         request_sent: None,
-        server_wait: None,
+        server: None,
         wall,
         sink: SinkView::default(),
     })
@@ -552,9 +559,9 @@ fn print_scenario(s: &Scenario, ours: &[Run], curl: &[Run]) {
             |r| r.sink.request_received,
         ),
         (
-            "server wait (`responseStart − requestEnd`; sink: body read → response head written)",
+            "server (`responseStart − bodyAckedEnd`, else `− requestEnd`; sink: body read → response head written)",
             "200 (think)",
-            |r| r.server_wait,
+            |r| r.server,
             |r| r.sink.think,
         ),
         (

@@ -62,6 +62,7 @@ mod headers;
 mod measure;
 #[forbid(unsafe_code)]
 mod options;
+pub mod phases;
 #[forbid(unsafe_code)]
 pub mod proto;
 #[forbid(unsafe_code)]

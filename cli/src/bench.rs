@@ -4,15 +4,16 @@
 //! handful of curl-like phases) from outside the client. This one drives the library itself —
 //! the same `uploadFile` semantics, connection pool and protocols an application gets — and each
 //! upload's `profile` is measured where the I/O happens, so the report can split every upload
-//! into queue, DNS, connect, TLS, request sent, acknowledged, server wait and response, and give
-//! exact percentiles of each over the whole run.
+//! into queue, DNS, connect, TLS, request sent, acknowledged, server and response (the library's
+//! phase model, `uploadfile::phases`, as `upload`'s waterfall draws it), and give exact
+//! percentiles of each over the whole run.
 //!
 //! One [`uploadfile::Client`] carries the whole run, so connections are reused as an application
 //! would reuse them; its concurrency permit and idle pool are sized to `-c`. The loop, the
 //! report, the waterfall and the statistics are the submodules:
 //!
 //! - `runner`: the closed loop of `-c` workers, warm-up, `-n` / `--duration`, Ctrl-C;
-//! - `sample` : one upload reduced to its phase spans (the bench's phase model);
+//! - `sample` : one upload reduced to the spans of its phases that the bench counts;
 //! - `stats`  : exact nearest-rank percentiles;
 //! - `report` : the table and the `--json` object;
 //! - `svg`    : the `--svg` waterfall.
@@ -48,7 +49,7 @@ pub const DEFAULT_REQUESTS: u64 = 100;
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Each upload is timed by its profile (docs/profile.md); the report gives, for every phase
-(queue, DNS, connect, TLS, request sent, acknowledged, server/waiting, response, total),
+(queue, DNS, connect, TLS, request sent, acknowledged, server, response, total),
 p50/p90/p99/max in ms (nearest-rank, over every counted upload) and how many uploads had it,
 then throughput, uploads/s, protocols, connection reuse, status codes and errors by reason.
 DNS, connect and TLS count only uploads that opened their connection.

@@ -1,23 +1,20 @@
 //! The timing waterfall printed after an upload: one row per phase, drawn to scale like a
 //! browser's network panel, durations in ms with microsecond precision.
 //!
-//! The rows (see `docs/profile.md` for each field):
-//!
-//! | row | from | to |
-//! |---|---|---|
-//! | queue | `queueStart` | `queueEnd` |
-//! | DNS | `domainLookUpStart` | `domainLookUpEnd` |
-//! | connect | `connectStart` | `SSLconnectionStart` (TCP), `connectEnd` (plain, or QUIC's handshake) |
-//! | TLS | `SSLconnectionStart` | `SSLconnectionEnd` (part of the QUIC handshake over QUIC) |
-//! | request sent | `requestStart` | `requestEnd` |
-//! | acknowledged | `requestEnd` | `bodyAckedEnd` (the peer had every byte; extension) |
-//! | server | `bodyAckedEnd`, else `requestEnd` | `responseStart` |
-//! | response | `responseStart` | `responseEnd` |
+//! The rows are the library's phase model, [`uploadfile::phases`], in its order: queue, DNS,
+//! connect, TLS, request sent, acknowledged, server, response. Which profile fields bound each
+//! phase, and why (connect ends where TLS starts, over QUIC connect is the handshake with TLS
+//! inside it, server starts at the acknowledgement where there is one, an early response has no
+//! server span, `0` means "did not happen"), is written there once; the same phases make
+//! `uploadfile bench`'s table. What is this module's own: the notes that say why a row is
+//! empty (reused connection, no lookup, plain http, not reported, ...), the colours, and the
+//! drawing.
 //!
 //! Colour (ANSI) only when asked for: the caller decides from the terminal (`--color auto`).
 
 use std::fmt::Write as _;
 
+use uploadfile::phases::{phases, DnsLookup, Phase, Phases, Transport};
 use uploadfile::{Profile, ProfileExtensions};
 
 /// Width of the bar column, in characters.
@@ -34,124 +31,67 @@ pub struct Row {
     color: u8,
 }
 
-fn span(a: f64, b: f64) -> Option<(f64, f64)> {
-    (a > 0.0 && b > 0.0 && b >= a).then_some((a, b))
+/// The rows of one upload's phases (`uploadfile::phases::phases` of its profile and
+/// extensions).
+pub fn rows(model: &Phases) -> Vec<Row> {
+    model
+        .iter()
+        .map(|(phase, span)| Row {
+            name: phase.label(),
+            span,
+            note: note(model, phase).to_string(),
+            color: color(phase),
+        })
+        .collect()
 }
 
-/// The rows for one upload's profile (and its extensions, for `acknowledged`).
-pub fn rows(p: &Profile, ext: Option<&ProfileExtensions>) -> Vec<Row> {
-    let reused = p.socket_reused;
-    let quic = p.protocol == "quic";
-    let tls = p.ssl_connection_start > 0.0;
-    let reuse_note = |s: &str| {
-        if reused {
-            "reused connection".to_string()
+/// Why `phase` has no span (or an empty one), or what is special about it; `""` if nothing.
+fn note(model: &Phases, phase: Phase) -> &'static str {
+    let reused = |s| if model.reused { "reused connection" } else { s };
+    let quic = model.transport == Transport::Quic;
+    match phase {
+        Phase::Queue | Phase::Response => "",
+        Phase::Dns => reused(if model.dns == DnsLookup::Timed {
+            ""
         } else {
-            s.to_string()
-        }
-    };
-    let connect_end = if tls && !quic {
-        p.ssl_connection_start
-    } else {
-        p.connect_end
-    };
-    let acked = ext
-        .map(|e| e.body_acked_end)
-        .filter(|a| *a > 0.0 && p.request_end > 0.0);
-    let early =
-        p.response_start > 0.0 && (p.request_end == 0.0 || p.response_start < p.request_end);
-    let server_from = match acked {
-        Some(a) if a <= p.response_start => a,
-        _ => p.request_end,
-    };
-    let no_lookup =
-        p.domain_look_up_start == p.fetch_start && p.domain_look_up_end == p.fetch_start;
-    vec![
-        Row {
-            name: "queue",
-            span: span(p.queue_start, p.queue_end),
-            note: String::new(),
-            color: 90,
+            "no lookup"
+        }),
+        Phase::Connect => reused(if quic {
+            "QUIC handshake, TLS included"
+        } else {
+            ""
+        }),
+        Phase::Tls => match model.transport {
+            Transport::PlainTcp => "plain http",
+            Transport::Quic => reused("within the QUIC handshake"),
+            Transport::TlsOverTcp => reused(""),
         },
-        Row {
-            name: "DNS",
-            span: span(p.domain_look_up_start, p.domain_look_up_end),
-            note: reuse_note(if no_lookup { "no lookup" } else { "" }),
-            color: 36,
-        },
-        Row {
-            name: "connect",
-            span: span(p.connect_start, connect_end),
-            note: reuse_note(if quic {
-                "QUIC handshake, TLS included"
-            } else {
-                ""
-            }),
-            color: 33,
-        },
-        Row {
-            name: "TLS",
-            span: if tls {
-                span(p.ssl_connection_start, p.ssl_connection_end)
-            } else {
-                None
-            },
-            note: if !tls {
-                "plain http".to_string()
-            } else if quic {
-                reuse_note("within the QUIC handshake")
-            } else {
-                reuse_note("")
-            },
-            color: 35,
-        },
-        Row {
-            name: "request sent",
-            span: span(p.request_start, p.request_end),
-            note: if p.request_start > 0.0 && p.request_end == 0.0 {
-                "body not completely sent".to_string()
-            } else {
-                String::new()
-            },
-            color: 34,
-        },
-        Row {
-            name: "acknowledged",
-            span: acked.and_then(|a| span(p.request_end, a)),
-            note: if acked.is_none() {
-                "not reported".to_string()
-            } else {
-                String::new()
-            },
-            color: 32,
-        },
-        Row {
-            name: "server",
-            span: if early {
-                None
-            } else {
-                span(server_from, p.response_start)
-            },
-            note: if early {
-                "answered before the body was sent".to_string()
-            } else {
-                String::new()
-            },
-            color: 37,
-        },
-        Row {
-            name: "response",
-            span: span(p.response_start, p.response_end),
-            note: String::new(),
-            color: 92,
-        },
-    ]
+        Phase::RequestSent if model.body_incomplete => "body not completely sent",
+        Phase::Acknowledged if !model.acknowledgement_reported => "not reported",
+        Phase::Server if model.early_response => "answered before the body was sent",
+        Phase::RequestSent | Phase::Acknowledged | Phase::Server => "",
+    }
+}
+
+/// The ANSI foreground colour of `phase`'s bar.
+fn color(phase: Phase) -> u8 {
+    match phase {
+        Phase::Queue => 90,
+        Phase::Dns => 36,
+        Phase::Connect => 33,
+        Phase::Tls => 35,
+        Phase::RequestSent => 34,
+        Phase::Acknowledged => 32,
+        Phase::Server => 37,
+        Phase::Response => 92,
+    }
 }
 
 /// The waterfall as text, each line starting with `indent`.
 pub fn render(p: &Profile, ext: Option<&ProfileExtensions>, indent: &str, color: bool) -> String {
+    let model = phases(p, ext);
     let origin = p.invoke_start;
-    let total = (p.response_end - p.invoke_start).max(0.0);
+    let total = model.total().map_or(0.0, |(s, e)| e - s);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -162,7 +102,7 @@ pub fn render(p: &Profile, ext: Option<&ProfileExtensions>, indent: &str, color:
         format!("{total:.3} ms"),
         width = BAR_WIDTH - 2
     );
-    for row in rows(p, ext) {
+    for row in rows(&model) {
         let (start, duration) = match row.span {
             Some((s, e)) => (format!("{:.3}", s - origin), format!("{:.3}", e - s)),
             None => ("-".to_string(), "-".to_string()),
@@ -291,7 +231,7 @@ mod tests {
     #[test]
     fn rows_follow_the_profile() {
         let (p, e) = fresh_tls();
-        let rows = rows(&p, Some(&e));
+        let rows = rows(&phases(&p, Some(&e)));
         let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
         assert_eq!(
             names,
@@ -306,24 +246,56 @@ mod tests {
                 "response"
             ]
         );
-        let d = |i: usize| rows[i].span.map(|(s, e)| e - s).unwrap();
-        assert!((d(2) - 0.25).abs() < 1e-6, "connect ends where TLS starts");
-        assert!((d(3) - 2.25).abs() < 1e-6);
-        assert!(
-            (d(5) - 0.5).abs() < 1e-6,
-            "acknowledged: requestEnd to bodyAckedEnd"
-        );
-        assert!(
-            (d(6) - 1.5).abs() < 1e-6,
-            "server: bodyAckedEnd to responseStart"
-        );
+        // The spans are the library's phases (their values are tested there, in
+        // `uploadfile::phases`, on this same profile), every one present on a fresh upload.
+        let model = phases(&p, Some(&e));
+        for (row, phase) in rows.iter().zip(Phase::ALL) {
+            assert_eq!(row.name, phase.label());
+            assert_eq!(row.span, model.span(phase), "{}", row.name);
+            assert!(row.span.is_some(), "{}", row.name);
+            assert_eq!(row.note, "", "{}", row.name);
+        }
+    }
+
+    #[test]
+    fn empty_connection_rows_say_why() {
+        let (mut p, mut e) = fresh_tls();
+        let f = p.fetch_start;
+        p.socket_reused = true;
+        for v in [
+            &mut p.domain_look_up_start,
+            &mut p.domain_look_up_end,
+            &mut p.connect_start,
+            &mut p.connect_end,
+            &mut p.ssl_connection_start,
+            &mut p.ssl_connection_end,
+        ] {
+            *v = f;
+        }
+        e.dns_source = "none".into();
+        let rows = rows(&phases(&p, Some(&e)));
+        for row in &rows[1..=3] {
+            assert_eq!(row.span, Some((f, f)), "{}", row.name);
+            assert_eq!(row.note, "reused connection", "{}", row.name);
+        }
+        // A new plain-http connection to an IP literal: no lookup, no TLS.
+        let (mut p, mut e) = fresh_tls();
+        p.ssl_connection_start = 0.0;
+        p.ssl_connection_end = 0.0;
+        p.domain_look_up_start = p.fetch_start;
+        p.domain_look_up_end = p.fetch_start;
+        e.dns_source = "literal".into();
+        let rows = super::rows(&phases(&p, Some(&e)));
+        assert_eq!(rows[1].note, "no lookup");
+        assert_eq!(rows[2].span, Some((p.connect_start, p.connect_end)));
+        assert_eq!((rows[3].span, rows[3].note.as_str()), (None, "plain http"));
     }
 
     #[test]
     fn an_early_response_and_a_missing_ack_say_so() {
         let (mut p, _) = fresh_tls();
         p.request_end = 0.0;
-        let rows = rows(&p, None);
+        let rows = rows(&phases(&p, None));
         assert!(rows[4].note.contains("not completely sent"));
         assert!(rows[5].span.is_none() && rows[5].note.contains("not reported"));
         assert!(rows[6].span.is_none() && rows[6].note.contains("before the body"));
@@ -334,7 +306,7 @@ mod tests {
         let (mut p, e) = fresh_tls();
         p.protocol = "quic".into();
         p.ssl_connection_start = p.connect_start;
-        let rows = rows(&p, Some(&e));
+        let rows = rows(&phases(&p, Some(&e)));
         assert_eq!(rows[2].span, Some((p.connect_start, p.connect_end)));
         assert!(rows[3].note.contains("QUIC"));
     }

@@ -66,7 +66,7 @@ fn twenty_uploads_at_concurrency_four_reuse_at_most_four_connections() {
     assert_eq!(v["fileBytesUploaded"], 20 * 4096);
     assert_eq!(v["percentiles"], "nearest-rank");
     assert_ordered_percentiles(&v);
-    for phase in ["queue", "requestSent", "waiting", "response", "total"] {
+    for phase in ["queue", "requestSent", "server", "response", "total"] {
         assert_eq!(v["phases"][phase]["count"], 20, "{phase}: {v}");
     }
     // An IP literal over plain http: no lookup, no TLS.
@@ -111,7 +111,7 @@ fn text_report_has_the_table_and_the_facts() {
         "TLS",
         "request sent",
         "acknowledged",
-        "server/waiting",
+        "server",
         "response",
         "total",
         "throughput",
@@ -279,7 +279,8 @@ fn svg_waterfall_has_a_row_per_upload_and_a_legend() {
     assert_eq!(svg.matches("<g class=\"row\">").count(), 12);
     assert_eq!(svg.matches("<g class=\"row failed\">").count(), 0);
     assert!(svg.contains("<g class=\"legend\">"));
-    for label in ["request sent", "server/waiting", "new connection", "failed"] {
+    // The legend names each phase (`>server</text>`: the legend's label, not a CSS class).
+    for label in ["request sent", ">server</text>", "new connection", "failed"] {
         assert!(svg.contains(label), "{label}");
     }
     assert!(svg.contains(" ms</text>"), "tick labels in ms");

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
-use super::sample::{Outcome, PhaseId, Sample};
+use super::sample::{Outcome, Row, Sample};
 use super::stats::Summary;
 use crate::phases::group;
 
@@ -104,11 +104,11 @@ pub struct ErrorCount {
     pub example: String,
 }
 
-/// The statistics of one phase: `None` when no upload had it.
+/// The statistics of one row (a phase, or the total): `None` when no upload had it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PhaseStats {
-    /// Which phase.
-    pub phase: PhaseId,
+    /// Which row.
+    pub row: Row,
     /// Its order statistics in ms.
     pub summary: Option<Summary>,
 }
@@ -133,7 +133,7 @@ pub struct Report {
     pub succeeded: u64,
     /// Of those, how many failed.
     pub failed: u64,
-    /// Per phase, in table order.
+    /// Per row (the phases, then the total), in table order.
     pub phases: Vec<PhaseStats>,
     /// Per-upload body write rate (`uploadThroughputKbps`) in MB/s.
     pub upload_mbps: Option<Summary>,
@@ -154,11 +154,11 @@ pub struct Report {
 impl Report {
     /// The report of `samples`.
     pub fn new(config: RunConfig, facts: RunFacts, samples: &[Sample]) -> Report {
-        let phases = PhaseId::ALL
+        let phases = Row::ALL
             .iter()
-            .map(|&phase| PhaseStats {
-                phase,
-                summary: Summary::of(samples.iter().filter_map(|s| s.duration(phase)).collect()),
+            .map(|&row| PhaseStats {
+                row,
+                summary: Summary::of(samples.iter().filter_map(|s| s.duration(row)).collect()),
             })
             .collect();
         let upload_mbps = Summary::of(
@@ -221,10 +221,11 @@ impl Report {
         }
     }
 
-    /// The stats of `phase`.
+    /// The stats of `row`.
     #[cfg(test)]
-    pub fn phase(&self, phase: PhaseId) -> Option<&PhaseStats> {
-        self.phases.iter().find(|p| p.phase == phase)
+    pub fn phase(&self, row: impl Into<Row>) -> Option<&PhaseStats> {
+        let row = row.into();
+        self.phases.iter().find(|p| p.row == row)
     }
 
     /// Wall time in seconds.
@@ -285,7 +286,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:<16}{:>8}{:>13}{:>13}{:>13}{:>13}",
-                p.phase.label(),
+                p.row.label(),
                 p.count(),
                 cells[0],
                 cells[1],
@@ -364,8 +365,8 @@ impl Report {
         let mut phases = Map::new();
         for p in &self.phases {
             let mut o = Map::new();
-            o.insert("label".into(), p.phase.label().into());
-            o.insert("between".into(), p.phase.between().into());
+            o.insert("label".into(), p.row.label().into());
+            o.insert("between".into(), p.row.between().into());
             o.insert("count".into(), p.count().into());
             let s = p.summary;
             for (key, value) in [
@@ -378,7 +379,7 @@ impl Report {
             ] {
                 o.insert(key.into(), value.map_or(Value::Null, ms3));
             }
-            phases.insert(p.phase.key().into(), Value::Object(o));
+            phases.insert(p.row.key().into(), Value::Object(o));
         }
         let protocols: Map<String, Value> = self
             .protocols
@@ -482,16 +483,17 @@ fn counts<K: std::fmt::Display>(map: &BTreeMap<K, u64>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample::PHASES;
+    use super::super::sample::ROWS;
     use super::*;
+    use uploadfile::phases::Phase;
     use uploadfile::{ErrorKind, UploadError};
 
     fn ok(seq: u64, total: f64, reused: bool, conn: u64, status: u16) -> Sample {
-        let mut spans = [None; PHASES];
-        spans[PhaseId::Total.index()] = Some((seq as f64, seq as f64 + total));
-        spans[PhaseId::Queue.index()] = Some((seq as f64, seq as f64 + 0.001));
+        let mut spans = [None; ROWS];
+        spans[Row::Total.index()] = Some((seq as f64, seq as f64 + total));
+        spans[Phase::Queue.index()] = Some((seq as f64, seq as f64 + 0.001));
         if !reused {
-            spans[PhaseId::Connect.index()] = Some((seq as f64, seq as f64 + 0.1));
+            spans[Phase::Connect.index()] = Some((seq as f64, seq as f64 + 0.1));
         }
         Sample {
             seq,
@@ -573,10 +575,10 @@ mod tests {
             (r.errors[1].reason, r.errors[1].count),
             ("connect failed", 1)
         );
-        let total = r.phase(PhaseId::Total).unwrap().summary.unwrap();
+        let total = r.phase(Row::Total).unwrap().summary.unwrap();
         assert_eq!((total.count, total.p50, total.max), (3, 2.0, 4.0));
-        assert_eq!(r.phase(PhaseId::Connect).unwrap().count(), 2);
-        assert_eq!(r.phase(PhaseId::Tls).unwrap().count(), 0);
+        assert_eq!(r.phase(Phase::Connect).unwrap().count(), 2);
+        assert_eq!(r.phase(Phase::Tls).unwrap().count(), 0);
     }
 
     #[test]
@@ -595,7 +597,7 @@ mod tests {
     #[test]
     fn text_has_every_phase_with_three_decimals() {
         let text = Report::new(config(), facts(2000.0), &samples()).to_text();
-        for id in PhaseId::ALL {
+        for id in Row::ALL {
             assert!(
                 text.lines().any(|l| l.starts_with(id.label())),
                 "{id:?}: {text}"
@@ -626,7 +628,7 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        for id in PhaseId::ALL {
+        for id in Row::ALL {
             assert!(keys.contains(&id.key()), "{keys:?}");
         }
         assert_eq!(v["phases"]["total"]["p99"], 4.0);

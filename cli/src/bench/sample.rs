@@ -1,168 +1,125 @@
-//! One counted upload, reduced to what the report and the waterfall need, and the bench's phase
-//! model.
+//! One counted upload, reduced to what the report and the waterfall need: the spans of its
+//! phases that the bench counts, and its total.
 //!
-//! The phases follow the `upload` command's waterfall (`crate::waterfall`) where they overlap —
-//! TCP connect ends where TLS starts, over QUIC "connect" is the QUIC handshake (TLS included),
-//! `0` means "did not happen" — with these differences, which matter over many uploads:
+//! The phases are the library's phase model, [`uploadfile::phases`] — the same as the `upload`
+//! command's waterfall (`crate::waterfall`): queue, DNS, connect, TLS, request sent,
+//! acknowledged, server, response, with its rules (TCP connect ends where TLS starts, over QUIC
+//! "connect" is the QUIC handshake with TLS inside it, "server" starts at the acknowledgement
+//! where the transport reports one, an early response has no server span, `0` means "did not
+//! happen"). What the bench adds is *counting*, which matters over many uploads, and the total:
 //!
 //! - **Connection phases count only for new connections.** On a reused connection the profile
 //!   puts DNS, connect and TLS at `fetchStart` (zero length). Over a run those zeros would crowd
 //!   the percentiles (with 4 connections for 2000 uploads, the connect p99 would read 0), so
 //!   DNS, connect and TLS are taken from the uploads that opened their connection, and their
-//!   count says how many did. DNS also leaves out uploads to an IP literal (no lookup at all).
-//! - **"acknowledged"** (`requestEnd → profileExtensions.bodyAckedEnd`) is added: how long the
-//!   last body byte, once written, took to be acknowledged by the peer. It exists where the
-//!   transport can tell (plain and TLS HTTP/1.1, QUIC; not h2, see `docs/profile.md`).
-//! - **"server/waiting"** runs from `requestEnd` (not from the acknowledgement) to
-//!   `responseStart`, the W3C-style "waiting": it exists on every transport, so runs over h2
-//!   and HTTP/1.1 compare.
+//!   count says how many did.
+//! - **DNS counts only where a name was resolved** ([`uploadfile::phases::DnsLookup::resolved`]): not for an IP
+//!   literal (no lookup at all). A DNS-cache hit counts, with its empty span.
+//! - **total** (`invokeStart → responseEnd`) is a row of its own: the whole upload, the gaps
+//!   between the phases included.
+//!
+//! "server" is the model's: from `profileExtensions.bodyAckedEnd` where the transport reports
+//! it (HTTP/1.1 plain and TLS, QUIC), else from `requestEnd` (HTTP/2), to `responseStart`. (The
+//! bench's former "server/waiting", JSON key `waiting`, ran from `requestEnd` on every
+//! transport; where there is an acknowledgement that is now "acknowledged" + "server".)
 //!
 //! A sample keeps spans in milliseconds since the run started (one clock: the profile's), not
 //! the whole `Profile`, so a long `--duration` run stays at a few hundred bytes per upload.
 
+use uploadfile::phases::{phases, Phase};
 use uploadfile::{ErrorKind, Profile, ProfileExtensions, UploadError, UploadSuccess};
 
-/// A phase of the bench's table and waterfall.
+/// A row of the bench's table, JSON and tooltips: one of the library's phases, or the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PhaseId {
-    /// `queueStart → queueEnd`: waiting for the client's concurrency permit.
-    Queue,
-    /// `domainLookUpStart → domainLookUpEnd`, new connections that looked a name up.
-    Dns,
-    /// `connectStart →` TLS start (or `connectEnd` on plain HTTP), new connections.
-    Connect,
-    /// `SSLconnectionStart → SSLconnectionEnd`, new TLS connections.
-    Tls,
-    /// `requestStart → requestEnd`: the request head and body written.
-    RequestSent,
-    /// `requestEnd → profileExtensions.bodyAckedEnd` where the latter is non-zero.
-    Acknowledged,
-    /// `requestEnd → responseStart`: the server's turn (includes the acknowledgement).
-    Waiting,
-    /// `responseStart → responseEnd`: the response read.
-    Response,
+pub enum Row {
+    /// A phase of [`uploadfile::phases`], counted as the module docs say.
+    Phase(Phase),
     /// `invokeStart → responseEnd`: the whole upload.
     Total,
 }
 
-/// How many phases there are.
-pub const PHASES: usize = 9;
+/// How many rows there are: the phases, then the total.
+pub const ROWS: usize = Phase::COUNT + 1;
 
-impl PhaseId {
-    /// Every phase, in table order.
-    pub const ALL: [PhaseId; PHASES] = [
-        PhaseId::Queue,
-        PhaseId::Dns,
-        PhaseId::Connect,
-        PhaseId::Tls,
-        PhaseId::RequestSent,
-        PhaseId::Acknowledged,
-        PhaseId::Waiting,
-        PhaseId::Response,
-        PhaseId::Total,
-    ];
+impl Row {
+    /// Every row, in table order: the phases in their order, then the total.
+    pub const ALL: [Row; ROWS] = {
+        let mut all = [Row::Total; ROWS];
+        let mut i = 0;
+        while i < Phase::COUNT {
+            all[i] = Row::Phase(Phase::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
-    /// Position in [`PhaseId::ALL`] (and in a sample's spans).
+    /// Position in [`Row::ALL`] (and in a sample's spans): a phase's own index, the total last.
     pub fn index(self) -> usize {
-        self as usize
+        match self {
+            Row::Phase(phase) => phase.index(),
+            Row::Total => Phase::COUNT,
+        }
     }
 
-    /// The key of the phase in the JSON report.
+    /// The key of the row in the JSON report (the phase's key, or `total`).
     pub fn key(self) -> &'static str {
         match self {
-            PhaseId::Queue => "queue",
-            PhaseId::Dns => "dns",
-            PhaseId::Connect => "connect",
-            PhaseId::Tls => "tls",
-            PhaseId::RequestSent => "requestSent",
-            PhaseId::Acknowledged => "acknowledged",
-            PhaseId::Waiting => "waiting",
-            PhaseId::Response => "response",
-            PhaseId::Total => "total",
+            Row::Phase(phase) => phase.key(),
+            Row::Total => "total",
         }
     }
 
-    /// The name of the phase in the table, the legend and tooltips.
+    /// The name of the row in the table, the legend and tooltips.
     pub fn label(self) -> &'static str {
         match self {
-            PhaseId::Queue => "queue",
-            PhaseId::Dns => "DNS",
-            PhaseId::Connect => "connect",
-            PhaseId::Tls => "TLS",
-            PhaseId::RequestSent => "request sent",
-            PhaseId::Acknowledged => "acknowledged",
-            PhaseId::Waiting => "server/waiting",
-            PhaseId::Response => "response",
-            PhaseId::Total => "total",
+            Row::Phase(phase) => phase.label(),
+            Row::Total => "total",
         }
     }
 
-    /// What the phase is measured between (for `--help`-like explanations in the JSON).
-    pub fn between(self) -> &'static str {
+    /// What the row is measured between, and which uploads it counts where that is not all of
+    /// them (for `--help`-like explanations in the JSON).
+    pub fn between(self) -> String {
         match self {
-            PhaseId::Queue => "queueStart -> queueEnd",
-            PhaseId::Dns => "domainLookUpStart -> domainLookUpEnd (new connections with a lookup)",
-            PhaseId::Connect => {
-                "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC (new connections)"
+            Row::Phase(phase) => {
+                let counted = match phase {
+                    Phase::Dns => " (new connections with a lookup)",
+                    Phase::Connect => " (new connections)",
+                    Phase::Tls => " (new TLS connections)",
+                    _ => "",
+                };
+                format!("{}{counted}", phase.between())
             }
-            PhaseId::Tls => "SSLconnectionStart -> SSLconnectionEnd (new TLS connections)",
-            PhaseId::RequestSent => "requestStart -> requestEnd",
-            PhaseId::Acknowledged => {
-                "requestEnd -> profileExtensions.bodyAckedEnd (where non-zero)"
-            }
-            PhaseId::Waiting => "requestEnd -> responseStart",
-            PhaseId::Response => "responseStart -> responseEnd",
-            PhaseId::Total => "invokeStart -> responseEnd",
+            Row::Total => "invokeStart -> responseEnd".to_string(),
         }
     }
 }
 
-/// A span `(start, end)` in ms; `end` may be below `start` only for an early response's wait.
-pub type Span = (f64, f64);
+impl From<Phase> for Row {
+    fn from(phase: Phase) -> Row {
+        Row::Phase(phase)
+    }
+}
 
-/// The phases' spans of one profile, in ms since the Unix epoch (the profile's own values), by
-/// [`PhaseId::index`]; `None` where the phase did not happen (or does not count, see the module
-/// docs).
-pub fn spans(p: &Profile, ext: Option<&ProfileExtensions>) -> [Option<Span>; PHASES] {
-    let between = |a: f64, b: f64| (a > 0.0 && b > 0.0).then_some((a, b));
-    let new_connection = !p.socket_reused;
-    let tls = p.ssl_connection_start > 0.0;
-    // Over QUIC connectStart == SSLconnectionStart: "connect" is the whole QUIC handshake.
-    let quic = p.protocol == "quic";
-    let tcp_end = if tls && !quic {
-        p.ssl_connection_start
-    } else {
-        p.connect_end
-    };
-    let looked_up = match ext.map(|e| e.dns_source.as_str()) {
-        Some("literal" | "none") => false,
-        Some(s) if !s.is_empty() => true,
-        // No extensions: the upload command's rule (equal to fetchStart = no lookup).
-        _ => !(p.domain_look_up_start == p.fetch_start && p.domain_look_up_end == p.fetch_start),
-    };
-    let acked = ext.map_or(0.0, |e| e.body_acked_end);
-    let mut out = [None; PHASES];
-    out[PhaseId::Queue.index()] = between(p.queue_start, p.queue_end);
-    out[PhaseId::Dns.index()] = if new_connection && looked_up {
-        between(p.domain_look_up_start, p.domain_look_up_end)
-    } else {
-        None
-    };
-    out[PhaseId::Connect.index()] = if new_connection {
-        between(p.connect_start, tcp_end)
-    } else {
-        None
-    };
-    out[PhaseId::Tls.index()] = if new_connection && tls {
-        between(p.ssl_connection_start, p.ssl_connection_end)
-    } else {
-        None
-    };
-    out[PhaseId::RequestSent.index()] = between(p.request_start, p.request_end);
-    out[PhaseId::Acknowledged.index()] = between(p.request_end, acked);
-    out[PhaseId::Waiting.index()] = between(p.request_end, p.response_start);
-    out[PhaseId::Response.index()] = between(p.response_start, p.response_end);
-    out[PhaseId::Total.index()] = between(p.invoke_start, p.response_end);
+/// A span `(start, end)` in ms, `start <= end`.
+pub type Span = uploadfile::phases::Span;
+
+/// The rows' spans of one profile, in ms since the Unix epoch (the profile's own values), by
+/// [`Row::index`]: the library's phases, `None` where a phase did not happen or is not counted
+/// (see the module docs), then the total.
+pub fn spans(p: &Profile, ext: Option<&ProfileExtensions>) -> [Option<Span>; ROWS] {
+    let model = phases(p, ext);
+    let new_connection = !model.reused;
+    let mut out = [None; ROWS];
+    for (phase, span) in model.iter() {
+        let counted = match phase {
+            Phase::Dns => new_connection && model.dns.resolved(),
+            Phase::Connect | Phase::Tls => new_connection,
+            _ => true,
+        };
+        out[phase.index()] = span.filter(|_| counted);
+    }
+    out[Row::Total.index()] = model.total();
     out
 }
 
@@ -194,8 +151,8 @@ pub struct Sample {
     pub end: f64,
     /// Its result.
     pub outcome: Outcome,
-    /// The phases' spans (ms since the run started), by [`PhaseId::index`].
-    pub spans: [Option<Span>; PHASES],
+    /// The rows' spans (ms since the run started), by [`Row::index`].
+    pub spans: [Option<Span>; ROWS],
     /// `profile.protocol` (`None` without a profile).
     pub protocol: Option<String>,
     /// `profile.socketReused` (`None` without a profile).
@@ -233,7 +190,7 @@ impl Sample {
                     Some(p.socket_reused),
                 )
             }
-            None => (issued, done, [None; PHASES], None, None),
+            None => (issued, done, [None; ROWS], None, None),
         };
         Sample {
             seq,
@@ -261,7 +218,7 @@ impl Sample {
                 kind: err.kind(),
                 err_msg: err.err_msg(),
             },
-            spans: [None; PHASES],
+            spans: [None; ROWS],
             protocol: None,
             reused: None,
             connection_id: 0,
@@ -269,14 +226,14 @@ impl Sample {
         }
     }
 
-    /// The span of `phase`, if it happened.
-    pub fn span(&self, phase: PhaseId) -> Option<Span> {
-        self.spans[phase.index()]
+    /// The span of `row`, if it happened (and is counted).
+    pub fn span(&self, row: impl Into<Row>) -> Option<Span> {
+        self.spans[row.into().index()]
     }
 
-    /// The duration of `phase` in ms, if it happened.
-    pub fn duration(&self, phase: PhaseId) -> Option<f64> {
-        self.span(phase).map(|(s, e)| e - s)
+    /// The duration of `row` in ms, if it happened (and is counted).
+    pub fn duration(&self, row: impl Into<Row>) -> Option<f64> {
+        self.span(row).map(|(s, e)| e - s)
     }
 
     /// Whether the upload failed.
@@ -328,15 +285,16 @@ mod tests {
     fn fresh_tls_upload_has_every_phase() {
         let (p, ext) = fresh_tls();
         let s = spans(&p, Some(&ext));
-        assert!(close(s[PhaseId::Queue.index()], 0.01));
-        assert!(close(s[PhaseId::Dns.index()], 0.46));
-        assert!(close(s[PhaseId::Connect.index()], 0.25));
-        assert!(close(s[PhaseId::Tls.index()], 2.25));
-        assert!(close(s[PhaseId::RequestSent.index()], 6.75));
-        assert!(close(s[PhaseId::Acknowledged.index()], 0.25));
-        assert!(close(s[PhaseId::Waiting.index()], 1.0));
-        assert!(close(s[PhaseId::Response.index()], 0.5));
-        assert!(close(s[PhaseId::Total.index()], 11.5));
+        assert!(close(s[Phase::Queue.index()], 0.01));
+        assert!(close(s[Phase::Dns.index()], 0.46));
+        assert!(close(s[Phase::Connect.index()], 0.25));
+        assert!(close(s[Phase::Tls.index()], 2.25));
+        assert!(close(s[Phase::RequestSent.index()], 6.75));
+        assert!(close(s[Phase::Acknowledged.index()], 0.25));
+        // The model's server: from bodyAckedEnd (10.25), not requestEnd (10.0).
+        assert!(close(s[Phase::Server.index()], 0.75));
+        assert!(close(s[Phase::Response.index()], 0.5));
+        assert!(close(s[Row::Total.index()], 11.5));
     }
 
     #[test]
@@ -356,10 +314,10 @@ mod tests {
         }
         ext.dns_source = "none".into();
         let s = spans(&p, Some(&ext));
-        assert_eq!(s[PhaseId::Dns.index()], None);
-        assert_eq!(s[PhaseId::Connect.index()], None);
-        assert_eq!(s[PhaseId::Tls.index()], None);
-        assert!(s[PhaseId::Total.index()].is_some());
+        assert_eq!(s[Phase::Dns.index()], None);
+        assert_eq!(s[Phase::Connect.index()], None);
+        assert_eq!(s[Phase::Tls.index()], None);
+        assert!(s[Row::Total.index()].is_some());
     }
 
     #[test]
@@ -371,12 +329,12 @@ mod tests {
         p.domain_look_up_end = p.fetch_start;
         ext.dns_source = "literal".into();
         let s = spans(&p, Some(&ext));
-        assert_eq!(s[PhaseId::Dns.index()], None);
-        assert_eq!(s[PhaseId::Tls.index()], None);
+        assert_eq!(s[Phase::Dns.index()], None);
+        assert_eq!(s[Phase::Tls.index()], None);
         // TCP connect runs to connectEnd without TLS.
-        assert!(close(s[PhaseId::Connect.index()], 2.5));
+        assert!(close(s[Phase::Connect.index()], 2.5));
         // Without extensions, "equal to fetchStart" means no lookup.
-        assert_eq!(spans(&p, None)[PhaseId::Dns.index()], None);
+        assert_eq!(spans(&p, None)[Phase::Dns.index()], None);
     }
 
     #[test]
@@ -386,21 +344,88 @@ mod tests {
         p.connect_start = p.ssl_connection_start;
         let s = spans(&p, Some(&ext));
         // connectStart (= SSLconnectionStart) -> connectEnd, and TLS the same span.
-        assert!(close(s[PhaseId::Connect.index()], 2.25));
-        assert_eq!(s[PhaseId::Connect.index()], s[PhaseId::Tls.index()]);
+        assert!(close(s[Phase::Connect.index()], 2.25));
+        assert_eq!(s[Phase::Connect.index()], s[Phase::Tls.index()]);
     }
 
     #[test]
     fn no_ack_and_unfinished_body() {
         let (mut p, mut ext) = fresh_tls();
         ext.body_acked_end = 0.0;
-        assert_eq!(spans(&p, Some(&ext))[PhaseId::Acknowledged.index()], None);
-        assert_eq!(spans(&p, None)[PhaseId::Acknowledged.index()], None);
+        assert_eq!(spans(&p, Some(&ext))[Phase::Acknowledged.index()], None);
+        assert_eq!(spans(&p, None)[Phase::Acknowledged.index()], None);
         p.request_end = 0.0;
         let s = spans(&p, Some(&ext));
-        assert_eq!(s[PhaseId::RequestSent.index()], None);
-        assert_eq!(s[PhaseId::Waiting.index()], None);
-        assert!(s[PhaseId::Response.index()].is_some());
+        assert_eq!(s[Phase::RequestSent.index()], None);
+        assert_eq!(s[Phase::Server.index()], None);
+        assert!(s[Phase::Response.index()].is_some());
+    }
+
+    #[test]
+    fn server_starts_at_request_end_without_an_acknowledgement() {
+        // As over h2: no bodyAckedEnd, so the server's turn is requestEnd -> responseStart.
+        let (p, mut ext) = fresh_tls();
+        ext.body_acked_end = 0.0;
+        let s = spans(&p, Some(&ext));
+        assert_eq!(
+            s[Phase::Server.index()],
+            Some((p.request_end, p.response_start))
+        );
+        assert!(close(s[Phase::Server.index()], 1.0));
+    }
+
+    #[test]
+    fn an_early_response_counts_no_server_time() {
+        // The body was completed after the answer had started: no server turn to count (the
+        // former "waiting" counted a negative duration here).
+        let (mut p, ext) = fresh_tls();
+        p.request_end = p.response_start + 0.25;
+        let s = spans(&p, Some(&ext));
+        assert_eq!(s[Phase::Server.index()], None);
+        assert!(s[Phase::RequestSent.index()].is_some());
+    }
+
+    #[test]
+    fn a_dns_cache_hit_counts_for_a_new_connection() {
+        let (mut p, mut ext) = fresh_tls();
+        p.domain_look_up_start = p.fetch_start;
+        p.domain_look_up_end = p.fetch_start;
+        ext.dns_source = "cache".into();
+        assert_eq!(
+            spans(&p, Some(&ext))[Phase::Dns.index()],
+            Some((p.fetch_start, p.fetch_start))
+        );
+    }
+
+    #[test]
+    fn rows_are_the_phases_then_the_total() {
+        assert_eq!(Row::ALL.len(), ROWS);
+        for (i, row) in Row::ALL.into_iter().enumerate() {
+            assert_eq!(row.index(), i);
+        }
+        assert_eq!(Row::ALL[..Phase::COUNT], Phase::ALL.map(Row::Phase));
+        assert_eq!(Row::ALL[Phase::COUNT], Row::Total);
+        let keys: Vec<&str> = Row::ALL.iter().map(|r| r.key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "queue",
+                "dns",
+                "connect",
+                "tls",
+                "requestSent",
+                "acknowledged",
+                "server",
+                "response",
+                "total"
+            ]
+        );
+        assert_eq!(Row::Phase(Phase::Server).label(), "server");
+        assert_eq!(
+            Row::Phase(Phase::Connect).between(),
+            "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC (new connections)"
+        );
+        assert_eq!(Row::Total.between(), "invokeStart -> responseEnd");
     }
 
     #[test]
@@ -417,7 +442,7 @@ mod tests {
         let s = Sample::success(4, &res, T0 - 100.0, 0.0, 0.0);
         assert_eq!(s.seq, 4);
         assert!((s.start - 100.0).abs() < 1e-3 && (s.end - 111.5).abs() < 1e-3);
-        let (a, b) = s.span(PhaseId::Tls).unwrap();
+        let (a, b) = s.span(Phase::Tls).unwrap();
         assert!((a - 100.75).abs() < 1e-3 && (b - 103.0).abs() < 1e-3);
         assert_eq!(s.outcome, Outcome::Ok { status: 201 });
         assert_eq!(
@@ -430,7 +455,7 @@ mod tests {
         let f = Sample::failure(5, &err, 7.0, 6.0);
         assert!(f.failed());
         assert_eq!((f.start, f.end), (7.0, 7.0));
-        assert_eq!(f.duration(PhaseId::Total), None);
+        assert_eq!(f.duration(Row::Total), None);
         match f.outcome {
             Outcome::Failed { kind, err_msg } => {
                 assert_eq!(kind.reason(), "connection closed");

@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn negative_durations_are_kept() {
-        // An early response's "waiting" can be negative; it still sorts first.
+        // The phase model never yields a negative span, but the statistics do not rely on it:
+        // a negative duration is kept, and sorts first.
         let s = Summary::of(vec![0.5, -1.25, 3.0]).unwrap();
         assert_eq!(s.min, -1.25);
         assert_eq!(s.p50, 0.5);

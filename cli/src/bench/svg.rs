@@ -13,7 +13,9 @@
 
 use std::fmt::Write as _;
 
-use super::sample::{Outcome, PhaseId, Sample};
+use uploadfile::phases::Phase;
+
+use super::sample::{Outcome, Row, Sample};
 
 /// Width of the whole picture, px.
 const WIDTH: f64 = 1200.0;
@@ -24,20 +26,20 @@ const CHART_RIGHT_MARGIN: f64 = 30.0;
 /// Where the first row starts, px.
 const ROWS_TOP: f64 = 118.0;
 
-/// The phases drawn as segments, in drawing order, with their colours. `acknowledged` is drawn
-/// afterwards as a thin bar inside the wait, and `total` as the baseline under all of them.
-const SEGMENTS: [(PhaseId, &str, &str); 7] = [
-    (PhaseId::Queue, "queue", "#cbd5e1"),
-    (PhaseId::Dns, "dns", "#14b8a6"),
-    (PhaseId::Connect, "connect", "#f59e0b"),
-    (PhaseId::Tls, "tls", "#a855f7"),
-    (PhaseId::RequestSent, "sent", "#3b82f6"),
-    (PhaseId::Waiting, "wait", "#22c55e"),
-    (PhaseId::Response, "resp", "#0ea5e9"),
+/// The phases of [`uploadfile::phases`] drawn as segments, in drawing order, with their CSS
+/// classes and colours; `total` is the baseline under all of them. Where the model's phases
+/// overlap, the later one is drawn over the earlier: TLS over connect (QUIC's handshake), the
+/// server's turn over an acknowledgement seen only after the response began.
+const SEGMENTS: [(Phase, &str, &str); Phase::COUNT] = [
+    (Phase::Queue, "queue", "#cbd5e1"),
+    (Phase::Dns, "dns", "#14b8a6"),
+    (Phase::Connect, "connect", "#f59e0b"),
+    (Phase::Tls, "tls", "#a855f7"),
+    (Phase::RequestSent, "sent", "#3b82f6"),
+    (Phase::Acknowledged, "ack", "#1e3a8a"),
+    (Phase::Server, "server", "#22c55e"),
+    (Phase::Response, "resp", "#0ea5e9"),
 ];
-
-/// Colour of the acknowledgement bar.
-const ACK_COLOUR: &str = "#1e3a8a";
 
 /// Text escaped for XML character data and attribute values; characters XML 1.0 forbids
 /// (control characters other than tab, newline and carriage return) become U+FFFD.
@@ -186,7 +188,7 @@ pub fn waterfall(samples: &[Sample], title: &str, max_rows: usize) -> String {
     }
     let _ = write!(
         out,
-        ".ack{{fill:{ACK_COLOUR}}}.base{{stroke:#94a3b8;stroke-width:1}}\
+        ".base{{stroke:#94a3b8;stroke-width:1}}\
          .fail{{fill:#fee2e2;stroke:#dc2626;stroke-width:1.5}}.failtext{{fill:#b91c1c}}\
          .new{{fill:#334155}}.reused{{fill:#fff;stroke:#334155;stroke-width:1}}\
          .grid{{stroke:#e2e8f0;stroke-width:1}}.axis{{fill:#475569}}.row:hover rect{{opacity:.8}}"
@@ -278,8 +280,6 @@ pub fn waterfall(samples: &[Sample], title: &str, max_rows: usize) -> String {
 enum Swatch {
     /// A filled box of a CSS class.
     Box(&'static str),
-    /// The thin acknowledgement bar.
-    Ack,
     /// A connection mark of a CSS class.
     Dot(&'static str),
     /// The baseline.
@@ -288,11 +288,10 @@ enum Swatch {
 
 /// The legend: one swatch per segment on the first line, then the marks on the second.
 fn legend(out: &mut String) {
-    let mut first: Vec<(Swatch, &str)> = SEGMENTS
+    let first: Vec<(Swatch, &str)> = SEGMENTS
         .iter()
         .map(|&(phase, class, _)| (Swatch::Box(class), phase.label()))
         .collect();
-    first.push((Swatch::Ack, "acknowledged (inside the wait)"));
     let second = vec![
         (Swatch::Dot("new"), "new connection"),
         (Swatch::Dot("reused"), "reused connection (socketReused)"),
@@ -311,11 +310,6 @@ fn legend(out: &mut String) {
                     "<rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"12\" height=\"10\"/>",
                     px(x),
                     px(y)
-                ),
-                Swatch::Ack => format!(
-                    "<rect class=\"ack\" x=\"{}\" y=\"{}\" width=\"12\" height=\"3\"/>",
-                    px(x),
-                    px(y + 7.0)
                 ),
                 Swatch::Dot(class) => format!(
                     "<circle class=\"{class}\" cx=\"{}\" cy=\"{}\" r=\"4\"/>",
@@ -432,20 +426,6 @@ fn row(
                 }
             }
         }
-        if let Some((a, b)) = s.span(PhaseId::Acknowledged) {
-            let (xa, xb) = (scale.x(a.min(b)), scale.x(a.max(b)));
-            let h = (bar_h / 3.0).max(1.0);
-            if xb - xa >= 0.01 {
-                let _ = write!(
-                    out,
-                    "<rect class=\"ack\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
-                    px(xa),
-                    px(bar_top + bar_h - h),
-                    px(xb - xa),
-                    px(h)
-                );
-            }
-        }
     }
     out.push_str("</g>\n");
 }
@@ -478,9 +458,9 @@ fn tooltip(s: &Sample) -> String {
         s.end,
         s.end - s.start
     );
-    for phase in PhaseId::ALL {
-        if let Some(d) = s.duration(phase) {
-            let _ = write!(t, "\n{} {d:.3} ms", phase.label());
+    for row in Row::ALL {
+        if let Some(d) = s.duration(row) {
+            let _ = write!(t, "\n{} {d:.3} ms", row.label());
         }
     }
     t
@@ -488,7 +468,7 @@ fn tooltip(s: &Sample) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample::PHASES;
+    use super::super::sample::ROWS;
     use super::*;
     use uploadfile::{ErrorKind, UploadError};
 
@@ -547,16 +527,16 @@ mod tests {
     }
 
     fn ok(seq: u64, start: f64, reused: bool) -> Sample {
-        let mut spans = [None; PHASES];
-        spans[PhaseId::Queue.index()] = Some((start, start + 0.01));
+        let mut spans = [None; ROWS];
+        spans[Phase::Queue.index()] = Some((start, start + 0.01));
         if !reused {
-            spans[PhaseId::Connect.index()] = Some((start + 0.01, start + 0.2));
+            spans[Phase::Connect.index()] = Some((start + 0.01, start + 0.2));
         }
-        spans[PhaseId::RequestSent.index()] = Some((start + 0.2, start + 1.0));
-        spans[PhaseId::Acknowledged.index()] = Some((start + 1.0, start + 1.1));
-        spans[PhaseId::Waiting.index()] = Some((start + 1.0, start + 2.0));
-        spans[PhaseId::Response.index()] = Some((start + 2.0, start + 2.5));
-        spans[PhaseId::Total.index()] = Some((start, start + 2.5));
+        spans[Phase::RequestSent.index()] = Some((start + 0.2, start + 1.0));
+        spans[Phase::Acknowledged.index()] = Some((start + 1.0, start + 1.1));
+        spans[Phase::Server.index()] = Some((start + 1.1, start + 2.0));
+        spans[Phase::Response.index()] = Some((start + 2.0, start + 2.5));
+        spans[Row::Total.index()] = Some((start, start + 2.5));
         Sample {
             seq,
             start,

@@ -62,7 +62,6 @@ mod headers;
 mod measure;
 #[forbid(unsafe_code)]
 mod options;
-pub mod phases;
 #[forbid(unsafe_code)]
 pub mod proto;
 #[forbid(unsafe_code)]
@@ -82,6 +81,7 @@ pub use config::ClientConfig;
 pub use error::{ErrorKind, UploadError};
 pub use headers::ResponseHeaders;
 pub use measure::clock;
+pub use measure::phases;
 pub use measure::{Profile, ProfileExtensions, Protocol};
 pub use options::{UploadOptions, DEFAULT_TIMEOUT_MS};
 /// The rustls this crate is built with, for

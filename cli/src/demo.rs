@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use uploadfile::{Client, UploadOptions, UploadSuccess};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
+use crate::connection_facts::group;
 use crate::json::SinkVerdict;
-use crate::phases::group;
 use crate::waterfall;
 
 const FORM_KEY: &str = "user";

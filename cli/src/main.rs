@@ -31,9 +31,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod call;
+mod connection_facts;
 mod demo;
 mod json;
-mod phases;
 mod request;
 mod serve;
 mod upload;

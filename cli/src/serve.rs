@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use uploadfile_sink::{RequestRecord, Sink, SinkConfig, SinkHandle, TlsCertificate};
 
-use crate::phases::group;
+use crate::connection_facts::group;
 
 /// Default file the CA certificate of `serve --tls` is written to.
 pub const DEFAULT_CA_OUT: &str = "uploadfile-sink-ca.pem";

@@ -181,7 +181,7 @@ pub fn summary(
     file_bytes: u64,
     indent: &str,
 ) -> String {
-    let mut out = crate::phases::render_connection(p, ext, indent);
+    let mut out = crate::connection_facts::render_connection(p, ext, indent);
     let sent_window = p.request_end - p.request_start;
     if p.request_end > 0.0 && sent_window > 0.0 {
         let _ = writeln!(
@@ -189,7 +189,7 @@ pub fn summary(
             "{indent}file sent at {:.1} MB/s ({} bytes in {sent_window:.3} ms, requestStart to \
              requestEnd)",
             file_bytes as f64 / sent_window / 1000.0,
-            crate::phases::group(file_bytes)
+            crate::connection_facts::group(file_bytes)
         );
     }
     out

@@ -19,10 +19,12 @@
 //!   `request_end` is `requestEnd`: searching for a field in either spelling lands where it is
 //!   stamped and where it is folded.
 //!
-//! Also here, because they only read measurements: the project's one [`clock`] and the network
-//! quality estimator ([`quality`]), both pure functions of the instants they are given.
+//! Also here, because they only read measurements: the project's one [`clock`], the network
+//! quality estimator ([`quality`]), both pure functions of the instants they are given, and the
+//! one phase model ([`phases`]) that turns a finished profile into the spans the CLI draws.
 
 pub mod clock;
+pub mod phases;
 pub(crate) mod profile;
 // Chromium's estimator is kept whole (every connection type, its parameters), as before.
 #[allow(dead_code)]

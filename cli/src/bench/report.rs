@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::sample::{Outcome, Row, Sample};
 use super::stats::Summary;
-use crate::phases::group;
+use crate::connection_facts::group;
 
 /// What the run was asked to do, echoed in the report. Header and form values are not echoed
 /// (they may carry tokens), only their names.

@@ -122,7 +122,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::profile::{Profile, ProfileExtensions};
+use super::profile::{Profile, ProfileExtensions};
 
 /// A span `(start, end)` in the profile's milliseconds since the Unix epoch, `start <= end`.
 pub type Span = (f64, f64);

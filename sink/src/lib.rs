@@ -143,6 +143,7 @@ mod http3;
 mod server;
 mod service;
 mod stats;
+mod timed_io;
 mod timing;
 mod tls;
 mod verdict;
@@ -158,8 +159,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{SinkConfig, TlsCertificate};
-pub use stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, SinkStats};
-pub use timing::ConnectionTiming;
+pub use stats::{RedirectRecord, RequestRecord, RequestTiming, SinkStats};
+pub use timing::{now_ms, ConnectionTiming};
 
 use service::Shared;
 use stats::StatsInner;

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::BoxError;
 use crate::service::{handle, Arrival, ConnCtx, Shared};
-use crate::timing::{IoTimer, Stamp, TimedIo};
+use crate::timed_io::TimedIo;
+use crate::timing::{IoTimer, Stamp};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{CountedBody, RequestBody, ResponseBody, SharedBody};
 use crate::config::{percent_decode, Knobs, SinkConfig};
-use crate::stats::{now_ms, RedirectRecord, RequestRecord, RequestTiming, StatsInner};
-use crate::timing::{self, IoTimer, Stamp};
+use crate::stats::{RedirectRecord, RequestRecord, RequestTiming, StatsInner};
+use crate::timing::{self, now_ms, IoTimer, Stamp};
 use crate::verdict::{
     to_json, ConnectionVerdict, DiscardVerdict, EarlyVerdict, ErrorVerdict, FieldVerdict,
     FileVerdict, TimingVerdict, Verdict, FIELD_VALUE_LIMIT,
@@ -195,7 +195,7 @@ enum Outcome {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Arrival {
     /// hyper called the service (HTTP/1.1 or h2, on a TCP connection whose
-    /// reads and writes are timed by [`crate::timing::TimedIo`]).
+    /// reads and writes are timed by [`crate::timed_io::TimedIo`]).
     Hyper,
     /// The h3 driver resolved the request: its head was delivered by the h3
     /// request stream at `head`; the end of the body is stamped when the

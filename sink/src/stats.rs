@@ -3,19 +3,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::timing::{ConnectionTiming, IoTimer};
-
-/// Milliseconds since the Unix epoch, as an `f64` (sub-millisecond precision).
-pub fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
-}
 
 /// What the sink saw of one request. Timestamps are the server's
 /// `SystemTime` in milliseconds since the Unix epoch.

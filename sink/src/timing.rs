@@ -1,7 +1,8 @@
-//! Raw-socket timing: an IO wrapper around each accepted `TcpStream` (under
-//! TLS, when there is TLS) that notes when reads returned and writes
-//! completed, and the per-connection state that turns those notes into the
-//! per-request timestamps of [`RequestTiming`](crate::RequestTiming).
+//! Raw-socket timing: the two clocks ([`now_ms`], [`Stamp`]), precise
+//! deadlines, and the per-connection state that turns the notes of each
+//! accepted connection's IO wrapper (`timed_io::TimedIo`: when reads returned
+//! and writes completed) into the per-request timestamps of
+//! [`RequestTiming`](crate::RequestTiming).
 //!
 //! The state is O(1) per connection: only the reads and writes that can
 //! still answer a question about the current request are kept (the last
@@ -10,16 +11,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::stats::{now_ms, StatsInner};
+/// Milliseconds since the Unix epoch, as an `f64` (sub-millisecond precision).
+pub fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
 
 /// One moment on both clocks: the monotonic `Instant` and `SystemTime`
 /// (CLOCK_REALTIME) in ms since the Unix epoch, read one right after the
@@ -263,7 +268,8 @@ impl IoTimer {
         }
     }
 
-    fn on_read(&self, n: usize) {
+    /// Notes a read that returned `n` bytes.
+    pub fn on_read(&self, n: usize) {
         let stamp = Stamp::now();
         let mut s = self.lock();
         s.bytes_read += n as u64;
@@ -272,7 +278,7 @@ impl IoTimer {
     }
 
     /// Notes a write; returns the response whose first byte it carried.
-    fn on_write(&self, n: usize) -> Option<(usize, Stamp)> {
+    pub fn on_write(&self, n: usize) -> Option<(usize, Stamp)> {
         let stamp = Stamp::now();
         let mut s = self.lock();
         s.bytes_written += n as u64;
@@ -289,7 +295,7 @@ impl IoTimer {
     /// Notes a completed flush of the raw socket: everything written above
     /// it is now in the kernel. Returns the response whose last byte the
     /// last write carried, if one was waiting for this.
-    fn on_flush(&self) -> Option<(usize, Stamp)> {
+    pub fn on_flush(&self) -> Option<(usize, Stamp)> {
         let mut s = self.lock();
         if s.head_watch.is_some() {
             return None;
@@ -353,137 +359,5 @@ impl IoTimer {
     /// next completed flush follows the write of its last byte.
     pub fn response_body_done(&self, slot: usize) {
         self.lock().end_watch = Some(slot);
-    }
-}
-
-/// The raw-socket wrapper: times reads and writes into an [`IoTimer`], and
-/// can hold the first write (the TLS server's first handshake flight).
-pub(crate) struct TimedIo<S> {
-    inner: S,
-    timer: Arc<IoTimer>,
-    stats: Arc<StatsInner>,
-    hold: Option<Duration>,
-    holding: Option<Deadline>,
-}
-
-impl<S> TimedIo<S> {
-    pub fn new(inner: S, timer: Arc<IoTimer>, stats: Arc<StatsInner>) -> Self {
-        TimedIo {
-            inner,
-            timer,
-            stats,
-            hold: None,
-            holding: None,
-        }
-    }
-
-    /// Delays the first write until `delay` after the read that preceded it
-    /// (for a TLS server: the read that completed the ClientHello), or after
-    /// the first write attempt if nothing was read.
-    pub fn hold_first_write(mut self, delay: Duration) -> Self {
-        self.hold = Some(delay).filter(|d| !d.is_zero());
-        self
-    }
-
-    /// `Pending` while the first write is held.
-    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(delay) = self.hold.take() {
-            let from = self.timer.last_read().map_or_else(Instant::now, |r| r.at);
-            self.holding = Some(Deadline::new(from + delay));
-        }
-        if let Some(deadline) = self.holding.as_mut() {
-            if Pin::new(deadline).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.holding = None;
-        }
-        Poll::Ready(())
-    }
-
-    fn wrote(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if let Some((slot, stamp)) = self.timer.on_write(n) {
-            self.stats.update_timing(slot, |t| {
-                t.response_head_written_at = Some(stamp.at);
-                t.response_head_written_ms = Some(stamp.wall_ms);
-            });
-        }
-    }
-
-    fn flushed(&self) {
-        if let Some((slot, stamp)) = self.timer.on_flush() {
-            self.stats.update_timing(slot, |t| {
-                t.response_end_written_at = Some(stamp.at);
-                t.response_end_written_ms = Some(stamp.wall_ms);
-            });
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            let n = buf.filled().len() - before;
-            if n > 0 {
-                self.timer.on_read(n);
-            }
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.poll_hold(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            self.wrote(n);
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.poll_hold(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            self.wrote(n);
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_flush(cx);
-        if let Poll::Ready(Ok(())) = r {
-            self.flushed();
-        }
-        r
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -11,7 +11,7 @@ use crate::measure::UploadRecord;
 use crate::transport::{connect, ConnectParams, Connection, Origin};
 
 /// Resolve `origin`'s host (recorded) into the addresses to connect to.
-pub(super) async fn resolve(
+pub(crate) async fn resolve(
     ctx: &Context,
     origin: &Origin,
     record: &mut UploadRecord,
@@ -29,7 +29,7 @@ pub(super) async fn resolve(
 }
 
 /// Resolve and open a new connection to `origin` with the TLS configuration `tls` (recorded).
-pub(super) async fn open(
+pub(crate) async fn open(
     ctx: &Context,
     origin: &Origin,
     tls: &Arc<rustls::ClientConfig>,

@@ -16,7 +16,7 @@ use crate::transport::mux_pool::MuxPool;
 use crate::transport::{Connection, Origin};
 
 /// HTTP/2 (h2 over TLS by ALPN, or h2c with prior knowledge).
-pub(super) struct H2;
+pub(crate) struct H2;
 
 impl MuxProtocol for H2 {
     type Conn = H2Connection;

@@ -39,14 +39,14 @@ use crate::transport::h2_conn::{connection_failure, H2Connection, StreamSlot};
 
 /// A stream slot on an HTTP/2 connection: the handle to open the stream, the slot under the
 /// server's `SETTINGS_MAX_CONCURRENT_STREAMS` (freed when dropped), and when it was granted.
-pub(super) struct H2Stream {
+pub(crate) struct H2Stream {
     pub send: SendRequest<Bytes>,
     pub slot: StreamSlot,
     pub ready_at: Instant,
 }
 
 /// The request as a stream on `conn`, in the stream slot `stream`.
-pub(super) async fn exchange(
+pub(crate) async fn exchange(
     conn: &H2Connection,
     stream: H2Stream,
     input: StreamInput<'_>,

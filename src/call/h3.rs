@@ -16,7 +16,7 @@ use crate::transport::quic_conn::{connection_info, H3Sender, QuicConnection, Qui
 use crate::transport::Origin;
 
 /// HTTP/3 over QUIC.
-pub(super) struct H3;
+pub(crate) struct H3;
 
 impl MuxProtocol for H3 {
     type Conn = QuicConnection;

@@ -38,7 +38,7 @@ use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
 use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
 /// The request as a stream on `conn`, opened with `sender`.
-pub(super) async fn exchange(
+pub(crate) async fn exchange(
     conn: &QuicConnection,
     mut sender: H3Sender,
     input: StreamInput<'_>,

@@ -23,7 +23,7 @@ use crate::transport::Connection;
 
 /// Send the hop over HTTP/1.1; `fresh` is a connection just opened for it (an HTTP/2 attempt
 /// whose server chose HTTP/1.1 by ALPN hands its connection on).
-pub(super) async fn send(
+pub(crate) async fn send(
     ctx: &Context,
     upload: &Upload,
     hop: &Hop,
@@ -93,7 +93,7 @@ pub(super) async fn send(
 }
 
 /// The encoded HTTP/1.1 request head for `hop`.
-pub(super) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
+pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
     let headers = upload.request_headers(hop, true);
     RequestHead {
         method: hop.method.as_str(),

@@ -24,7 +24,7 @@ use crate::transport::mux_pool::{Multiplexed, MuxPool};
 use crate::transport::Origin;
 
 /// One multiplexed protocol, as the send loop needs it.
-pub(super) trait MuxProtocol {
+pub(crate) trait MuxProtocol {
     /// A pooled connection.
     type Conn: Multiplexed;
     /// A stream slot on a connection, ready to carry one request.
@@ -67,7 +67,7 @@ pub(super) trait MuxProtocol {
 // Returned once per hop and moved straight on: boxing the response would only add an
 // allocation per upload.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum MuxOutcome<D> {
+pub(crate) enum MuxOutcome<D> {
     Done(Response),
     /// The protocol declined the hop (see [`MuxProtocol::Declined`]).
     Declined(D),
@@ -75,7 +75,7 @@ pub(super) enum MuxOutcome<D> {
 
 /// Send the hop as a stream of protocol `P` on the origin's shared connection (made if there is
 /// none).
-pub(super) async fn send<P: MuxProtocol>(
+pub(crate) async fn send<P: MuxProtocol>(
     ctx: &Context,
     upload: &Upload,
     hop: &Hop,
@@ -179,7 +179,7 @@ fn stream_input<'a>(
 
 /// The HTTP/2 or HTTP/3 request for `hop` (no body: it streams separately; the host goes as
 /// `:authority`).
-pub(super) fn request(
+pub(crate) fn request(
     upload: &Upload,
     hop: &Hop,
     version: http::Version,

@@ -14,13 +14,13 @@ use crate::headers::ResponseHeaders;
 use crate::proto::response::ResponseHead;
 
 /// A stream's response body, one chunk at a time.
-pub(super) trait ResponseBody {
+pub(crate) trait ResponseBody {
     /// The next chunk, or `None` at the end of the stream.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure>;
 }
 
 /// The response as the tail received it.
-pub(super) struct Received {
+pub(crate) struct Received {
     pub head: ResponseHead,
     pub body: Vec<u8>,
     /// When the tail began (the head was in): `responseStart` where the stream's tap saw no
@@ -31,7 +31,7 @@ pub(super) struct Received {
 }
 
 /// Read the rest of a response whose head (`parts`, HTTP `version` 2 or 3) has arrived.
-pub(super) async fn receive_response<B: ResponseBody>(
+pub(crate) async fn receive_response<B: ResponseBody>(
     parts: &http::response::Parts,
     version: u8,
     body: &mut B,

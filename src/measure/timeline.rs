@@ -13,15 +13,15 @@ use super::stamps::{ConnectStamps, ExchangeStamps, ResolveStamps};
 /// Instants of one upload. `None` = did not happen.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timeline {
-    pub(super) invoke_start: Option<Instant>,
-    pub(super) queue_start: Option<Instant>,
-    pub(super) queue_end: Option<Instant>,
-    pub(super) redirect_start: Option<Instant>,
-    pub(super) redirect_end: Option<Instant>,
-    pub(super) fetch_start: Option<Instant>,
-    pub(super) resolve: ResolveStamps,
-    pub(super) connect: ConnectStamps,
-    pub(super) exchange: ExchangeStamps,
+    pub(crate) invoke_start: Option<Instant>,
+    pub(crate) queue_start: Option<Instant>,
+    pub(crate) queue_end: Option<Instant>,
+    pub(crate) redirect_start: Option<Instant>,
+    pub(crate) redirect_end: Option<Instant>,
+    pub(crate) fetch_start: Option<Instant>,
+    pub(crate) resolve: ResolveStamps,
+    pub(crate) connect: ConnectStamps,
+    pub(crate) exchange: ExchangeStamps,
     /// Redirects followed so far: where the first hop began and the last redirect ended. They
     /// become `redirectStart` / `redirectEnd` only when every hop stayed on the first origin.
     redirects_from: Option<Instant>,
@@ -30,7 +30,7 @@ pub(crate) struct Timeline {
 
 impl Timeline {
     /// An upload invoked at `invoke_start`.
-    pub(super) fn new(invoke_start: Instant) -> Timeline {
+    pub(crate) fn new(invoke_start: Instant) -> Timeline {
         Timeline {
             invoke_start: Some(invoke_start),
             ..Timeline::default()
@@ -38,17 +38,17 @@ impl Timeline {
     }
 
     /// Waited from `start` to `end` for the client's concurrency permit.
-    pub(super) fn queued(&mut self, start: Instant, end: Instant) {
+    pub(crate) fn queued(&mut self, start: Instant, end: Instant) {
         self.queue_start = Some(start);
         self.queue_end = Some(end);
     }
 
     /// A request (the upload, or a redirect hop) begins.
-    pub(super) fn fetch_started(&mut self, at: Instant) {
+    pub(crate) fn fetch_started(&mut self, at: Instant) {
         self.fetch_start = Some(at);
     }
 
-    pub(super) fn resolved(&mut self, stamps: &ResolveStamps) {
+    pub(crate) fn resolved(&mut self, stamps: &ResolveStamps) {
         let r = &mut self.resolve;
         let s = stamps;
         r.http_dns_domain_look_up_start = s
@@ -61,18 +61,18 @@ impl Timeline {
         r.domain_look_up_end = s.domain_look_up_end.or(r.domain_look_up_end);
     }
 
-    pub(super) fn connected(&mut self, stamps: &ConnectStamps) {
+    pub(crate) fn connected(&mut self, stamps: &ConnectStamps) {
         self.connect = *stamps;
     }
 
-    pub(super) fn exchanged(&mut self, stamps: &ExchangeStamps) {
+    pub(crate) fn exchanged(&mut self, stamps: &ExchangeStamps) {
         self.exchange = *stamps;
     }
 
     /// A stream on a reused connection that became available at `ready`: if it had to wait for
     /// a slot under the server's stream limit, that wait is queue time, and the request's fetch
     /// starts when the stream is there.
-    pub(super) fn stream_slot_waited(&mut self, ready: Instant) {
+    pub(crate) fn stream_slot_waited(&mut self, ready: Instant) {
         if self
             .fetch_start
             .is_some_and(|f| ready.saturating_duration_since(f).as_micros() > 50)
@@ -84,21 +84,21 @@ impl Timeline {
 
     /// Forget the phases of a connection that proved dead (or of a redirect hop's), so the
     /// profile shows the one that carried the request.
-    pub(super) fn forget_connection(&mut self) {
+    pub(crate) fn forget_connection(&mut self) {
         self.resolve = ResolveStamps::default();
         self.forget_connect();
     }
 
     /// Forget the connect phases of a transport that was not used (a QUIC attempt that failed):
     /// the name resolution it made stands, the TCP connection that follows records its own.
-    pub(super) fn forget_connect(&mut self) {
+    pub(crate) fn forget_connect(&mut self) {
         self.connect = ConnectStamps::default();
         self.exchange = ExchangeStamps::default();
     }
 
     /// The hop just completed was a redirect that is followed: remember where the chain began
     /// and where this hop ended, and forget its connection phases.
-    pub(super) fn redirect_followed(&mut self) {
+    pub(crate) fn redirect_followed(&mut self) {
         if self.redirects_from.is_none() {
             self.redirects_from = self.fetch_start;
         }
@@ -109,7 +109,7 @@ impl Timeline {
     /// The final response is in: the redirects count as `redirectStart` / `redirectEnd` only
     /// if the chain never left the first origin (cross-origin redirects are not reported, as in
     /// the Resource Timing rules the original follows).
-    pub(super) fn redirects_done(&mut self, same_origin: bool) {
+    pub(crate) fn redirects_done(&mut self, same_origin: bool) {
         if same_origin {
             self.redirect_start = self.redirects_from;
             self.redirect_end = self.redirects_to;

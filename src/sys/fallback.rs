@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::{AckTimestamp, TcpInfo};
+use super::types::{AckTimestamp, TcpInfo};
 
 fn unsupported<T>(what: &str) -> io::Result<T> {
     Err(io::Error::new(
@@ -13,35 +13,35 @@ fn unsupported<T>(what: &str) -> io::Result<T> {
     ))
 }
 
-pub(super) fn tcp_info(_sock: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+pub(crate) fn tcp_info(_sock: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     unsupported("TCP_INFO")
 }
 
-pub(super) fn set_notsent_lowat(_sock: BorrowedFd<'_>, _bytes: u32) -> io::Result<()> {
+pub(crate) fn set_notsent_lowat(_sock: BorrowedFd<'_>, _bytes: u32) -> io::Result<()> {
     unsupported("TCP_NOTSENT_LOWAT")
 }
 
-pub(super) fn send_queue_len(_sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn send_queue_len(_sock: BorrowedFd<'_>) -> io::Result<u32> {
     unsupported("SIOCOUTQ")
 }
 
-pub(super) fn unsent_len(_sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn unsent_len(_sock: BorrowedFd<'_>) -> io::Result<u32> {
     unsupported("SIOCOUTQNSD")
 }
 
-pub(super) fn enable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn enable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
     unsupported("SO_TIMESTAMPING")
 }
 
-pub(super) fn disable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn disable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
     unsupported("SO_TIMESTAMPING")
 }
 
-pub(super) fn read_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<Vec<AckTimestamp>> {
+pub(crate) fn read_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<Vec<AckTimestamp>> {
     unsupported("SO_TIMESTAMPING")
 }
 
-pub(super) fn sendfile(
+pub(crate) fn sendfile(
     _sock: BorrowedFd<'_>,
     _file: BorrowedFd<'_>,
     _offset: u64,
@@ -50,11 +50,11 @@ pub(super) fn sendfile(
     unsupported("sendfile")
 }
 
-pub(super) fn send_more(_sock: BorrowedFd<'_>, _buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn send_more(_sock: BorrowedFd<'_>, _buf: &[u8]) -> io::Result<usize> {
     unsupported("MSG_MORE")
 }
 
-pub(super) fn pread_nowait(
+pub(crate) fn pread_nowait(
     _file: BorrowedFd<'_>,
     _buf: &mut [u8],
     _offset: u64,
@@ -62,10 +62,10 @@ pub(super) fn pread_nowait(
     unsupported("RWF_NOWAIT")
 }
 
-pub(super) fn is_resident(_file: BorrowedFd<'_>, _offset: u64, _len: usize) -> io::Result<bool> {
+pub(crate) fn is_resident(_file: BorrowedFd<'_>, _offset: u64, _len: usize) -> io::Result<bool> {
     unsupported("mincore")
 }
 
-pub(super) fn evict_from_cache(_file: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn evict_from_cache(_file: BorrowedFd<'_>) -> io::Result<()> {
     unsupported("posix_fadvise")
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use libc::{c_int, c_uint, socklen_t};
 
-use super::{AckTimestamp, TcpInfo};
+use super::types::{AckTimestamp, TcpInfo};
 
 /// `SCM_TSTAMP_ACK` from `<linux/errqueue.h>` (`ee_info` of an acknowledgement stamp); not in
 /// the libc crate.
@@ -17,7 +17,7 @@ const SCM_TSTAMP_ACK: u32 = 2;
 
 /// The flags the brief asks for: software stamps of acknowledgements, keyed by byte offset,
 /// without a copy of the payload.
-pub(super) const ACK_FLAGS: c_uint = libc::SOF_TIMESTAMPING_TX_ACK
+pub(crate) const ACK_FLAGS: c_uint = libc::SOF_TIMESTAMPING_TX_ACK
     | libc::SOF_TIMESTAMPING_SOFTWARE
     | libc::SOF_TIMESTAMPING_OPT_ID
     | libc::SOF_TIMESTAMPING_OPT_TSONLY;
@@ -94,7 +94,7 @@ fn ioctl_int(sock: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<u32> {
     Ok(u32::try_from(value).unwrap_or(0))
 }
 
-pub(super) fn tcp_info(sock: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+pub(crate) fn tcp_info(sock: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     let mut buf = [0u8; TCP_INFO_BUF];
     let mut len = buf.len() as socklen_t;
     // SAFETY: `sock` is live for the borrow; `buf` is writable for `len` bytes; the kernel copies
@@ -114,7 +114,7 @@ pub(super) fn tcp_info(sock: BorrowedFd<'_>) -> io::Result<TcpInfo> {
 
 /// Decode the bytes the kernel returned; a field not wholly inside `b` (older kernel, shorter
 /// struct) reads 0.
-pub(super) fn parse_tcp_info(b: &[u8]) -> TcpInfo {
+pub(crate) fn parse_tcp_info(b: &[u8]) -> TcpInfo {
     fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
         b.get(off..off + N)?.try_into().ok()
     }
@@ -138,27 +138,27 @@ pub(super) fn parse_tcp_info(b: &[u8]) -> TcpInfo {
     }
 }
 
-pub(super) fn set_notsent_lowat(sock: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
+pub(crate) fn set_notsent_lowat(sock: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
     let value = c_int::try_from(bytes).unwrap_or(c_int::MAX);
     setsockopt_int(sock, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, value)
 }
 
 /// Read `TCP_NOTSENT_LOWAT` back (the kernel reports `u32::MAX as int` = -1 when unset).
-pub(super) fn notsent_lowat(sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn notsent_lowat(sock: BorrowedFd<'_>) -> io::Result<u32> {
     getsockopt_int(sock, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT).map(|v| v as u32)
 }
 
-pub(super) fn send_queue_len(sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn send_queue_len(sock: BorrowedFd<'_>) -> io::Result<u32> {
     // SIOCOUTQ is TIOCOUTQ on Linux (the libc crate only names the latter).
     ioctl_int(sock, libc::TIOCOUTQ)
 }
 
-pub(super) fn unsent_len(sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn unsent_len(sock: BorrowedFd<'_>) -> io::Result<u32> {
     ioctl_int(sock, libc::SIOCOUTQNSD as libc::Ioctl)
 }
 
 /// `setsockopt(SOL_SOCKET, SO_TIMESTAMPING, flags)`.
-pub(super) fn set_timestamping(sock: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
+pub(crate) fn set_timestamping(sock: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
     setsockopt_int(
         sock,
         libc::SOL_SOCKET,
@@ -167,7 +167,7 @@ pub(super) fn set_timestamping(sock: BorrowedFd<'_>, flags: c_uint) -> io::Resul
     )
 }
 
-pub(super) fn enable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn enable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
     // OPT_ID_TCP (6.2+) starts the counter at the write sequence instead of snd_una; kernels
     // that do not know it reject the whole call with EINVAL.
     match set_timestamping(sock, ACK_FLAGS | libc::SOF_TIMESTAMPING_OPT_ID_TCP) {
@@ -176,7 +176,7 @@ pub(super) fn enable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-pub(super) fn disable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn disable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
     set_timestamping(sock, 0)
 }
 
@@ -188,7 +188,7 @@ enum ErrQueue {
     Message(Option<AckTimestamp>),
 }
 
-pub(super) fn read_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<Vec<AckTimestamp>> {
+pub(crate) fn read_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<Vec<AckTimestamp>> {
     let mut out = Vec::new();
     loop {
         match recv_errqueue(sock) {

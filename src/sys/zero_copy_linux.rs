@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// `sendfile(sock, file, &offset, len)` on a non-blocking socket: bytes moved from the page
 /// cache to the socket without passing through user space. Returns what the kernel took
 /// (`Ok(0)`: `offset` is at or past the end of the file).
-pub(super) fn sendfile(
+pub(crate) fn sendfile(
     sock: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
     offset: u64,
@@ -32,7 +32,7 @@ pub(super) fn sendfile(
 /// `send(sock, buf, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL)`: more data follows at once, so the
 /// kernel holds a partial segment instead of sending it alone (the multipart preamble before the
 /// file's `sendfile`).
-pub(super) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `sock` is live for the borrow; pointer and length describe `buf`, which the kernel
     // only reads during the call.
     let n = unsafe {
@@ -53,7 +53,7 @@ pub(super) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 /// `preadv2(file, buf, offset, RWF_NOWAIT)`: read only what is already in the page cache.
 /// `WouldBlock` when the first page is not (the read would wait for the disk); `Unsupported`
 /// when the kernel or file system does not offer `RWF_NOWAIT`.
-pub(super) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let off = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
     let iov = libc::iovec {
@@ -108,7 +108,7 @@ static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
 /// 6.5), `mincore(2)` over a read-only shared mapping of the range answers, a mapping that is
 /// never read (so a file truncated meanwhile cannot raise `SIGBUS` here) and is unmapped before
 /// returning. `mincore` looks each page up from the top of the tree: measured about 5x the cost.
-pub(super) fn is_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
+pub(crate) fn is_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
     if len == 0 {
         return Ok(true);
     }
@@ -151,7 +151,7 @@ fn cachestat_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Resu
 }
 
 /// The `mincore` fallback of [`is_resident`].
-pub(super) fn mincore_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
+pub(crate) fn mincore_resident(file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<bool> {
     if len == 0 {
         return Ok(true);
     }
@@ -204,7 +204,7 @@ fn page_size() -> usize {
 
 /// `posix_fadvise(POSIX_FADV_DONTNEED)` on a whole file: drop its clean pages from the page
 /// cache (tests use it to make a file cold without root).
-pub(super) fn evict_from_cache(file: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn evict_from_cache(file: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: `file` is live for the borrow; the call only reads its arguments.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc == 0 {

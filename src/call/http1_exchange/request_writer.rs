@@ -51,7 +51,7 @@ enum Stage {
 
 /// The outcome of one [`RequestWriter::step`].
 #[derive(Debug)]
-pub(super) enum Step {
+pub(crate) enum Step {
     /// Bytes of the head and of the body went to the wire (one write may carry the end of the
     /// head and the whole body).
     Wrote { head: usize, body: usize },
@@ -69,7 +69,7 @@ pub(super) enum Step {
 }
 
 /// The body: the multipart framing and the file between it.
-pub(super) struct Body<'a> {
+pub(crate) struct Body<'a> {
     pub preamble: &'a [u8],
     pub epilogue: &'a [u8],
     pub file: &'a FileSource,
@@ -77,7 +77,7 @@ pub(super) struct Body<'a> {
 }
 
 /// Writes one request, one step at a time.
-pub(super) struct RequestWriter<'a> {
+pub(crate) struct RequestWriter<'a> {
     head: &'a [u8],
     body: Option<Body<'a>>,
     /// The head goes in a write of its own (it asks for `100 Continue` before the body).
@@ -98,15 +98,15 @@ pub(super) struct RequestWriter<'a> {
     /// The file was checked for changes once all of it was read or sent.
     change_checked: bool,
     /// Ask for a flush before the next write (TLS: acknowledged-progress marks).
-    pub(super) flush_before_next: bool,
+    pub(crate) flush_before_next: bool,
     /// How the body went.
-    pub(super) transfer: BodyTransfer,
+    pub(crate) transfer: BodyTransfer,
 }
 
 impl<'a> RequestWriter<'a> {
     /// `head_alone`: the head must go in a write of its own (`Expect: 100-continue`);
     /// `zero_copy`: try `sendfile` for the file (only honoured on plain TCP).
-    pub(super) fn new(
+    pub(crate) fn new(
         head: &'a [u8],
         body: Option<Body<'a>>,
         head_alone: bool,
@@ -138,7 +138,7 @@ impl<'a> RequestWriter<'a> {
     }
 
     /// One write, read or flush. Cancel-safe (see the module docs).
-    pub(super) async fn step(&mut self, wr: &mut WireWrite<'_>) -> Step {
+    pub(crate) async fn step(&mut self, wr: &mut WireWrite<'_>) -> Step {
         if let Some(step) = self.check_file_unchanged() {
             return step;
         }
@@ -188,7 +188,7 @@ impl<'a> RequestWriter<'a> {
     /// Every byte still to be written is in memory (the epilogue, or a file already read in
     /// full): the next write may be the one that carries the request's last byte. Reads the
     /// file's first chunk from the page cache first, when it may join the head's write.
-    pub(super) fn last_write_ready(&mut self) -> bool {
+    pub(crate) fn last_write_ready(&mut self) -> bool {
         if self.body.is_none() {
             return false;
         }

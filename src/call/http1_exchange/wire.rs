@@ -18,19 +18,19 @@ use crate::sys;
 use crate::transport::stream::Stream;
 
 /// The read half.
-pub(super) enum WireRead<'a> {
+pub(crate) enum WireRead<'a> {
     Plain(tcp::ReadHalf<'a>),
     Tls(tokio::io::ReadHalf<&'a mut TlsStream<TcpStream>>),
 }
 
 /// The write half.
-pub(super) enum WireWrite<'a> {
+pub(crate) enum WireWrite<'a> {
     Plain(tcp::WriteHalf<'a>),
     Tls(tokio::io::WriteHalf<&'a mut TlsStream<TcpStream>>),
 }
 
 /// Split a connection for one exchange.
-pub(super) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
+pub(crate) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
     match stream {
         Stream::Plain(tcp) => {
             let (r, w) = tcp.split();
@@ -45,13 +45,13 @@ pub(super) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
 
 impl WireWrite<'_> {
     /// Whether `sendfile` and `MSG_MORE` are available (plain TCP).
-    pub(super) fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         matches!(self, WireWrite::Plain(_))
     }
 
     /// Write some of `buf`. With `more` on plain TCP, `MSG_MORE` keeps a partial segment back
     /// until the next write (the preamble waits for the file's first bytes).
-    pub(super) async fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
+    pub(crate) async fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
         match self {
             WireWrite::Plain(w) if more => {
                 let tcp: &TcpStream = w.as_ref();
@@ -66,7 +66,7 @@ impl WireWrite<'_> {
     }
 
     /// Write some of `bufs`, in order, in one system call where the transport allows.
-    pub(super) async fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    pub(crate) async fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             WireWrite::Plain(w) => {
                 let tcp: &TcpStream = w.as_ref();
@@ -78,7 +78,7 @@ impl WireWrite<'_> {
 
     /// `sendfile` up to `len` bytes of `file` from `offset` (plain TCP only; `Unsupported` on
     /// TLS). `Ok(0)`: the file ends before `offset`.
-    pub(super) async fn sendfile(
+    pub(crate) async fn sendfile(
         &mut self,
         file: impl AsFd,
         offset: u64,
@@ -94,7 +94,7 @@ impl WireWrite<'_> {
         }
     }
 
-    pub(super) async fn flush(&mut self) -> io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
         match self {
             WireWrite::Plain(w) => w.flush().await,
             WireWrite::Tls(w) => w.flush().await,

@@ -6,7 +6,7 @@ use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-mod common;
+use crate::common;
 
 use common::{test_file, uploadfile, TestSink};
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-mod common;
+use crate::common;
 
 use common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 

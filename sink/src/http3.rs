@@ -27,7 +27,7 @@
 //!
 //! The sink's job is to take bulk uploads (a client pushes up to 1 GiB over
 //! loopback) without being the bottleneck and without losing datagrams.
-//! Measured with the ignored test `h3_throughput` in `tests/h3.rs` (release
+//! Measured with the ignored test `h3_throughput` in `tests/suite/h3.rs` (release
 //! build, one process holding both the sink and a quinn + h3 client, two
 //! worker threads, on a two-core machine that was busy with other builds, so
 //! single runs scatter by ±30 %). With the settings below, 1 GiB uploads in

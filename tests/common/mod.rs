@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use uploadfile::{Client, UploadSuccess};
 use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
 
+pub mod alone;
 pub mod certs;
 pub mod hostile;
 

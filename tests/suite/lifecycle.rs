@@ -2,7 +2,7 @@
 //! listener, an `UploadTask` dropped without being awaited, the `Client` dropped while uploads
 //! run. Each is defined in the README ("Lifecycle") and tested here.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

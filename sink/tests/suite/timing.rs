@@ -2,7 +2,7 @@
 //! `Instant`s (same process, same monotonic clock), and the TLS handshake
 //! hold.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! `ClientClosed` and fail the kind check. The servers are scripted with `common::hostile` and
 //! listen on 127.0.0.1 only; docs/errors.md ("Hostile HTTP/1.1 servers") lists the outcomes.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

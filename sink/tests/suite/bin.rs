@@ -1,7 +1,7 @@
 //! The `uploadfile-sink` binary: ready line, one record line per request
 //! (wall-clock times), exit on stdin EOF and on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

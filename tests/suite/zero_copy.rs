@@ -1,7 +1,7 @@
 //! Which path carries the body (sendfile or buffered reads), what the profile says about it, a
 //! file that shrinks mid-upload, and a cold file that must not stall the runtime (issue 5).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! The library against a scripted raw TCP server, for response shapes hyper never sends
 //! (chunked with trailers, close-delimited, HTTP/1.0) and for connection life-cycle cases.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! Here the stalled upload must wait without burning the CPU, fail as `Timeout`, and leave the
 //! client usable.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Name resolution (cache, custom resolver, HTTPDNS, Happy Eyeballs) and redirects, as the
 //! profile reports them.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! HTTP/1.1 behaviour, checked with a raw TcpStream client.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

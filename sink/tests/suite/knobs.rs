@@ -1,7 +1,7 @@
 //! Trickled responses, redirects, the HTTPDNS endpoint and IPv6 listening,
 //! checked with a raw TcpStream client.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

@@ -1,7 +1,7 @@
 //! TLS: the exposed CA verifies the server with a plain rustls client (webpki)
 //! for "localhost", 127.0.0.1 and ::1; ALPN offers h2 and http/1.1.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! h2: prior knowledge on the plain listener and ALPN h2 over TLS, checked
 //! with hyper's client.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! validity), served by a small tokio-rustls server on 127.0.0.1 that answers one HTTP/1.1
 //! request per connection and records whether each handshake succeeded.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! HTTP/2 failures, against a scripted `h2` server (h2c with prior knowledge on 127.0.0.1):
 //! REFUSED_STREAM, GOAWAY, RST_STREAM, a dropped connection.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

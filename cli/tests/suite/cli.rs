@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 use serde_json::{json, Value};
-mod common;
-
-use common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 
 fn one_json_line(stdout: &[u8]) -> Value {
     let text = std::str::from_utf8(stdout).expect("utf-8 stdout");

@@ -1,6 +1,6 @@
 //! `enableHttp2`: uploads as HTTP/2 streams, against the sink's hyper h2 server.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

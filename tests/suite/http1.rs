@@ -1,6 +1,6 @@
 //! The library against the independent sink, over plain HTTP/1.1 and over TLS.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,7 +125,7 @@ async fn awkward_names(tls: bool) {
     assert_eq!(res.status_code, 200, "{}", res.data);
     let v = verdict(&res);
     // multer decodes nothing: it sees what browsers and curl send (%22). Names with CR, LF or
-    // NUL are refused (tests/bad_input.rs); values keep their line breaks exactly.
+    // NUL are refused (tests/suite/bad_input.rs); values keep their line breaks exactly.
     assert_eq!(
         fields(&v),
         vec![

@@ -12,9 +12,8 @@
 //! retries), that the upload ends within its timeout (a hang fails the test), and that a
 //! connection that got GOAWAY or died carries no later upload.
 
-mod common;
-#[path = "common/h2_script.rs"]
-mod h2_script;
+use crate::common;
+use crate::h2_script;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

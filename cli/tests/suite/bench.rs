@@ -5,10 +5,8 @@ use std::io::Read;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{test_file, uploadfile, TestSink};
 use serde_json::Value;
-mod common;
-
-use common::{test_file, uploadfile, TestSink};
 
 fn json(stdout: &[u8]) -> Value {
     let text = std::str::from_utf8(stdout).expect("utf-8 stdout");

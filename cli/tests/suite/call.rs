@@ -9,10 +9,8 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 use serde_json::{json, Value};
-mod common;
-
-use common::{test_file, uploadfile, TestSink, PROFILE_FIELDS};
 
 /// The original's success object (the seed's `success` table, plus `errMsg`).
 const SUCCESS_FIELDS: [&str; 4] = ["errMsg", "data", "statusCode", "profile"];

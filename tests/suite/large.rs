@@ -1,8 +1,6 @@
 //! Length arithmetic past 2 GiB and 4 GiB boundaries, without 2 GiB of disk: a sparse file
 //! streamed to the sink in discard mode (which counts what arrives).
 
-mod common;
-
 use uploadfile::{Client, UploadOptions};
 use uploadfile_sink::{Sink, SinkConfig};
 

@@ -1,7 +1,7 @@
 //! Bad input (issue 6): each case fails with a clear `uploadFile:fail <reason>` before any byte is
 //! sent — the listener behind the URL never sees a connection.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -205,7 +205,8 @@ async fn headers_that_are_forbidden_or_break_the_framing() {
 
 /// CR, LF and NUL in a form field name, the file field's `name` or the file name are refused
 /// before anything is sent (browsers would percent-escape them; we would rather not send a name
-/// the caller did not ask for). Values are part bodies and keep line breaks (`tests/http1.rs`).
+/// the caller did not ask for). Values are part bodies and keep line breaks
+/// (`tests/suite/http1.rs`).
 #[tokio::test]
 async fn line_breaks_and_nul_in_part_names_are_refused() {
     let (l, url) = untouched();

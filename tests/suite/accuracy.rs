@@ -10,7 +10,7 @@
 //! build (a timing assertion must not flake); the figures measured on an idle machine in a
 //! release build are in `docs/profile.md`, "Proof".
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

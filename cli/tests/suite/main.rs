@@ -1,0 +1,10 @@
+//! The CLI's integration tests: the `uploadfile` binary run as a process against sinks started
+//! in the test, one module per command group, in one test binary (one link instead of one per
+//! file; issue 12). Run one module with a filter, e.g.
+//! `cargo test -p uploadfile-cli --test suite bench::`.
+
+mod common;
+
+mod bench;
+mod call;
+mod cli;

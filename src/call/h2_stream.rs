@@ -32,7 +32,7 @@ use super::outcome::{Failure, Response};
 use super::stream_response::{receive_response, ResponseBody};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
-use crate::measure::{BodyTransfer, ExchangeReport};
+use crate::measure::{BodyTransfer, ExchangeReport, StreamStamps};
 use crate::proto::multipart::BodyPlan;
 use crate::transport::frame_tap::TapBook;
 use crate::transport::h2_conn::{connection_failure, H2Connection, StreamSlot};
@@ -121,27 +121,17 @@ pub(crate) async fn exchange(
     )
     .await?;
     let now = Instant::now();
-    let taps = book.stream(id);
-    report.stamps.request_start = taps.request_start;
-    report.stamps.request_head_end = taps.request_start;
-    report.stamps.request_end = if body_done { taps.request_end } else { None };
-    report.stamps.response_start = response_start.or(Some(received.head_at));
-    report.stamps.response_end = taps.response_end.or(Some(now));
-    report.send_bytes_count = taps.send_bytes_count;
-    report.body_bytes_sent = taps.body_bytes_sent;
-    report.received_byted_count = taps.received_byted_count;
-    report.response_body_bytes = received.body.len() as u64;
-    report.rtt_ms = received.rtt_ms;
+    // The final head's start as it was when the head arrived (a trailer block without a body
+    // would move the tap's later).
+    let taps = StreamStamps {
+        response_start,
+        ..book.stamps(id)
+    };
     if body_done && total_body > 0 {
         task.emit_progress(total_body, total_body);
     }
     book.forget(id);
-    Ok(Response {
-        head: received.head,
-        body: received.body,
-        reusable: true,
-        report,
-    })
+    Ok(received.into_response(report, taps, body_done, now))
 }
 
 /// The response body as h2 delivers it, releasing flow-control capacity as it is read.

@@ -156,26 +156,11 @@ pub(crate) async fn exchange(
             report.stamps.body_acked_end = Some(Instant::now());
         }
     }
-    let taps = record.taps();
-    report.stamps.request_start = taps.request_start;
-    report.stamps.request_head_end = head_written.last_write_at;
-    report.stamps.request_end = if report.early_response {
-        None
-    } else {
-        taps.request_end
-    };
-    report.stamps.response_start = taps.response_start.or(Some(now));
-    report.stamps.response_end = taps.response_end.or(Some(now));
-    report.send_bytes_count = taps.send_bytes_count;
-    report.received_byted_count = taps.received_byted_count;
-    report.response_body_bytes = received.body.len() as u64;
-    report.rtt_ms = received.rtt_ms;
-    Ok(Response {
-        head: received.head,
-        body: received.body,
-        reusable: true,
-        report,
-    })
+    let taps = record
+        .taps()
+        .stamps(head_written.last_write_at, report.body_bytes_sent);
+    let request_complete = !report.early_response;
+    Ok(received.into_response(report, taps, request_complete, now))
 }
 
 /// The response body as h3 delivers it.

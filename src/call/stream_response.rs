@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::outcome::Failure;
+use super::outcome::{Failure, Response};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::{HeadersReceived, TaskShared};
 use crate::headers::ResponseHeaders;
+use crate::measure::{ExchangeReport, StreamStamps};
 use crate::proto::response::ResponseHead;
 
 /// A stream's response body, one chunk at a time.
@@ -89,6 +90,118 @@ pub(crate) async fn receive_response<B: ResponseBody>(
     })
 }
 
+impl Received {
+    /// The complete response, with the stream's stamps folded into `report`: the request ended
+    /// only if it was completely sent (`request_complete`; an early answer has no `requestEnd`),
+    /// and where the tap saw no response start or end, the tail's own instants stand in.
+    pub(super) fn into_response(
+        self,
+        mut report: ExchangeReport,
+        taps: StreamStamps,
+        request_complete: bool,
+        now: Instant,
+    ) -> Response {
+        let s = &mut report.stamps;
+        s.request_start = taps.request_start;
+        s.request_head_end = taps.request_head_end;
+        s.request_end = if request_complete {
+            taps.request_end
+        } else {
+            None
+        };
+        s.response_start = taps.response_start.or(Some(self.head_at));
+        s.response_end = taps.response_end.or(Some(now));
+        report.send_bytes_count = taps.send_bytes_count;
+        report.body_bytes_sent = taps.body_bytes_sent;
+        report.received_byted_count = taps.received_byted_count;
+        report.response_body_bytes = self.body.len() as u64;
+        report.rtt_ms = self.rtt_ms;
+        Response {
+            head: self.head,
+            body: self.body,
+            reusable: true,
+            report,
+        }
+    }
+}
+
 fn too_large(detail: String) -> Failure {
     Failure::fatal(UploadError::new(ErrorKind::ResponseTooLarge, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn received(head_at: Instant) -> Received {
+        Received {
+            head: ResponseHead {
+                status: 200,
+                reason: String::new(),
+                version: 2,
+                headers: Vec::new(),
+            },
+            body: b"ok".to_vec(),
+            head_at,
+            rtt_ms: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn a_stream_s_stamps_and_counts_become_the_report() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        let taps = StreamStamps {
+            request_start: at(1),
+            request_head_end: at(2),
+            request_end: at(3),
+            response_start: at(4),
+            response_end: at(5),
+            send_bytes_count: 100,
+            body_bytes_sent: 80,
+            received_byted_count: 40,
+        };
+        let r = received(t0 + Duration::from_millis(9)).into_response(
+            ExchangeReport::default(),
+            taps,
+            true,
+            t0 + Duration::from_millis(10),
+        );
+        let s = r.report.stamps;
+        assert_eq!(
+            (s.request_start, s.request_head_end, s.request_end),
+            (at(1), at(2), at(3))
+        );
+        assert_eq!((s.response_start, s.response_end), (at(4), at(5)));
+        assert_eq!(
+            (
+                r.report.send_bytes_count,
+                r.report.body_bytes_sent,
+                r.report.received_byted_count,
+                r.report.response_body_bytes
+            ),
+            (100, 80, 40, 2)
+        );
+        assert_eq!(r.report.rtt_ms, Some(1.5));
+        assert!(r.reusable);
+    }
+
+    #[test]
+    fn an_early_answer_has_no_request_end_and_missing_taps_take_the_tail_s_instants() {
+        let t0 = Instant::now();
+        let head_at = t0 + Duration::from_millis(7);
+        let now = t0 + Duration::from_millis(8);
+        let taps = StreamStamps {
+            request_end: Some(t0),
+            ..StreamStamps::default()
+        };
+        let r = received(head_at).into_response(ExchangeReport::default(), taps, false, now);
+        let s = r.report.stamps;
+        assert_eq!(s.request_end, None);
+        assert_eq!(
+            (s.response_start, s.response_end),
+            (Some(head_at), Some(now))
+        );
+    }
 }

@@ -37,5 +37,5 @@ pub use profile::{Profile, ProfileExtensions, Protocol};
 pub(crate) use record::UploadRecord;
 pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
-    ExchangeReport, ExchangeStamps, ResolveStamps,
+    ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,
 };

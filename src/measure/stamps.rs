@@ -124,6 +124,29 @@ pub(crate) struct ExchangeStamps {
     pub response_end: Option<Instant>,
 }
 
+/// What a multiplexed request's stream tap saw (the h2 frame tap, the QUIC glue), named as the
+/// profile names it: the one per-stream stamp record of HTTP/2 and HTTP/3, folded into an
+/// [`ExchangeReport`] by one response tail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamStamps {
+    /// The first byte of the request's HEADERS was written (`requestStart`).
+    pub request_start: Option<Instant>,
+    /// The request's head was written (`requestHeadEnd`).
+    pub request_head_end: Option<Instant>,
+    /// The stream's end was written after its last byte (`requestEnd`).
+    pub request_end: Option<Instant>,
+    /// The final response's first byte arrived (`responseStart`).
+    pub response_start: Option<Instant>,
+    /// The response stream ended (`responseEnd`).
+    pub response_end: Option<Instant>,
+    /// The stream's bytes written at HTTP level (`sendBytesCount`).
+    pub send_bytes_count: u64,
+    /// Body bytes written (`bodyBytesSent`).
+    pub body_bytes_sent: u64,
+    /// The stream's bytes read at HTTP level (`receivedBytedCount`).
+    pub received_byted_count: u64,
+}
+
 /// Where `bodyAckedEnd` came from (`profileExtensions.ackSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckSource {

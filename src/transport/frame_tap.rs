@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::measure::StreamStamps;
 use crate::proto::h2_frames::{ConnectionTap, Direction, FrameLedger, FrameParser, StreamTap};
 
 /// Shared record of what the tap saw: written by the connection task's [`FrameTap`], read as
@@ -60,6 +61,22 @@ impl TapBook {
     /// A snapshot of stream `id` (all defaults if nothing was seen on it, or it was forgotten).
     pub(crate) fn stream(&self, id: u32) -> StreamTap {
         self.lock().stream(id)
+    }
+
+    /// What the profile takes of stream `id`: its [`StreamStamps`]. The request's head is the
+    /// HEADERS frame, so its first byte's write is both `requestStart` and `requestHeadEnd`.
+    pub(crate) fn stamps(&self, id: u32) -> StreamStamps {
+        let tap = self.stream(id);
+        StreamStamps {
+            request_start: tap.request_start,
+            request_head_end: tap.request_start,
+            request_end: tap.request_end,
+            response_start: tap.response_start,
+            response_end: tap.response_end,
+            send_bytes_count: tap.send_bytes_count,
+            body_bytes_sent: tap.body_bytes_sent,
+            received_byted_count: tap.received_byted_count,
+        }
     }
 
     /// Drops a finished stream's entry. Frames seen later on it (or on any lower id of the same

@@ -34,6 +34,8 @@ use bytes::{Buf, Bytes};
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 use quinn::VarInt;
 
+use crate::measure::StreamStamps;
+
 /// `H3_REQUEST_CANCELLED` (RFC 9114 §8.1): the code of a stream we give up.
 pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
 
@@ -93,6 +95,28 @@ impl std::fmt::Debug for StreamRecord {
         f.debug_struct("StreamRecord")
             .field("taps", &self.taps())
             .finish_non_exhaustive()
+    }
+}
+
+impl StreamTaps {
+    /// What the profile takes of the stream: its [`StreamStamps`], with the request's head
+    /// written at `request_head_end` (the last write accepted when h3 had sent the HEADERS
+    /// frame) and `body_bytes_sent` body bytes.
+    pub(crate) fn stamps(
+        &self,
+        request_head_end: Option<Instant>,
+        body_bytes_sent: u64,
+    ) -> StreamStamps {
+        StreamStamps {
+            request_start: self.request_start,
+            request_head_end,
+            request_end: self.request_end,
+            response_start: self.response_start,
+            response_end: self.response_end,
+            send_bytes_count: self.send_bytes_count,
+            body_bytes_sent,
+            received_byted_count: self.received_byted_count,
+        }
     }
 }
 

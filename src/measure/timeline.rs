@@ -1,8 +1,9 @@
 //! The instants of one upload, folded in from what the layers below returned.
 //!
-//! This is the only place a [`Timeline`] is written: its fields are visible to `measure` alone,
-//! and every write is one of the fold methods below, each named after what happened (a stamp
-//! record came back, a connection proved dead, a redirect was followed). `None` means "did not
+//! This is the only place a [`Timeline`] is written: the type is private to `measure` (its module
+//! is not re-exported, so no code outside `measure` can name it or hold one), and every write is
+//! one of the fold methods below, each named after what happened (a stamp record came back, a
+//! connection proved dead, a redirect was followed). `None` means "did not
 //! happen"; the rules for turning that into the original's values live with the profile
 //! ([`UploadRecord::profile`](super::UploadRecord::profile)).
 

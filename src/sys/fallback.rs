@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::types::{AckTimestamp, TcpInfo};
+use super::types::{AckTimestamp, KeyOrigin, TcpInfo};
 
 fn unsupported<T>(what: &str) -> io::Result<T> {
     Err(io::Error::new(
@@ -34,6 +34,17 @@ pub(crate) fn enable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 pub(crate) fn disable_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<()> {
+    unsupported("SO_TIMESTAMPING")
+}
+
+pub(crate) fn enable_ack_reporting(_sock: BorrowedFd<'_>) -> io::Result<KeyOrigin> {
+    unsupported("SO_TIMESTAMPING")
+}
+
+pub(crate) fn send_stamped(
+    _sock: BorrowedFd<'_>,
+    _bufs: &[std::io::IoSlice<'_>],
+) -> io::Result<usize> {
     unsupported("SO_TIMESTAMPING")
 }
 

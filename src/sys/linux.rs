@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use libc::{c_int, c_uint, socklen_t};
 
-use super::types::{AckTimestamp, TcpInfo};
+use super::types::{AckTimestamp, KeyOrigin, TcpInfo};
 
 /// `SCM_TSTAMP_ACK` from `<linux/errqueue.h>` (`ee_info` of an acknowledgement stamp); not in
 /// the libc crate.
@@ -178,6 +178,78 @@ pub(crate) fn enable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
 
 pub(crate) fn disable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
     set_timestamping(sock, 0)
+}
+
+/// Reporting flags only: software stamps keyed by byte offset, without payload copies. No
+/// recording flag, so a `send()` is stamped only when its own control message asks for it
+/// ([`send_stamped`]).
+const ACK_REPORT_FLAGS: c_uint = libc::SOF_TIMESTAMPING_SOFTWARE
+    | libc::SOF_TIMESTAMPING_OPT_ID
+    | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+
+pub(crate) fn enable_ack_reporting(sock: BorrowedFd<'_>) -> io::Result<KeyOrigin> {
+    match set_timestamping(sock, ACK_REPORT_FLAGS | libc::SOF_TIMESTAMPING_OPT_ID_TCP) {
+        Ok(()) => Ok(KeyOrigin::WriteSequence),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            set_timestamping(sock, ACK_REPORT_FLAGS).map(|()| KeyOrigin::Unacknowledged)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Control-message buffer for one `SO_TIMESTAMPING` flags word, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct SendCmsgBuf([u8; 64]);
+
+pub(crate) fn send_stamped(
+    sock: BorrowedFd<'_>,
+    bufs: &[std::io::IoSlice<'_>],
+) -> io::Result<usize> {
+    let flags: u32 = libc::SOF_TIMESTAMPING_TX_ACK;
+    let mut control = SendCmsgBuf([0; 64]);
+    // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<u32>() as u32) } as usize;
+    debug_assert!(space <= control.0.len());
+    // SAFETY: `msghdr` is plain old data; all-zero is a valid empty header (see recv_errqueue).
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    // `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std); the kernel only
+    // reads the iovecs and the bytes they describe.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` describes `control`, which holds `space` bytes (checked above), so
+    // CMSG_FIRSTHDR returns a pointer to its start, aligned for `cmsghdr` by `SendCmsgBuf`.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::other(
+            "no room for the timestamping control message",
+        ));
+    }
+    // SAFETY: `cmsg` points into `control` (see above) with room for a header and a `u32`
+    // payload (`space` bytes); CMSG_LEN/CMSG_DATA are arithmetic on that pointer; the writes are
+    // unaligned-safe.
+    unsafe {
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SO_TIMESTAMPING;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u32>() as u32) as _;
+        ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>(), flags);
+    }
+    // SAFETY: `sock` is live for the borrow; `msg` points to the caller's iovecs (borrowed for
+    // the call) and to `control` on this frame; the kernel only reads them. MSG_DONTWAIT keeps it
+    // non-blocking, MSG_NOSIGNAL turns a closed peer into EPIPE instead of SIGPIPE.
+    let n = unsafe {
+        libc::sendmsg(
+            sock.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// One `recvmsg(MSG_ERRQUEUE)` result.

@@ -96,7 +96,7 @@ use zero_copy_linux as zc;
 mod tests;
 mod types;
 
-pub(crate) use types::{AckTimestamp, TcpInfo};
+pub(crate) use types::{AckTimestamp, KeyOrigin, TcpInfo};
 
 /// `getsockopt(IPPROTO_TCP, TCP_INFO)`. Fields beyond what the kernel returns stay 0.
 pub(crate) fn tcp_info(sock: impl AsFd) -> io::Result<TcpInfo> {
@@ -131,6 +131,24 @@ pub(crate) fn enable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
 /// already in flight).
 pub(crate) fn disable_ack_timestamps(sock: impl AsFd) -> io::Result<()> {
     imp::disable_ack_timestamps(sock.as_fd())
+}
+
+/// Turn on *reporting* of acknowledgement stamps (`SOF_TIMESTAMPING_SOFTWARE | OPT_ID |
+/// OPT_TSONLY`, plus `OPT_ID_TCP` where the kernel has it) without stamping any `send()` yet:
+/// only sends made with [`send_stamped`] are stamped. Says where the key counter starts. The
+/// socket must be connected. Many connections share one error queue per socket, not per
+/// request, so this is how a multiplexed connection stamps just the writes that end a request.
+pub(crate) fn enable_ack_reporting(sock: impl AsFd) -> io::Result<KeyOrigin> {
+    imp::enable_ack_reporting(sock.as_fd())
+}
+
+/// `sendmsg(2)` of `bufs` (non-blocking, `MSG_NOSIGNAL`) with an `SO_TIMESTAMPING` control
+/// message asking for `SOF_TIMESTAMPING_TX_ACK` on this call only (Linux ≥ 4.13): once the peer
+/// acknowledges the last byte it accepted, a stamp keyed by that byte's offset waits in the error
+/// queue. Needs [`enable_ack_reporting`] (or [`enable_ack_timestamps`]) first for the key.
+/// `WouldBlock` when the socket is full.
+pub(crate) fn send_stamped(sock: impl AsFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    imp::send_stamped(sock.as_fd(), bufs)
 }
 
 /// `sendfile(2)`: up to `len` bytes of `file` from `offset` straight into the (non-blocking)

@@ -463,6 +463,66 @@ mod linux {
         thread::sleep(Duration::from_millis(50));
         assert_eq!(read_ack_timestamps(&client).unwrap(), vec![]);
     }
+
+    /// With reporting on and no recording flag, plain writes make no stamps; a `send_stamped`
+    /// call makes exactly one, keyed by its last byte counted from the first byte written after
+    /// enabling (the plain writes count toward the key too).
+    #[test]
+    fn only_stamped_sends_are_stamped() {
+        let (mut client, server) = pair();
+        let reader = drain(server);
+        client.write_all(&[0u8; 700]).unwrap(); // before enabling: not counted
+        wait_for(Duration::from_secs(1), || {
+            (send_queue_len(&client).unwrap() == 0).then_some(())
+        })
+        .unwrap();
+        let origin = enable_ack_reporting(&client).unwrap();
+        assert_eq!(
+            origin,
+            KeyOrigin::WriteSequence,
+            "this kernel has OPT_ID_TCP"
+        );
+        client.write_all(&[1u8; 1000]).unwrap();
+        let a = [2u8; 300];
+        let b = [3u8; 200];
+        let n = send_stamped(&client, &[io::IoSlice::new(&a), io::IoSlice::new(&b)]).unwrap();
+        assert_eq!(n, 500);
+        client.write_all(&[4u8; 4000]).unwrap();
+        wait_for(Duration::from_secs(1), || {
+            (send_queue_len(&client).unwrap() == 0).then_some(())
+        })
+        .unwrap();
+        thread::sleep(Duration::from_millis(20));
+        let stamps = read_ack_timestamps(&client).unwrap();
+        assert_eq!(stamps.iter().map(|s| s.key).collect::<Vec<_>>(), [1499]);
+        // A second stamped send: one more stamp, same counter.
+        send_stamped(&client, &[io::IoSlice::new(&a)]).unwrap();
+        assert_eq!(read_stamps(&client, 1)[0].key, 5799);
+        drop(client);
+        assert_eq!(reader.join().unwrap(), 700 + 1000 + 500 + 4000 + 300);
+    }
+
+    #[test]
+    fn a_stamped_send_on_a_closed_connection_is_an_error_not_a_signal() {
+        let (client, server) = pair();
+        drop(server);
+        let mut result = Ok(0);
+        for _ in 0..50 {
+            result = send_stamped(&client, &[io::IoSlice::new(&[0u8; 100])]);
+            if result.is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+            ),
+            "{err:?}"
+        );
+    }
 }
 
 mod zero_copy {

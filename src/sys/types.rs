@@ -52,3 +52,14 @@ pub(crate) struct AckTimestamp {
     /// the Unix epoch (`SCM_TIMESTAMPING` `ts[0]`). Map with `sys::realtime_to_instant`.
     pub realtime: Duration,
 }
+
+/// Where the key counter of acknowledgement stamps starts when reporting is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyOrigin {
+    /// At the socket's write sequence (`SOF_TIMESTAMPING_OPT_ID_TCP`, Linux ≥ 6.2): key 0 is the
+    /// first byte written after enabling.
+    WriteSequence,
+    /// At `snd_una` (older kernels): key 0 is the oldest byte not yet acknowledged when
+    /// enabling, so bytes then in flight (`send_queue_len`) shift every key.
+    Unacknowledged,
+}

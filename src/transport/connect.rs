@@ -9,6 +9,7 @@ use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::happy_eyeballs;
+use super::socket::Socket;
 use super::stream::Stream;
 use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
@@ -73,7 +74,7 @@ pub(crate) async fn connect(
         })?;
         stamps.ssl_connection_start = Some(Instant::now()); // SSLconnectionStart
         let tls_stream = TlsConnector::from(tls.clone())
-            .connect(name, tcp)
+            .connect(name, Socket::new(tcp))
             .await
             .map_err(|e| {
                 let why = super::tls::handshake_failure(&origin.host, &e);
@@ -97,7 +98,7 @@ pub(crate) async fn connect(
             .unwrap_or_default();
         Stream::Tls(Box::new(tls_stream))
     } else {
-        Stream::Plain(tcp)
+        Stream::Plain(Socket::new(tcp))
     };
     stamps.connect_end = Some(Instant::now()); // connectEnd
     let conn = Connection {

@@ -18,6 +18,7 @@ pub(crate) mod quic_conn;
 #[cfg(feature = "quic")]
 pub(crate) mod quic_glue;
 pub(crate) mod resolve;
+pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod target;
 pub(crate) mod tls;

@@ -1,6 +1,7 @@
 //! A connected byte stream: plain TCP or TLS over TCP.
 //!
-//! Also where a socket's reactor registration is renewed. The `TX_ACK` timestamps behind
+//! Both run on a [`Socket`], which counts the TCP bytes written and stamps chosen sends (see its
+//! docs). Also where a socket's reactor registration is renewed. The `TX_ACK` timestamps behind
 //! `bodyAckedEnd` arrive on the socket's error queue, which epoll reports as `EPOLLERR`; mio
 //! reads `EPOLLERR` as "write side closed", and tokio keeps the closed bits of a registration
 //! for good (they are final states for it). From then on the socket is always "writable", a
@@ -8,55 +9,64 @@
 //! its timeout. A connection that comes back from the pool in that state gets a fresh
 //! registration ([`Stream::renew_stale_registration`]) before its next exchange.
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::socket::Socket;
+
 /// Plain TCP or TLS over TCP, behind one `AsyncRead + AsyncWrite`.
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
 }
 
 impl Stream {
     /// The TCP socket under the stream (for socket options and liveness checks).
     pub(crate) fn tcp(&self) -> &TcpStream {
+        self.socket().tcp()
+    }
+
+    /// The socket under the stream (TLS included).
+    pub(crate) fn socket(&self) -> &Socket {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
         }
     }
 
-    fn tcp_mut(&mut self) -> &mut TcpStream {
+    /// The socket under the stream, mutably.
+    pub(crate) fn socket_mut(&mut self) -> &mut Socket {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_mut().0,
         }
     }
 
+    /// TLS records are waiting in the session for room in the socket (always `false` on plain
+    /// TCP): the bytes written so far have not all reached the kernel yet.
+    pub(crate) fn tls_pending(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => s.get_ref().1.wants_write(),
+        }
+    }
+
     /// If the reactor's readiness of this socket says "write closed" (the sticky state an
-    /// error-queue timestamp leaves, see the module docs), register the socket afresh, so that
-    /// writes wait for real writability again. Returns whether it did.
+    /// error-queue timestamp leaves, see the module docs), move the waiting stamps to the
+    /// socket's inbox and register the socket afresh, so that writes wait for real writability
+    /// again. Returns whether it did.
     ///
     /// The socket itself is untouched: a duplicate descriptor is registered and the old one
     /// deregistered and closed, which does not shut the connection down. A socket that really
     /// is closed reports so again at once on the new registration, and its writes fail.
     pub(crate) fn renew_stale_registration(&mut self) -> io::Result<bool> {
-        let tcp = self.tcp_mut();
-        if !write_closed_now(tcp) {
-            return Ok(false);
-        }
-        let dup = std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?);
-        // O_NONBLOCK lives on the open file description, which the duplicate shares.
-        let fresh = TcpStream::from_std(dup)?;
-        drop(std::mem::replace(tcp, fresh));
-        Ok(true)
+        self.socket_mut().renew_stale_registration()
     }
 
     /// A duplicate descriptor of the TCP socket, for kernel queries while the stream itself is
@@ -64,14 +74,6 @@ impl Stream {
     pub(crate) fn tcp_fd(&self) -> io::Result<OwnedFd> {
         self.tcp().as_fd().try_clone_to_owned()
     }
-}
-
-/// Whether the socket's current readiness, without waiting, includes "write closed".
-fn write_closed_now(tcp: &TcpStream) -> bool {
-    let ready = tcp.ready(Interest::WRITABLE);
-    let mut ready = std::pin::pin!(ready);
-    let mut cx = Context::from_waker(Waker::noop());
-    matches!(ready.as_mut().poll(&mut cx), Poll::Ready(Ok(r)) if r.is_write_closed())
 }
 
 impl AsyncRead for Stream {

@@ -15,25 +15,26 @@ use tokio::net::{tcp, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::sys;
+use crate::transport::socket::Socket;
 use crate::transport::stream::Stream;
 
 /// The read half.
 pub(crate) enum WireRead<'a> {
     Plain(tcp::ReadHalf<'a>),
-    Tls(tokio::io::ReadHalf<&'a mut TlsStream<TcpStream>>),
+    Tls(tokio::io::ReadHalf<&'a mut TlsStream<Socket>>),
 }
 
 /// The write half.
 pub(crate) enum WireWrite<'a> {
     Plain(tcp::WriteHalf<'a>),
-    Tls(tokio::io::WriteHalf<&'a mut TlsStream<TcpStream>>),
+    Tls(tokio::io::WriteHalf<&'a mut TlsStream<Socket>>),
 }
 
 /// Split a connection for one exchange.
 pub(crate) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
     match stream {
-        Stream::Plain(tcp) => {
-            let (r, w) = tcp.split();
+        Stream::Plain(socket) => {
+            let (r, w) = socket.tcp_mut().split();
             (WireRead::Plain(r), WireWrite::Plain(w))
         }
         Stream::Tls(tls) => {

@@ -101,6 +101,7 @@ pub mod mime;
 pub mod multipart;
 pub mod request;
 pub mod response;
+pub(crate) mod tcp_acks;
 
 pub use mime::guess_content_type;
 pub use multipart::{escape_quoted, BodyPlan, Boundary, FileField, FormField, PlanError};

@@ -177,6 +177,8 @@ struct StreamEntry {
     tap: StreamTap,
     /// A DATA frame header has been received: later HEADERS frames are trailers.
     data_frame_received: bool,
+    /// In [`FrameLedger::touched`] since the last [`FrameLedger::take_written`].
+    touched: bool,
 }
 
 /// What the frames of one connection said: per-stream entries and the connection-wide counters.
@@ -190,6 +192,9 @@ pub(crate) struct FrameLedger {
     connection: ConnectionTap,
     /// Highest forgotten stream id, per id parity (index `id & 1`).
     forgotten_max: [u32; 2],
+    /// Streams whose DATA payload or request end was written since the last
+    /// [`take_written`](Self::take_written), in the order first touched.
+    touched: Vec<u32>,
 }
 
 impl FrameLedger {
@@ -205,6 +210,30 @@ impl FrameLedger {
     /// The connection-wide counters.
     pub(crate) fn connection(&self) -> &ConnectionTap {
         &self.connection
+    }
+
+    /// The streams whose body bytes or request end were written since the last call (each
+    /// once, in the order first touched), and forgets that they were. Whoever places body
+    /// bytes in the connection's byte stream (acknowledged progress) asks this after each
+    /// write.
+    pub(crate) fn take_written(&mut self, out: &mut Vec<u32>) {
+        out.clear();
+        for id in self.touched.drain(..) {
+            if let Some(entry) = self.streams.get_mut(&id) {
+                entry.touched = false;
+                out.push(id);
+            }
+        }
+    }
+
+    /// Note that stream `id`'s entry changed in the write direction.
+    fn touch(&mut self, id: u32) {
+        if let Some(entry) = self.streams.get_mut(&id) {
+            if !entry.touched {
+                entry.touched = true;
+                self.touched.push(id);
+            }
+        }
     }
 
     /// Drops a finished stream's entry. Frames seen later on it (or on any lower id of the same
@@ -250,6 +279,28 @@ struct CurrentFrame {
     attributed: bool,
     /// Payload bytes to capture (GOAWAY: 8, RST_STREAM: 4, received only).
     capture: usize,
+}
+
+/// Whether a frame that just ended ends its stream's side (END_STREAM on DATA, on a complete
+/// HEADERS block, or on the CONTINUATION that completes a HEADERS block that had it), keeping
+/// `end_pending` (a HEADERS with END_STREAM but without END_HEADERS) up to date.
+fn ends_stream(kind: u8, flags: u8, stream: u32, end_pending: &mut Option<u32>) -> bool {
+    match kind {
+        TYPE_DATA => flags & FLAG_END_STREAM != 0,
+        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => {
+            if flags & FLAG_END_HEADERS != 0 {
+                true
+            } else {
+                *end_pending = Some(stream);
+                false
+            }
+        }
+        TYPE_CONTINUATION if flags & FLAG_END_HEADERS != 0 && *end_pending == Some(stream) => {
+            *end_pending = None;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// One direction's incremental frame-header parser.
@@ -338,6 +389,65 @@ impl FrameParser {
                 }
             }
         }
+    }
+
+    /// If `chunks`, the next bytes in this parser's direction, hold the last byte of a frame that
+    /// ends a stream's side (see [`StreamTap::request_end`]), how many bytes lead up to and
+    /// include the first such byte. The parser is not moved: this looks ahead, so that a writer
+    /// can end a write call exactly there (the frame tap does, to stamp the acknowledgement of a
+    /// request's last byte).
+    pub(crate) fn bytes_to_stream_end<'a>(
+        &self,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<usize> {
+        let mut preface_left = self.preface_left;
+        let mut header = self.header;
+        let mut header_len = self.header_len;
+        let (mut kind, mut flags, mut stream) =
+            (self.frame.kind, self.frame.flags, self.frame.stream);
+        let mut remaining = self.remaining;
+        let mut end_pending = self.end_pending;
+        let mut pos = 0;
+        for chunk in chunks {
+            let mut bytes = chunk;
+            if preface_left > 0 {
+                let k = preface_left.min(bytes.len());
+                preface_left -= k;
+                pos += k;
+                bytes = &bytes[k..];
+            }
+            while !bytes.is_empty() {
+                if header_len < FRAME_HEADER_LEN {
+                    let k = (FRAME_HEADER_LEN - header_len).min(bytes.len());
+                    header[header_len..header_len + k].copy_from_slice(&bytes[..k]);
+                    header_len += k;
+                    pos += k;
+                    bytes = &bytes[k..];
+                    if header_len < FRAME_HEADER_LEN {
+                        continue;
+                    }
+                    remaining = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+                    (kind, flags) = (header[3], header[4]);
+                    stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]])
+                        & STREAM_ID_MASK;
+                    if kind != TYPE_CONTINUATION {
+                        end_pending = None;
+                    }
+                } else {
+                    let k = remaining.min(bytes.len());
+                    remaining -= k;
+                    pos += k;
+                    bytes = &bytes[k..];
+                }
+                if header_len == FRAME_HEADER_LEN && remaining == 0 {
+                    header_len = 0;
+                    if stream != 0 && ends_stream(kind, flags, stream, &mut end_pending) {
+                        return Some(pos);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// The 9th header byte has been seen: decode the header and account for it. `started_at` is
@@ -454,6 +564,7 @@ impl FrameParser {
                 entry.tap.send_bytes_count += n;
                 if data {
                     entry.tap.body_bytes_sent += n;
+                    ledger.touch(self.frame.stream);
                 }
             }
             Direction::Read => {
@@ -483,25 +594,7 @@ impl FrameParser {
         if !frame.attributed {
             return;
         }
-        let end_stream = match frame.kind {
-            TYPE_DATA => frame.flags & FLAG_END_STREAM != 0,
-            TYPE_HEADERS if frame.flags & FLAG_END_STREAM != 0 => {
-                if frame.flags & FLAG_END_HEADERS != 0 {
-                    true
-                } else {
-                    self.end_pending = Some(frame.stream);
-                    false
-                }
-            }
-            TYPE_CONTINUATION
-                if frame.flags & FLAG_END_HEADERS != 0
-                    && self.end_pending == Some(frame.stream) =>
-            {
-                self.end_pending = None;
-                true
-            }
-            _ => false,
-        };
+        let end_stream = ends_stream(frame.kind, frame.flags, frame.stream, &mut self.end_pending);
         let reset = (frame.kind == TYPE_RST_STREAM && frame.capture == 4 && self.captured_len == 4)
             .then(|| u32::from_be_bytes(self.captured[..4].try_into().unwrap_or([0; 4])));
         if !end_stream && reset.is_none() {
@@ -519,6 +612,9 @@ impl FrameParser {
         }
         if let Some(code) = reset {
             entry.tap.reset_received.get_or_insert(code);
+        }
+        if end_stream && self.direction == Direction::Write {
+            ledger.touch(frame.stream);
         }
     }
 }

@@ -657,3 +657,122 @@ fn garbage_never_panics() {
     feed_by(&mut parser, &mut ledger, &garbage, 4096, base);
     assert_eq!(ledger.connection().total_written, garbage.len() as u64);
 }
+
+/// The end offsets (bytes from the start, preface included) of every written frame that ends a
+/// stream's side: an independent whole-buffer walk, the reference for the look-ahead.
+fn stream_ends(bytes: &[u8]) -> Vec<usize> {
+    let mut pos = PREFACE_LEN;
+    let mut pending = None;
+    let mut out = Vec::new();
+    while pos + FRAME_HEADER_LEN <= bytes.len() {
+        let h = &bytes[pos..pos + FRAME_HEADER_LEN];
+        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & STREAM_ID_MASK;
+        pos += FRAME_HEADER_LEN + len;
+        if kind != TYPE_CONTINUATION {
+            pending = None;
+        }
+        if stream == 0 {
+            continue;
+        }
+        let end_stream = flags & FLAG_END_STREAM != 0;
+        let end_headers = flags & FLAG_END_HEADERS != 0;
+        match kind {
+            TYPE_DATA if end_stream => out.push(pos),
+            TYPE_HEADERS if end_stream && end_headers => out.push(pos),
+            TYPE_HEADERS if end_stream => pending = Some(stream),
+            TYPE_CONTINUATION if end_headers && pending == Some(stream) => {
+                pending = None;
+                out.push(pos);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// From any point of a connection's written bytes, looking ahead over any split of the rest
+/// finds exactly the next frame that ends a stream, and leaves the parser as it was.
+#[test]
+fn looking_ahead_finds_the_next_stream_end_from_anywhere() {
+    let mut rng = Rng(0x5eed_ab1e);
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(upload_bytes()[PREFACE_LEN..].iter());
+    for _ in 0..4 {
+        bytes.extend(random_frames(&mut rng, 40));
+        // Header blocks continued in CONTINUATION frames, with and without END_STREAM.
+        bytes.extend(frame(TYPE_HEADERS, FLAG_END_STREAM, 7, b"abc"));
+        bytes.extend(frame(TYPE_CONTINUATION, 0, 7, b"d"));
+        bytes.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 7, b"e"));
+        bytes.extend(frame(TYPE_HEADERS, 0, 9, b"abc"));
+        bytes.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 9, b"d"));
+    }
+    let ends = stream_ends(&bytes);
+    assert!(ends.len() > 10, "{} stream ends", ends.len());
+    let now = Instant::now();
+    for _ in 0..400 {
+        let at = rng.below(bytes.len() + 1);
+        let mut parser = FrameParser::new(Direction::Write);
+        let mut ledger = FrameLedger::default();
+        for piece in bytes[..at].chunks(1 + rng.below(700)) {
+            parser.feed(piece, now, &mut ledger);
+        }
+        let rest = &bytes[at..];
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        while from < rest.len() {
+            let k = (1 + rng.below(3000)).min(rest.len() - from);
+            pieces.push(&rest[from..from + k]);
+            from += k;
+        }
+        let expected = ends.iter().find(|&&e| e > at).map(|e| e - at);
+        let before = format!("{parser:?}");
+        assert_eq!(
+            parser.bytes_to_stream_end(pieces.iter().copied()),
+            expected,
+            "looking ahead from byte {at}"
+        );
+        assert_eq!(format!("{parser:?}"), before, "the parser did not move");
+    }
+}
+
+/// The streams whose body or end was written are reported once per write, in order.
+#[test]
+fn written_streams_are_reported_once_until_taken() {
+    let mut parser = FrameParser::new(Direction::Write);
+    let mut ledger = FrameLedger::default();
+    let now = Instant::now();
+    let mut out = Vec::new();
+    parser.feed(PREFACE, now, &mut ledger);
+    parser.feed(
+        &frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, b"h"),
+        now,
+        &mut ledger,
+    );
+    parser.feed(
+        &frame(TYPE_HEADERS, FLAG_END_HEADERS, 3, b"h"),
+        now,
+        &mut ledger,
+    );
+    ledger.take_written(&mut out);
+    assert!(out.is_empty(), "HEADERS without END_STREAM carry no body");
+    parser.feed(&frame(TYPE_DATA, 0, 3, b"xyz"), now, &mut ledger);
+    parser.feed(&frame(TYPE_DATA, 0, 1, b"xyz"), now, &mut ledger);
+    parser.feed(&frame(TYPE_DATA, 0, 3, b"xyz"), now, &mut ledger);
+    ledger.take_written(&mut out);
+    assert_eq!(out, [3, 1]);
+    ledger.take_written(&mut out);
+    assert!(out.is_empty());
+    parser.feed(&frame(TYPE_DATA, FLAG_END_STREAM, 1, b""), now, &mut ledger);
+    ledger.take_written(&mut out);
+    assert_eq!(
+        out,
+        [1],
+        "an empty DATA frame with END_STREAM ends the body"
+    );
+    ledger.forget(3);
+    parser.feed(&frame(TYPE_DATA, 0, 3, b"late"), now, &mut ledger);
+    ledger.take_written(&mut out);
+    assert!(out.is_empty(), "a forgotten stream is not reported");
+}

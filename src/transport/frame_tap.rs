@@ -32,19 +32,54 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::stream::Stream;
 use crate::measure::StreamStamps;
 use crate::proto::h2_frames::{ConnectionTap, Direction, FrameLedger, FrameParser, StreamTap};
+use crate::proto::tcp_acks::{ConnectionAcks, StreamAcked};
 
 /// Shared record of what the tap saw: written by the connection task's [`FrameTap`], read as
 /// snapshots by the upload drivers.
 #[derive(Debug, Default)]
 pub(crate) struct TapBook {
-    inner: Mutex<FrameLedger>,
+    inner: Mutex<Books>,
+}
+
+/// What the book holds under its one lock.
+#[derive(Debug, Default)]
+pub(crate) struct Books {
+    /// What the frames said.
+    pub frames: FrameLedger,
+    /// Where tracked streams' body bytes are in the TCP byte stream, and what of it the peer
+    /// acknowledged.
+    pub acks: ConnectionAcks,
+    /// Scratch for [`FrameLedger::take_written`].
+    written: Vec<u32>,
+}
+
+impl Books {
+    /// The tap's writes so far are all in the socket, which has had `offset` bytes: place the
+    /// tracked streams written since the last sync at that offset.
+    fn sync(&mut self, offset: u64) {
+        let mut written = std::mem::take(&mut self.written);
+        self.frames.take_written(&mut written);
+        for &id in &written {
+            if !self.acks.is_tracked(id) {
+                continue;
+            }
+            let tap = self.frames.stream(id);
+            if tap.request_end.is_some() {
+                self.acks.finish(id, offset, tap.body_bytes_sent);
+            } else {
+                self.acks.mark(id, offset, tap.body_bytes_sent);
+            }
+        }
+        self.written = written;
+    }
 }
 
 impl TapBook {
@@ -52,7 +87,7 @@ impl TapBook {
         Arc::new(TapBook::default())
     }
 
-    fn lock(&self) -> MutexGuard<'_, FrameLedger> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Books> {
         // The ledger holds plain counters: a panic elsewhere cannot leave it inconsistent enough
         // to matter, so a poisoned lock is simply taken over.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -60,7 +95,17 @@ impl TapBook {
 
     /// A snapshot of stream `id` (all defaults if nothing was seen on it, or it was forgotten).
     pub(crate) fn stream(&self, id: u32) -> StreamTap {
-        self.lock().stream(id)
+        self.lock().frames.stream(id)
+    }
+
+    /// Track what the peer acknowledged of stream `id`'s body (before its body is written).
+    pub(crate) fn track_acks(&self, id: u32) {
+        self.lock().acks.track(id);
+    }
+
+    /// What the peer acknowledged of stream `id`'s body (zero unless tracked).
+    pub(crate) fn acked(&self, id: u32) -> StreamAcked {
+        self.lock().acks.stream(id)
     }
 
     /// What the profile takes of stream `id`: its [`StreamStamps`]. The request's head is the
@@ -82,25 +127,29 @@ impl TapBook {
     /// Drops a finished stream's entry. Frames seen later on it (or on any lower id of the same
     /// parity that has no entry) only count toward the connection.
     pub(crate) fn forget(&self, id: u32) {
-        self.lock().forget(id);
+        let mut books = self.lock();
+        books.frames.forget(id);
+        books.acks.forget(id);
     }
 
     /// A snapshot of the connection-wide counters.
     pub(crate) fn connection(&self) -> ConnectionTap {
-        self.lock().connection().clone()
+        self.lock().frames.connection().clone()
     }
 
     /// Feeds what one call moved to `parser` under one lock: `chunks` in order, `moved` bytes in
     /// all (fewer than the chunks hold when the inner stream took only part of them), all stamped
-    /// `now`.
+    /// `now`; then, with `sync`, places the streams written since the last sync at that socket
+    /// offset ([`Books::sync`]).
     fn observe<'a>(
         &self,
         parser: &mut FrameParser,
         chunks: impl IntoIterator<Item = &'a [u8]>,
         moved: usize,
         now: Instant,
+        sync: Option<u64>,
     ) {
-        let mut ledger = self.lock();
+        let mut books = self.lock();
         let mut left = moved;
         for chunk in chunks {
             if left == 0 {
@@ -108,19 +157,61 @@ impl TapBook {
             }
             let chunk = &chunk[..chunk.len().min(left)];
             left -= chunk.len();
-            parser.feed(chunk, now, &mut ledger);
+            parser.feed(chunk, now, &mut books.frames);
+        }
+        if let Some(offset) = sync {
+            books.sync(offset);
         }
     }
 }
 
+/// What the tap needs from the stream below it to place bytes in the TCP byte stream.
+pub(crate) trait SocketBelow {
+    /// TCP payload bytes handed to the kernel so far.
+    fn socket_written(&self) -> u64;
+    /// Bytes the stream accepted are still waiting above the socket (TLS records rustls could
+    /// not write yet).
+    fn pending_above_socket(&self) -> bool;
+    /// Ask the socket to stamp the acknowledgement of each send (`true`), or of none.
+    fn stamp_sends(&mut self, on: bool);
+}
+
+impl SocketBelow for Stream {
+    fn socket_written(&self) -> u64 {
+        self.socket().written()
+    }
+
+    fn pending_above_socket(&self) -> bool {
+        self.tls_pending()
+    }
+
+    fn stamp_sends(&mut self, on: bool) {
+        self.socket_mut().set_stamping(on);
+    }
+}
+
 /// The client connection's byte stream with a frame tap on it. `AsyncRead + AsyncWrite + Unpin`
-/// when `S` is; every call is forwarded unchanged.
+/// when `S` is; the bytes are forwarded unchanged and in order.
+///
+/// With acknowledgement tracking on ([`FrameTap::tracking_acks`]) the tap also places each
+/// tracked stream's body bytes in the TCP byte stream ([`Books::sync`]) and makes the end of each
+/// request exact: a write that would carry the last byte of a stream's final frame *and more*
+/// is cut short right after that byte (the writer above sends the rest in its next call), the
+/// socket stamps the sends that carry it, and under TLS the records are pushed into the socket
+/// before anything follows them. So that byte ends a TLS record and a `send()`, and the kernel's
+/// stamp of that send is the stream's `bodyAckedEnd`.
 #[derive(Debug)]
 pub(crate) struct FrameTap<S> {
     inner: S,
     book: Arc<TapBook>,
     read: FrameParser,
     write: FrameParser,
+    /// Acknowledgement tracking is on.
+    acks: bool,
+    /// A request's end was written but its TLS records are not all in the socket yet.
+    flush_owed: bool,
+    /// The socket stamps its sends (a request's end is on its way).
+    stamping: bool,
 }
 
 impl<S> FrameTap<S> {
@@ -131,7 +222,17 @@ impl<S> FrameTap<S> {
             book,
             read: FrameParser::new(Direction::Read),
             write: FrameParser::new(Direction::Write),
+            acks: false,
+            flush_owed: false,
+            stamping: false,
         }
+    }
+
+    /// Place tracked streams' body bytes in the TCP byte stream and stamp request ends (the
+    /// connection has acknowledgement counters; see the type's docs).
+    pub(crate) fn tracking_acks(mut self) -> Self {
+        self.acks = true;
+        self
     }
 
     /// The wrapped stream.
@@ -154,25 +255,97 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameTap<S> {
             let got = buf.filled().get(before..).unwrap_or_default();
             if !got.is_empty() {
                 let now = Instant::now();
-                this.book.observe(&mut this.read, [got], got.len(), now);
+                this.book
+                    .observe(&mut this.read, [got], got.len(), now, None);
             }
         }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for FrameTap<S> {
+impl<S: AsyncWrite + SocketBelow + Unpin> FrameTap<S> {
+    /// Before a write: push out what a request's end left above the socket, and see whether the
+    /// bytes to write hold a request's end. Returns how many of them may go in this call.
+    fn before_write<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunks: impl IntoIterator<Item = &'a [u8]> + Clone,
+    ) -> Poll<io::Result<Option<usize>>> {
+        if !self.acks {
+            return Poll::Ready(Ok(None));
+        }
+        if self.flush_owed {
+            ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+            self.synced();
+        }
+        let cut = self.write.bytes_to_stream_end(chunks);
+        if cut.is_some() && !self.stamping {
+            self.inner.stamp_sends(true);
+            self.stamping = true;
+        }
+        Poll::Ready(Ok(cut))
+    }
+
+    /// After a write that moved `n` bytes (`cut`: where a request's end was, if any): record it,
+    /// and once everything written is in the socket, place it there.
+    fn after_write<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+        n: usize,
+        cut: Option<usize>,
+    ) {
+        let now = Instant::now();
+        if !self.acks {
+            self.book.observe(&mut self.write, chunks, n, now, None);
+            return;
+        }
+        let mut in_socket = !self.inner.pending_above_socket();
+        if !in_socket && cut.is_some_and(|c| n >= c) {
+            // The records carrying a request's end: into the socket now if there is room,
+            // else before the next write (or at the next flush).
+            in_socket = matches!(
+                Pin::new(&mut self.inner).poll_flush(cx),
+                Poll::Ready(Ok(()))
+            );
+            self.flush_owed = !in_socket;
+        }
+        let offset = in_socket.then(|| self.inner.socket_written());
+        self.book.observe(&mut self.write, chunks, n, now, offset);
+        if in_socket && cut.is_some_and(|c| n >= c) {
+            self.stop_stamping();
+        }
+    }
+
+    /// The records a request's end left above the socket are in it now.
+    fn synced(&mut self) {
+        self.flush_owed = false;
+        let offset = self.inner.socket_written();
+        self.book.lock().sync(offset);
+        self.stop_stamping();
+    }
+
+    fn stop_stamping(&mut self) {
+        if self.stamping {
+            self.inner.stamp_sends(false);
+            self.stamping = false;
+        }
+    }
+}
+
+impl<S: AsyncWrite + SocketBelow + Unpin> AsyncWrite for FrameTap<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let cut = ready!(this.before_write(cx, [buf]))?;
+        let buf = &buf[..cut.unwrap_or(buf.len()).min(buf.len())];
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
-                let now = Instant::now();
-                this.book.observe(&mut this.write, [buf], n, now);
+                this.after_write(cx, [buf], n, cut);
             }
         }
         result
@@ -184,12 +357,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameTap<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let cut = ready!(this.before_write(cx, bufs.iter().map(|b| &**b)))?;
+        // Cut short after a request's end: the slices up to it (allocated only then).
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let limited: Vec<IoSlice<'_>>;
+        let bufs = match cut {
+            Some(c) if c < total => {
+                let mut left = c;
+                limited = bufs
+                    .iter()
+                    .map_while(|b| {
+                        (left > 0).then(|| {
+                            let k = b.len().min(left);
+                            left -= k;
+                            IoSlice::new(&b[..k])
+                        })
+                    })
+                    .collect();
+                &limited[..]
+            }
+            _ => bufs,
+        };
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
-                let now = Instant::now();
-                let chunks = bufs.iter().map(|b| &**b);
-                this.book.observe(&mut this.write, chunks, n, now);
+                this.after_write(cx, bufs.iter().map(|b| &**b), n, cut);
             }
         }
         result
@@ -200,7 +392,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameTap<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        if this.flush_owed {
+            this.synced();
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -268,6 +465,19 @@ mod tests {
         }
     }
 
+    /// Not a socket: nothing is placed or stamped.
+    impl SocketBelow for Mem {
+        fn socket_written(&self) -> u64 {
+            self.written.len() as u64
+        }
+
+        fn pending_above_socket(&self) -> bool {
+            false
+        }
+
+        fn stamp_sends(&mut self, _on: bool) {}
+    }
+
     impl AsyncWrite for Mem {
         fn poll_write(
             self: Pin<&mut Self>,
@@ -328,7 +538,7 @@ mod tests {
             let s = book.stream(1);
             let (h, e) = (s.request_start.unwrap(), s.request_end.unwrap());
             assert!(before <= h && h <= e && e <= after);
-            check_against_reference(&book.lock(), &bytes, true);
+            check_against_reference(&book.lock().frames, &bytes, true);
         }
     }
 
@@ -395,7 +605,7 @@ mod tests {
             done += tap.write_vectored(&rest).await.unwrap();
         }
         assert_eq!(tap.get_ref().written, bytes);
-        check_against_reference(&book.lock(), &bytes, true);
+        check_against_reference(&book.lock().frames, &bytes, true);
         assert_eq!(book.stream(1).body_bytes_sent, 120);
         assert!(book.stream(1).request_end.is_some());
     }
@@ -441,7 +651,7 @@ mod tests {
         assert!(first < last);
         assert!(w[3].0 <= end && end <= w[3].1);
         assert_eq!(s.received_byted_count, all.len() as u64);
-        check_against_reference(&book.lock(), &all, false);
+        check_against_reference(&book.lock().frames, &all, false);
     }
 
     #[tokio::test]
@@ -469,7 +679,7 @@ mod tests {
             }
             assert_eq!(tap.get_ref().written, bytes);
             if round % 2 == 0 {
-                check_against_reference(&book.lock(), &bytes, true);
+                check_against_reference(&book.lock().frames, &bytes, true);
             } else {
                 assert_eq!(book.connection().total_written, bytes.len() as u64);
             }
@@ -484,7 +694,7 @@ mod tests {
             let mut sink = Vec::new();
             tap.read_to_end(&mut sink).await.unwrap();
             assert_eq!(sink, bytes);
-            check_against_reference(&read_book.lock(), &bytes, false);
+            check_against_reference(&read_book.lock().frames, &bytes, false);
         }
     }
 
@@ -500,15 +710,32 @@ mod tests {
         tap.read_to_end(&mut sink).await.unwrap();
         assert_eq!(sink, bytes);
         assert_eq!(book.stream(3).reset_received, Some(8));
-        check_against_reference(&book.lock(), &bytes, false);
+        check_against_reference(&book.lock().frames, &bytes, false);
     }
 
-    /// Records every byte moved, under the tap (what actually went over the connection).
+    /// Records every byte moved, under the tap (what actually went over the connection), and
+    /// where each write that was to be stamped ended.
     struct Recorder<S> {
         inner: S,
         written: Arc<Mutex<Vec<u8>>>,
         read: Arc<Mutex<Vec<u8>>>,
         vectored: bool,
+        stamping: bool,
+        stamped_ends: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl<S> SocketBelow for Recorder<S> {
+        fn socket_written(&self) -> u64 {
+            self.written.lock().unwrap().len() as u64
+        }
+
+        fn pending_above_socket(&self) -> bool {
+            false
+        }
+
+        fn stamp_sends(&mut self, on: bool) {
+            self.stamping = on;
+        }
     }
 
     impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
@@ -537,7 +764,11 @@ mod tests {
             let this = self.get_mut();
             let r = Pin::new(&mut this.inner).poll_write(cx, buf);
             if let Poll::Ready(Ok(n)) = r {
-                this.written.lock().unwrap().extend_from_slice(&buf[..n]);
+                let mut w = this.written.lock().unwrap();
+                w.extend_from_slice(&buf[..n]);
+                if this.stamping {
+                    this.stamped_ends.lock().unwrap().push(w.len() as u64);
+                }
             }
             r
         }
@@ -556,6 +787,9 @@ mod tests {
                     let k = b.len().min(left);
                     w.extend_from_slice(&b[..k]);
                     left -= k;
+                }
+                if this.stamping {
+                    this.stamped_ends.lock().unwrap().push(w.len() as u64);
                 }
             }
             r
@@ -594,6 +828,21 @@ mod tests {
         t
     }
 
+    /// The offset just past the frame with END_STREAM written on `stream`.
+    fn stream_end_offset(bytes: &[u8], stream: u32) -> u64 {
+        let mut i = 24;
+        while i + 9 <= bytes.len() {
+            let h = &bytes[i..i + 9];
+            let length = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+            let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            i += 9 + length;
+            if id == stream && h[3] == 0 && h[4] & FLAG_END_STREAM != 0 {
+                return i as u64;
+            }
+        }
+        panic!("no END_STREAM DATA frame on stream {stream}");
+    }
+
     /// A real `h2` client over the tap against a real `h2` server: 100 KiB up, 10 KiB down.
     async fn h2_exchange(vectored: bool) {
         use bytes::Bytes;
@@ -624,14 +873,17 @@ mod tests {
 
         let written = Arc::new(Mutex::new(Vec::new()));
         let read = Arc::new(Mutex::new(Vec::new()));
+        let stamped_ends = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {
             inner: client_io,
             written: written.clone(),
             read: read.clone(),
             vectored,
+            stamping: false,
+            stamped_ends: stamped_ends.clone(),
         };
         let book = TapBook::new();
-        let tap = FrameTap::new(recorder, book.clone());
+        let tap = FrameTap::new(recorder, book.clone()).tracking_acks();
         let (mut client, connection) = h2::client::handshake(tap).await.unwrap();
         let connection = tokio::spawn(connection);
 
@@ -643,6 +895,7 @@ mod tests {
         let (response, mut send) = client.send_request(request, false).unwrap();
         let id = send.stream_id().as_u32();
         assert_eq!(id, 1);
+        book.track_acks(id);
         send.send_data(Bytes::from(vec![1u8; UP]), true).unwrap();
         let response = response.await.unwrap();
         assert_eq!(response.status(), 200);
@@ -696,8 +949,32 @@ mod tests {
         let c = book.connection();
         assert_eq!(c.total_written, written.len() as u64);
         assert_eq!(c.total_read, read.len() as u64);
-        check_against_reference(&book.lock(), &written, true);
+        check_against_reference(&book.lock().frames, &written, true);
         assert_eq!(c.frames_read, reference(&read, false).frames);
+
+        // The request's end ended a write, which was stamped, and the stream's body was placed
+        // in the byte stream up to there: acknowledging one byte less leaves it short.
+        let end = stream_end_offset(&written, id);
+        let stamped = stamped_ends.lock().unwrap().clone();
+        assert!(
+            stamped.contains(&end),
+            "{end} not in the stamped ends {stamped:?}"
+        );
+        assert!(
+            stamped.iter().all(|&e| e <= end),
+            "stamping stopped at the end: {stamped:?}"
+        );
+        let mut books = book.lock();
+        books.acks.acknowledged(end - 1, Instant::now());
+        let short = books.acks.stream(id);
+        assert!(short.body < UP as u64 && short.end.is_none(), "{short:?}");
+        books.acks.acknowledged(end, Instant::now());
+        let done = books.acks.stream(id);
+        assert_eq!(done.body, UP as u64);
+        assert!(
+            done.end.is_some_and(|e| !e.exact),
+            "no stamp here: {done:?}"
+        );
         assert!(c.goaway_received.is_none() || c.goaway_received == Some((1, 0)));
     }
 

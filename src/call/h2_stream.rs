@@ -15,11 +15,23 @@
 //! - `responseEnd`: the read that carried the last byte of the response's END_STREAM frame;
 //! - `sendBytesCount` / `receivedBytedCount`: the stream's frames, 9-byte headers included.
 //!
-//! Progress counts DATA payload the tap saw written (`progressBasis: "written"`): on a shared
-//! connection the kernel's acknowledgement counters cannot be split by stream.
+//! What the peer acknowledged is per stream too, although streams share one TCP connection:
+//! the tap places each tracked stream's body bytes at offsets of the connection's TCP byte
+//! stream and makes the write that ends the request a send the kernel stamps
+//! (`transport::frame_tap`), and this driver polls the kernel's counters
+//! (`transport::ack_counters`) while the body goes out (every [`ACK_POLL_WHILE_SENDING`]) and
+//! then until the last byte is acknowledged (every [`ACK_POLL_AFTER_WRITES`]):
+//!
+//! - progress counts the stream's body bytes the peer acknowledged (`progressBasis:
+//!   "acknowledged"`);
+//! - `bodyAckedEnd` is the kernel's stamp of the acknowledgement of the stream's last body byte
+//!   (`ackSource: "kernel"`), or the first poll that saw it acknowledged (`"poll"`).
+//!
+//! Where the kernel cannot tell (not Linux), or the upload wants no profile, progress counts
+//! DATA payload the tap saw written (`progressBasis: "written"`), as before.
 
 use std::future::poll_fn;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -32,10 +44,16 @@ use super::outcome::{Failure, Response};
 use super::stream_response::{receive_response, ResponseBody};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
-use crate::measure::{BodyTransfer, ExchangeReport, StreamStamps};
+use crate::measure::{AckSource, BodyTransfer, ExchangeReport, StreamStamps};
 use crate::proto::multipart::BodyPlan;
+use crate::transport::ack_counters::AckCounters;
 use crate::transport::frame_tap::TapBook;
 use crate::transport::h2_conn::{connection_failure, H2Connection, StreamSlot};
+
+/// How often the acknowledgement counters are read while the body goes out (progress events).
+const ACK_POLL_WHILE_SENDING: Duration = Duration::from_millis(20);
+/// How often they are read once the body is written, until its last byte is acknowledged.
+const ACK_POLL_AFTER_WRITES: Duration = Duration::from_millis(1);
 
 /// A stream slot on an HTTP/2 connection: the handle to open the stream, the slot under the
 /// server's `SETTINGS_MAX_CONCURRENT_STREAMS` (freed when dropped), and when it was granted.
@@ -75,18 +93,40 @@ pub(crate) async fn exchange(
     let id = stream.stream_id().as_u32();
     let book = conn.book.clone();
     let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
+    // Acknowledged progress and `bodyAckedEnd` (profile work): tracked before any DATA goes.
+    let acks = conn.acks.as_ref().filter(|_| profile && body.is_some());
+    if acks.is_some() {
+        book.track_acks(id);
+    }
 
     let mut response = std::pin::pin!(response);
     let mut sending = std::pin::pin!(async {
         match body {
             Some((plan, file)) => {
-                send_body(&mut stream, plan, file, chunk_size, task, conn, id).await
+                let written_progress = acks.is_none();
+                send_body(
+                    &mut stream,
+                    plan,
+                    file,
+                    chunk_size,
+                    task,
+                    conn,
+                    id,
+                    written_progress,
+                )
+                .await
             }
             None => Ok(BodyTransfer::default()),
         }
     });
     let mut body_done = end_with_headers;
+    let mut acked_end = false;
     let head = loop {
+        let ack_poll = match acks {
+            Some(_) if !body_done => Some(ACK_POLL_WHILE_SENDING),
+            Some(_) if !acked_end => Some(ACK_POLL_AFTER_WRITES),
+            _ => None,
+        };
         tokio::select! {
             biased;
             r = &mut response => break r.map_err(|e| h2_failure(e, false, "waiting for the response", &book))?,
@@ -97,8 +137,18 @@ pub(crate) async fn exchange(
                 })?;
                 body_done = true;
             }
+            _ = tokio::time::sleep(ack_poll.unwrap_or_default()), if ack_poll.is_some() => {
+                if let Some(acks) = acks {
+                    acked_end = poll_acks(acks, &book, id, task, total_body);
+                }
+            }
         }
     };
+    // The response's segments carry the peer's acknowledgement of everything it read: one
+    // more look now finds the stamp of the last body byte if it is there.
+    if let Some(acks) = acks {
+        poll_acks(acks, &book, id, task, total_body);
+    }
     // The server answered before the whole body went out: the answer stands.
     report.early_response = !body_done;
     let response_start = book.stream(id).response_start;
@@ -121,6 +171,19 @@ pub(crate) async fn exchange(
     )
     .await?;
     let now = Instant::now();
+    if let Some(acks) = acks {
+        poll_acks(acks, &book, id, task, total_body);
+        let acked = book.acked(id);
+        if let Some(end) = acked.end {
+            report.stamps.body_acked_end = Some(end.at); // bodyAckedEnd
+            report.ack_source = Some(if end.exact {
+                AckSource::Kernel
+            } else {
+                AckSource::Poll
+            });
+        }
+        report.progress_acknowledged = true;
+    }
     // The final head's start as it was when the head arrived (a trailer block without a body
     // would move the tap's later).
     let taps = StreamStamps {
@@ -132,6 +195,17 @@ pub(crate) async fn exchange(
     }
     book.forget(id);
     Ok(received.into_response(report, taps, body_done, now))
+}
+
+/// Read the connection's acknowledgement counters, and report stream `id`'s acknowledged body
+/// bytes as progress. Returns whether its last body byte has been acknowledged.
+fn poll_acks(acks: &AckCounters, book: &TapBook, id: u32, task: &TaskShared, total: u64) -> bool {
+    acks.poll(book);
+    let acked = book.acked(id);
+    if acked.body > 0 {
+        task.emit_progress(acked.body.min(total), total);
+    }
+    acked.end.is_some()
 }
 
 /// The response body as h2 delivers it, releasing flow-control capacity as it is read.
@@ -158,7 +232,9 @@ enum SendError {
     Upload(UploadError),
 }
 
-/// Stream the multipart body as DATA frames, following the flow-control windows.
+/// Stream the multipart body as DATA frames, following the flow-control windows; with
+/// `written_progress`, report progress as the tap sees DATA written.
+#[allow(clippy::too_many_arguments)]
 async fn send_body(
     stream: &mut SendStream<Bytes>,
     plan: &BodyPlan,
@@ -167,17 +243,19 @@ async fn send_body(
     task: &TaskShared,
     conn: &H2Connection,
     id: u32,
+    written_progress: bool,
 ) -> Result<BodyTransfer, SendError> {
     let total = plan.content_length();
     // Positional reads from offset 0 (a retry sends the whole body again); each chunk is handed
     // to h2 as one `Bytes`, without a further copy.
     let mut pieces = BodyPieces::new(plan, file, chunk_size);
     while let Some((piece, last)) = pieces.next().await.map_err(SendError::Upload)? {
-        send_piece(stream, piece, last, task, conn, id, total).await?;
+        send_piece(stream, piece, last, task, conn, id, total, written_progress).await?;
     }
     Ok(pieces.transfer)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_piece(
     stream: &mut SendStream<Bytes>,
     mut data: Bytes,
@@ -186,6 +264,7 @@ async fn send_piece(
     conn: &H2Connection,
     id: u32,
     total: u64,
+    written_progress: bool,
 ) -> Result<(), SendError> {
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
@@ -228,9 +307,11 @@ async fn send_piece(
         stream
             .send_data(chunk, last && data.is_empty())
             .map_err(SendError::H2)?;
-        let written = conn.book.stream(id).body_bytes_sent;
-        if written > 0 {
-            task.emit_progress(written.min(total), total);
+        if written_progress {
+            let written = conn.book.stream(id).body_bytes_sent;
+            if written > 0 {
+                task.emit_progress(written.min(total), total);
+            }
         }
     }
     Ok(())

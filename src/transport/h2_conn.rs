@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use h2::client::SendRequest;
 
+use super::ack_counters::AckCounters;
 use super::connect::Connection;
 use super::frame_tap::{FrameTap, TapBook};
 use super::mux_pool::{Multiplexed, MuxPool};
@@ -41,6 +42,9 @@ pub(crate) struct H2Connection {
     pub info: Arc<ConnectionInfo>,
     /// A duplicate of the TCP socket, for TCP_INFO (`rtt`).
     pub tcp_fd: Option<OwnedFd>,
+    /// The kernel's acknowledgement counters, where it has them (per-stream acknowledged
+    /// progress and `bodyAckedEnd`).
+    pub acks: Option<AckCounters>,
     /// Streams started on it so far.
     streams_started: AtomicU64,
     /// Streams of ours open on it now, and the wake-up for uploads waiting for a slot.
@@ -66,7 +70,11 @@ impl H2Connection {
         {
             tls.get_mut().1.set_buffer_limit(Some(limit));
         }
-        let io = FrameTap::new(stream, book.clone());
+        let acks = AckCounters::start(&stream);
+        let mut io = FrameTap::new(stream, book.clone());
+        if acks.is_some() {
+            io = io.tracking_acks();
+        }
         let (send, driver) = h2::client::Builder::new()
             .initial_window_size(settings.initial_window_size)
             .initial_connection_window_size(settings.initial_connection_window_size)
@@ -93,6 +101,7 @@ impl H2Connection {
             book,
             info: conn.info,
             tcp_fd,
+            acks,
             streams_started: AtomicU64::new(0),
             active: Arc::new((
                 std::sync::atomic::AtomicUsize::new(0),

@@ -6,6 +6,7 @@
 //! thin I/O wrappers that record, per stream, when its bytes crossed into and out of the layer
 //! below; the parsing they need lives sans-IO in `proto`.
 
+pub(crate) mod ack_counters;
 pub(crate) mod connect;
 pub(crate) mod frame_tap;
 pub(crate) mod h2_conn;

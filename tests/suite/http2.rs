@@ -248,3 +248,56 @@ async fn a_timed_out_stream_leaves_the_others_alone() {
     assert!(res.profile.unwrap().socket_reused);
     assert_eq!(sink.stats().connections_accepted, 1);
 }
+
+/// Two concurrent uploads on one h2 connection, plain h2c and over TLS: each stream's
+/// acknowledged end is the kernel's stamp of its own last body byte, before its response; its
+/// progress counts acknowledged bytes, rises, and ends at the body size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_concurrent_stream_gets_its_own_acknowledged_end_and_progress() {
+    for tls in [false, true] {
+        let sink = sink(tls).await;
+        let client = if tls { client_for(&sink) } else { h2c_client() };
+        let dir = tempfile::tempdir().unwrap();
+        let sizes = [3 * 1024 * 1024 + 7, 1024 * 1024 + 3];
+        let files: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| make_file(dir.path(), &format!("s{i}.bin"), n))
+            .collect();
+        let mut runs = Vec::new();
+        for f in &files {
+            let task = client.upload_file(h2_options(sink.url("/upload"), f));
+            let progress = Arc::new(Mutex::new(Vec::new()));
+            let p2 = progress.clone();
+            task.on_progress_update(move |p| p2.lock().unwrap().push(*p));
+            runs.push((task, progress));
+        }
+        let mut connections = std::collections::HashSet::new();
+        for ((task, progress), file) in runs.into_iter().zip(&files) {
+            let res = task.await.unwrap();
+            let v = verdict(&res);
+            assert_eq!(v["files"][0]["sha256"].as_str().unwrap(), sha256_file(file));
+            connections.insert(v["connection"]["id"].as_u64().unwrap());
+            let p = res.profile.unwrap();
+            let ext = res.profile_extensions.unwrap();
+            assert_eq!(p.protocol, "h2");
+            assert_eq!(ext.progress_basis, "acknowledged", "tls {tls}");
+            assert_eq!(ext.ack_source, "kernel", "tls {tls}: {ext:?}");
+            assert!(
+                ext.body_acked_end >= p.request_start && ext.body_acked_end <= p.response_start,
+                "tls {tls}: bodyAckedEnd {} outside requestStart {} .. responseStart {}",
+                ext.body_acked_end,
+                p.request_start,
+                p.response_start
+            );
+            let body = v["receivedBytes"].as_u64().unwrap();
+            let events = progress.lock().unwrap();
+            assert!(events
+                .windows(2)
+                .all(|w| w[0].total_bytes_sent < w[1].total_bytes_sent));
+            let last = events.last().unwrap();
+            assert_eq!((last.total_bytes_sent, last.progress), (body, 100));
+        }
+        assert_eq!(connections.len(), 1, "tls {tls}: one connection");
+    }
+}

@@ -1,0 +1,127 @@
+//! Reading what the kernel says the peer of a multiplexed TCP connection acknowledged, and
+//! handing it to the connection's book.
+//!
+//! # Why
+//!
+//! The frame tap places each tracked stream's body bytes at offsets of the connection's TCP
+//! byte stream and makes every request's end a stamped send ([`super::frame_tap`]); the sans-IO
+//! [`ConnectionAcks`](crate::proto::tcp_acks::ConnectionAcks) turns "the peer acknowledged up to
+//! offset X" and "the kernel stamped offset Y at T" into per-stream answers. This module asks
+//! the kernel for those two facts, on whatever task wants an answer (each upload's driver polls
+//! while its body goes out and until its last byte is acknowledged):
+//!
+//! - the acknowledged offset from `tcpi_bytes_acked` (`TCP_INFO`), which counts from the
+//!   connection's start like [`Socket::written`](super::socket::Socket::written) does (the SYN
+//!   counts one; the origin pair taken at start cancels it);
+//! - the `TX_ACK` stamps from the socket's error queue, and those the socket had to take off the
+//!   queue itself ([`StampInbox`]), keyed by byte offset from where reporting was enabled.
+//!
+//! The counters are read before the stamps, so a stamp queued for an acknowledgement the
+//! counters show is always found in the same poll (see the `tcp_acks` docs).
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::frame_tap::TapBook;
+use super::socket::StampInbox;
+use super::stream::Stream;
+use crate::sys::{self, KeyOrigin};
+
+/// The kernel's view of one connection's acknowledgements.
+#[derive(Debug)]
+pub(crate) struct AckCounters {
+    /// A duplicate of the TCP socket (the stream itself belongs to the connection task).
+    fd: OwnedFd,
+    /// `tcpi_bytes_acked + SIOCOUTQ` when counting began: every byte written by then, SYN
+    /// included, as the kernel counts them ...
+    kernel_origin: u64,
+    /// ... and as the socket counted them (payload only).
+    socket_origin: u64,
+    /// The socket offset of stamp key 0.
+    key_base: u64,
+    inbox: Arc<StampInbox>,
+}
+
+impl AckCounters {
+    /// Start counting on `stream`'s socket and turn on stamp reporting (the sends themselves
+    /// are stamped only when the frame tap asks). `None` where the kernel cannot tell (not
+    /// Linux, or a call refused): the connection then reports written progress, as before.
+    pub(crate) fn start(stream: &Stream) -> Option<AckCounters> {
+        let fd = stream.tcp_fd().ok()?;
+        let written = stream.socket().written();
+        let info = sys::tcp_info(&fd).ok()?;
+        let queued = sys::send_queue_len(&fd).ok()? as u64;
+        let key_base = match sys::enable_ack_reporting(&fd).ok()? {
+            KeyOrigin::WriteSequence => written,
+            // Older kernels count keys from the oldest unacknowledged byte.
+            KeyOrigin::Unacknowledged => written.saturating_sub(queued),
+        };
+        Some(AckCounters {
+            fd,
+            kernel_origin: info.bytes_acked + queued,
+            socket_origin: written,
+            key_base,
+            inbox: stream.socket().inbox(),
+        })
+    }
+
+    /// Read the counters and the stamps now and fold them into `book`. Returns the connection's
+    /// smoothed RTT in ms, when the kernel has one.
+    pub(crate) fn poll(&self, book: &TapBook) -> Option<f64> {
+        let info = sys::tcp_info(&self.fd).ok();
+        let now = Instant::now();
+        let mut stamps = self.inbox.take();
+        if let Ok(more) = sys::read_ack_timestamps(&self.fd) {
+            stamps.extend(more);
+        }
+        let pair = (!stamps.is_empty()).then(sys::clock_pair);
+        let mut books = book.lock();
+        let acked =
+            info.map(|i| (self.socket_origin + i.bytes_acked).saturating_sub(self.kernel_origin));
+        let reference = acked.unwrap_or(books.acks.acked());
+        if let Some(pair) = pair {
+            for stamp in stamps {
+                let offset = stamp_offset(stamp.key, self.key_base, reference);
+                books
+                    .acks
+                    .stamp(offset, sys::realtime_to_instant(stamp.realtime, pair));
+            }
+        }
+        if let Some(acked) = acked {
+            books.acks.acknowledged(acked, now);
+        }
+        info.filter(|i| i.rtt_us > 0)
+            .map(|i| i.rtt_us as f64 / 1000.0)
+    }
+}
+
+/// The socket offset a stamp speaks of: bytes before it were acknowledged. Keys are 32-bit and
+/// wrap every 4 GiB; the stamp is for bytes acknowledged by now, so of the offsets the key can
+/// mean, the one at or below `acked` (and within 4 GiB of it) is meant.
+fn stamp_offset(key: u32, key_base: u64, acked: u64) -> u64 {
+    const WRAP: u64 = 1 << 32;
+    let low = key_base + key as u64 + 1;
+    if acked <= low {
+        return low;
+    }
+    low + (acked - low) / WRAP * WRAP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_offsets_unwrap_the_32_bit_key() {
+        assert_eq!(stamp_offset(99, 0, 100), 100);
+        assert_eq!(stamp_offset(99, 1000, 1100), 1100);
+        // Acknowledged beyond one wrap: the key means the latest matching offset.
+        let wrap = 1u64 << 32;
+        assert_eq!(stamp_offset(9, 0, wrap + 500), wrap + 10);
+        assert_eq!(stamp_offset(9, 0, 3 * wrap + 10), 3 * wrap + 10);
+        assert_eq!(stamp_offset(9, 0, 3 * wrap + 9), 2 * wrap + 10);
+        // Counters read a little before the stamp (or not at all): the plain offset.
+        assert_eq!(stamp_offset(99, 0, 50), 100);
+    }
+}

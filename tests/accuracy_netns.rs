@@ -159,7 +159,10 @@ impl Drop for ShapedLink {
 }
 
 /// Start a sink on a thread inside the namespace; the thread runs until `stop` is dropped.
-fn sink_in_namespace(link: &ShapedLink) -> Result<(SinkHandle, mpsc::Sender<()>), String> {
+fn sink_in_namespace(
+    link: &ShapedLink,
+    tls: bool,
+) -> Result<(SinkHandle, mpsc::Sender<()>), String> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let ns_path = format!("/var/run/netns/{}", link.ns);
@@ -182,6 +185,7 @@ fn sink_in_namespace(link: &ShapedLink) -> Result<(SinkHandle, mpsc::Sender<()>)
         rt.block_on(async move {
             match Sink::start(SinkConfig {
                 listen,
+                tls,
                 ..SinkConfig::default()
             })
             .await
@@ -276,7 +280,7 @@ async fn on_an_8_mbit_link_the_acknowledged_end_and_progress_follow_the_network(
             return;
         }
     };
-    let (sink, _stop) = sink_in_namespace(&link).expect("sink in the namespace");
+    let (sink, _stop) = sink_in_namespace(&link, false).expect("sink in the namespace");
     let dir = tempfile::tempdir().unwrap();
     let file = common::make_file(dir.path(), "four-mib.bin", 4 * 1024 * 1024);
 
@@ -326,4 +330,133 @@ async fn on_an_8_mbit_link_the_acknowledged_end_and_progress_follow_the_network(
         "TCP_NOTSENT_LOWAT keeps requestEnd closer to the network"
     );
     drop(sink);
+}
+
+/// One h2 stream's view of a concurrent upload over the shaped link.
+struct StreamRun {
+    acked_vs_sink_ms: f64,
+    ack_source: String,
+    acked_before_response: bool,
+    rate_mid_mbit: f64,
+    events: usize,
+    connection: u64,
+}
+
+/// Two concurrent uploads of `size` bytes as streams of one h2 connection.
+async fn two_h2_streams(sink: &SinkHandle, dir: &std::path::Path, size: usize) -> Vec<StreamRun> {
+    let mut builder = Client::builder();
+    builder = match sink.ca_pem() {
+        Some(pem) => builder.add_root_certificates_pem(pem.as_bytes()),
+        None => builder.http2_prior_knowledge(true),
+    };
+    let client = builder.build().unwrap();
+    let mut runs = Vec::new();
+    for i in 0..2 {
+        let file = common::make_file(dir, &format!("stream-{i}.bin"), size);
+        let task = client.upload_file(
+            UploadOptions::new(sink.url("/upload"), &file, "file")
+                .enable_http2(true)
+                .timeout(Duration::from_secs(60)),
+        );
+        let events: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+        let e = events.clone();
+        task.on_progress_update(move |p| {
+            e.lock().unwrap().push((Instant::now(), p.total_bytes_sent))
+        });
+        runs.push((task, events));
+    }
+    let mut out = Vec::new();
+    for (task, events) in runs {
+        let res = task.await.expect("upload over the shaped link");
+        let (p, ext) = (res.profile.unwrap(), res.profile_extensions.unwrap());
+        assert_eq!(p.protocol, "h2");
+        assert_eq!(ext.progress_basis, "acknowledged");
+        let v: serde_json::Value = serde_json::from_str(&res.data).unwrap();
+        let (id, req) = (
+            v["connection"]["id"].as_u64().unwrap(),
+            v["connection"]["request"].as_u64().unwrap(),
+        );
+        let timing = sink.stats().timing(id, req).cloned().unwrap();
+        let sink_last_byte = clock::epoch_ms(timing.body_end_at.unwrap());
+        let events = events.lock().unwrap().clone();
+        let total = ext.body_bytes_sent;
+        let at = |fraction: f64| {
+            events
+                .iter()
+                .find(|(_, b)| *b as f64 >= fraction * total as f64)
+                .copied()
+                .unwrap()
+        };
+        let ((t25, b25), (t75, b75)) = (at(0.25), at(0.75));
+        out.push(StreamRun {
+            acked_vs_sink_ms: ext.body_acked_end - sink_last_byte,
+            ack_source: ext.ack_source.clone(),
+            acked_before_response: ext.body_acked_end > 0.0
+                && ext.body_acked_end <= p.response_start,
+            rate_mid_mbit: (b75 - b25) as f64 * 8.0 / (t75 - t25).as_secs_f64() / 1e6,
+            events: events.len(),
+            connection: id,
+        });
+    }
+    out
+}
+
+/// Two concurrent h2 uploads share one connection over an 8 Mbit/s link, plain h2c and over
+/// TLS: each stream's `bodyAckedEnd` is the kernel's stamp of the acknowledgement of its own
+/// last body byte, within 1 ms of the sink's read of that byte, before its response; each
+/// stream's acknowledged progress rises at the rate it got (about half the link each, as both
+/// run side by side).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let link = match ShapedLink::create("8mbit") {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("skipped: could not make a shaped network namespace here: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for tls in [false, true] {
+        let (sink, _stop) = sink_in_namespace(&link, tls).expect("sink in the namespace");
+        let runs = two_h2_streams(&sink, dir.path(), 2 * 1024 * 1024).await;
+        let name = if tls { "h2 over TLS" } else { "h2c" };
+        for (i, r) in runs.iter().enumerate() {
+            eprintln!(
+                "{name:<12} stream {i}: bodyAckedEnd - sink last byte {:+.3} ms ({}), \
+                 progress: {} events, {:.2} Mbit/s between 25 % and 75 %",
+                r.acked_vs_sink_ms, r.ack_source, r.events, r.rate_mid_mbit
+            );
+        }
+        assert_eq!(
+            runs[0].connection, runs[1].connection,
+            "{name}: one connection"
+        );
+        for r in &runs {
+            assert_eq!(r.ack_source, "kernel", "{name}");
+            assert!(
+                r.acked_before_response,
+                "{name}: bodyAckedEnd after responseStart"
+            );
+            assert!(
+                r.acked_vs_sink_ms.abs() <= 1.0,
+                "{name}: acked end {:+.3} ms off the sink's last byte",
+                r.acked_vs_sink_ms
+            );
+            assert!(
+                (3.0..5.5).contains(&r.rate_mid_mbit),
+                "{name}: progress grew at {:.2} Mbit/s, not about half the link's 8",
+                r.rate_mid_mbit
+            );
+        }
+        let sum: f64 = runs.iter().map(|r| r.rate_mid_mbit).sum();
+        assert!(
+            (6.5..9.5).contains(&sum),
+            "{name}: the two streams got {sum:.2} Mbit/s together"
+        );
+        drop(sink);
+    }
 }

@@ -4,9 +4,9 @@
 //! ```text
 //! run            timeout and abort around the whole upload
 //!  └ upload      prepare (validate once) → queue → hops until a final response → result
-//!     └ send_hop enableQuic: HTTP/3 (multiplexed::send::<H3>), else TCP;
-//!                enableHttp2: HTTP/2 (multiplexed::send::<H2>), else / declined: HTTP/1.1
-//!                (http1::send, with its stale-connection retry)
+//!     └ send_hop enableQuic: QUIC raced against TCP (race::send), the winner carries the hop;
+//!                over TCP (send_tcp): enableHttp2: HTTP/2 (multiplexed::send::<H2>), else /
+//!                declined: HTTP/1.1 (http1::send, with its stale-connection retry)
 //! ```
 //!
 //! The upload's [`UploadRecord`] goes down with each call, and every layer below returns what
@@ -31,6 +31,8 @@ mod http1_exchange;
 mod multiplexed;
 mod outcome;
 mod prepare;
+#[cfg(feature = "quic")]
+mod race;
 mod redirect;
 mod stream_response;
 
@@ -49,6 +51,8 @@ use multiplexed::MuxOutcome;
 use outcome::Response;
 use prepare::Upload;
 use redirect::Hop;
+
+use crate::transport::{Connection, Origin};
 
 /// Run one upload under its timeout and abort signal.
 pub(crate) async fn run(
@@ -72,7 +76,7 @@ pub(crate) async fn run(
 
 /// Prepare, queue, and send hops until the final response.
 async fn upload(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     options: &UploadOptions,
     task: &TaskShared,
     invoke: Instant,
@@ -91,6 +95,13 @@ async fn upload(
     loop {
         record.fetch_started(Instant::now(), hop.target.origin.tls); // fetchStart
         let response = send_hop(ctx, &upload, &hop, task, &mut record).await?;
+        #[cfg(feature = "quic")]
+        if let Some(rtt) = response.report.rtt_ms {
+            // For the head start of the origin's next race (`race::rule`).
+            if let Ok(rtt) = std::time::Duration::try_from_secs_f64(rtt / 1000.0) {
+                ctx.quic.note_rtt(&hop.target.origin, rtt);
+            }
+        }
         record.exchanged(response.report);
         let status = response.head.status;
         let location = response.head.header("location");
@@ -134,32 +145,52 @@ async fn upload(
 /// One request of the upload (the upload itself, or a redirect hop), over the protocol that
 /// takes it.
 async fn send_hop(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     upload: &Upload,
     hop: &Hop,
     task: &TaskShared,
     record: &mut UploadRecord,
 ) -> Result<Response, UploadError> {
-    let origin = &hop.target.origin;
     if upload.quic {
-        // HTTP/3 over QUIC when asked for; any reason not to (or a failed handshake) is
-        // recorded and the hop goes over TCP.
-        match send_h3(ctx, upload, hop, task, record).await? {
-            MuxOutcome::Done(response) => return Ok(response),
-            MuxOutcome::Declined(why) => {
-                record.quic_fell_back(why);
-                record.forget_connect();
-            }
+        #[cfg(feature = "quic")]
+        return race::send(ctx, upload, hop, task, record).await;
+        #[cfg(not(feature = "quic"))]
+        {
+            use crate::measure::{RaceReason, RaceReport, RaceWinner};
+            record.raced(RaceReport::without_race(
+                RaceWinner::Tcp,
+                RaceReason::QuicUnavailable,
+            ));
+            record.quic_fell_back("this build has no QUIC (cargo feature `quic` off)".into());
         }
     }
-    // HTTP/2 when asked for and possible; a TLS server that answers ALPN with HTTP/1.1 hands
-    // its fresh connection back for an HTTP/1.1 exchange.
-    let mut fresh = None;
-    if upload.http2
-        && (origin.tls || ctx.config.http2_prior_knowledge)
-        && !ctx.h2.is_http1_only(origin)
-    {
-        match multiplexed::send::<h2::H2>(ctx, upload, hop, task, record).await? {
+    send_tcp(ctx, upload, hop, task, record, None).await
+}
+
+/// The hop over TCP: HTTP/2 when asked for and possible, else HTTP/1.1. `fresh`: a connection
+/// just opened for it (by the race against QUIC), its connect already recorded. A TLS server
+/// that answers ALPN with HTTP/1.1 hands its fresh connection on to an HTTP/1.1 exchange.
+async fn send_tcp(
+    ctx: &Context,
+    upload: &Upload,
+    hop: &Hop,
+    task: &TaskShared,
+    record: &mut UploadRecord,
+    mut fresh: Option<Connection>,
+) -> Result<Response, UploadError> {
+    let origin = &hop.target.origin;
+    if wants_h2(ctx, upload, origin) {
+        let first = match fresh.take() {
+            None => None,
+            Some(conn) => match h2::start(ctx, origin, conn).await? {
+                Ok(conn) => {
+                    ctx.h2.conns.insert(origin.clone(), conn.clone());
+                    Some(conn)
+                }
+                Err(http1) => return http1::send(ctx, upload, hop, task, record, Some(http1)).await,
+            },
+        };
+        match multiplexed::send::<h2::H2>(ctx, upload, hop, task, record, first).await? {
             MuxOutcome::Done(response) => return Ok(response),
             MuxOutcome::Declined(conn) => fresh = Some(conn),
         }
@@ -167,32 +198,10 @@ async fn send_hop(
     http1::send(ctx, upload, hop, task, record, fresh).await
 }
 
-/// HTTP/3 for the hop, or why not.
-#[cfg(feature = "quic")]
-async fn send_h3(
-    ctx: &Context,
-    upload: &Upload,
-    hop: &Hop,
-    task: &TaskShared,
-    record: &mut UploadRecord,
-) -> Result<MuxOutcome<String>, UploadError> {
-    if !hop.target.origin.tls {
-        return Ok(MuxOutcome::Declined(
-            "QUIC needs an https:// URL (it always runs TLS); plain TCP instead".into(),
-        ));
-    }
-    multiplexed::send::<h3::H3>(ctx, upload, hop, task, record).await
-}
-
-#[cfg(not(feature = "quic"))]
-async fn send_h3(
-    _ctx: &Context,
-    _upload: &Upload,
-    _hop: &Hop,
-    _task: &TaskShared,
-    _record: &mut UploadRecord,
-) -> Result<MuxOutcome<String>, UploadError> {
-    Ok(MuxOutcome::Declined(
-        "this build has no QUIC (cargo feature `quic` off)".into(),
-    ))
+/// HTTP/2 is asked for and possible for `origin`: over TLS (ALPN decides), or h2c with prior
+/// knowledge, and the origin did not answer ALPN with HTTP/1.1 before.
+fn wants_h2(ctx: &Context, upload: &Upload, origin: &Origin) -> bool {
+    upload.http2
+        && (origin.tls || ctx.config.http2_prior_knowledge)
+        && !ctx.h2.is_http1_only(origin)
 }

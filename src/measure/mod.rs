@@ -39,3 +39,4 @@ pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
     ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,
 };
+pub(crate) use stamps::{AttemptOutcome, HeadStartBasis, RaceReason, RaceReport, RaceWinner};

@@ -13,7 +13,8 @@ use super::clock;
 use super::profile::{Profile, ProfileExtensions, Protocol};
 use super::quality::{NetworkQualityEstimator, QualityEstimate};
 use super::stamps::{
-    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, ResolveStamps,
+    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, RaceReason,
+    RaceReport, RaceWinner, ResolveStamps,
 };
 use super::timeline::Timeline;
 
@@ -29,6 +30,8 @@ pub(crate) struct UploadRecord {
     exchange: Option<ExchangeReport>,
     redirects: u32,
     quic_fallback: Option<String>,
+    /// How `enableQuic` chose this hop's transport.
+    race: Option<RaceReport>,
 }
 
 impl UploadRecord {
@@ -43,6 +46,7 @@ impl UploadRecord {
             exchange: None,
             redirects: 0,
             quic_fallback: None,
+            race: None,
         }
     }
 
@@ -62,6 +66,7 @@ impl UploadRecord {
         self.stale_connection_retries = 0;
         self.exchange = None;
         self.quic_fallback = None;
+        self.race = None;
     }
 
     /// Name resolution returned: what it stamped, and which step answered.
@@ -109,9 +114,21 @@ impl UploadRecord {
         self.timeline.forget_connect();
     }
 
-    /// Why `enableQuic` did not carry this hop.
+    /// Why `enableQuic` did not carry this hop. A hop whose race QUIC had won but whose QUIC
+    /// connection then could not take it (and no new one could be made) went over TCP after
+    /// all: the race's result says so.
     pub(crate) fn quic_fell_back(&mut self, why: String) {
         self.quic_fallback = Some(why);
+        if let Some(race) = self.race.as_mut().filter(|r| r.winner == RaceWinner::Quic) {
+            race.winner = RaceWinner::Tcp;
+            race.reason = RaceReason::QuicFailed;
+        }
+    }
+
+    /// How `enableQuic` chose the hop's transport: QUIC raced against TCP (or why there was no
+    /// race), with both attempts' stamps.
+    pub(crate) fn raced(&mut self, report: RaceReport) {
+        self.race = Some(report);
     }
 
     /// The hop's response was a redirect that is followed.
@@ -305,6 +322,37 @@ impl UploadRecord {
             body_zero_copy_bytes: report.body.zero_copy_bytes,
             body_uncached_reads: report.body.uncached_reads,
             quic_fallback: self.quic_fallback.clone().unwrap_or_default(),
+            ..self.race_extensions()
+        }
+    }
+
+    /// The race's fields of the extensions (all empty / 0 without `enableQuic`).
+    fn race_extensions(&self) -> ProfileExtensions {
+        let Some(race) = &self.race else {
+            return ProfileExtensions::default();
+        };
+        let (q, t) = (&race.quic, &race.tcp);
+        ProfileExtensions {
+            race_winner: race.winner.as_str().to_string(),
+            race_reason: race.reason.as_str().to_string(),
+            race_head_start_ms: race
+                .head_start
+                .map_or(0.0, |(d, _)| round3(d.as_secs_f64() * 1000.0)),
+            race_head_start_basis: race
+                .head_start
+                .map_or("", |(_, basis)| basis.as_str())
+                .to_string(),
+            quic_attempt_start: ms(q.start),
+            quic_server_hello: ms(q.server_hello),
+            quic_attempt_end: ms(q.end),
+            quic_attempt_outcome: q.outcome.as_str().to_string(),
+            quic_attempt_error: q.error.clone().unwrap_or_default(),
+            tcp_attempt_start: ms(t.start),
+            tcp_connect_end: ms(t.connect_end),
+            tcp_tls_end: ms(t.tls_end),
+            tcp_attempt_outcome: t.outcome.as_str().to_string(),
+            tcp_attempt_error: t.error.clone().unwrap_or_default(),
+            ..ProfileExtensions::default()
         }
     }
 

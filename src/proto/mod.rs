@@ -101,6 +101,8 @@ pub mod mime;
 pub mod multipart;
 pub mod request;
 pub mod response;
+#[cfg(feature = "quic")]
+pub(crate) mod tls_hello;
 
 pub use mime::guess_content_type;
 pub use multipart::{escape_quoted, BodyPlan, Boundary, FileField, FormField, PlanError};

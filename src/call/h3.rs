@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connection;
 use super::context::Context;
@@ -48,7 +48,8 @@ impl MuxProtocol for H3 {
         }
         let addrs = connection::resolve(ctx, origin, record).await?;
         let started = Instant::now();
-        match connect_h3(ctx, origin, &addrs, Arc::new(|_| {})).await {
+        let within = ctx.config.quic_fallback_after;
+        match connect_h3(ctx, origin, &addrs, within, Arc::new(|_| {})).await {
             Ok((conn, stamps)) => {
                 record.connected(&stamps);
                 ctx.quic.mark_working(origin);
@@ -84,12 +85,12 @@ impl MuxProtocol for H3 {
 }
 
 /// Connect over QUIC to the first of `addrs` that completes the handshake (Happy Eyeballs,
-/// within `quic_fallback_after`) and start HTTP/3 on it: the connection and its connect stamps,
-/// or why not.
+/// `within` in all) and start HTTP/3 on it: the connection and its connect stamps, or why not.
 async fn connect_h3(
     ctx: &Context,
     origin: &Origin,
     addrs: &[SocketAddr],
+    within: Duration,
     on_answer: OnAnswer,
 ) -> Result<(Arc<QuicConnection>, ConnectStamps), String> {
     let settings = QuicSettings {
@@ -104,7 +105,7 @@ async fn connect_h3(
             addrs,
             &ctx.tls_h3,
             settings,
-            ctx.config.quic_fallback_after,
+            within,
             ctx.config.happy_eyeballs_delay,
             on_answer,
         )
@@ -113,15 +114,17 @@ async fn connect_h3(
     Ok((start_h3(ctx, connected).await?, stamps))
 }
 
-/// Run the QUIC side of a race for `origin` in the background: the attempt the caller was told
-/// to start by `QuicPool::join_or_start`. It runs to its end whether or not the uploads
-/// watching it are still there: a connection it makes is pooled (and the origin marked
-/// working) even after TCP won, a failure marks the origin broken (once per attempt).
+/// Run the QUIC side of a race for `origin` in the background, for `within` at most: the
+/// attempt the caller was told to start by `QuicPool::join_or_start`. It runs to its end
+/// whether or not the uploads watching it are still there: a connection it makes is pooled (and
+/// the origin marked working) even after TCP won, a failure marks the origin broken (once per
+/// attempt).
 pub(crate) fn spawn_attempt(
     ctx: Arc<Context>,
     origin: Origin,
     addrs: Vec<SocketAddr>,
     attempt: Arc<Attempt>,
+    within: Duration,
 ) {
     tokio::spawn(async move {
         // One connect per origin at a time: also the send loop's own (H3::connect).
@@ -139,7 +142,7 @@ pub(crate) fn spawn_attempt(
                     s.answered.get_or_insert(at);
                 })
             });
-            match connect_h3(&ctx, &origin, &addrs, on_answer).await {
+            match connect_h3(&ctx, &origin, &addrs, within, on_answer).await {
                 Ok((conn, stamps)) => {
                     ctx.quic.conns.insert(origin.clone(), conn.clone());
                     ctx.quic.mark_working(&origin);

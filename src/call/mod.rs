@@ -5,7 +5,7 @@
 //! run            timeout and abort around the whole upload
 //!  └ upload      prepare (validate once) → queue → hops until a final response → result
 //!     └ send_hop enableQuic: QUIC raced against TCP (race::send), the winner carries the hop;
-//!                over TCP (send_tcp): enableHttp2: HTTP/2 (multiplexed::send::<H2>), else /
+//!                over TCP (tcp::send): enableHttp2: HTTP/2 (multiplexed::send::<H2>), else /
 //!                declined: HTTP/1.1 (http1::send, with its stale-connection retry)
 //! ```
 //!
@@ -35,6 +35,7 @@ mod prepare;
 mod race;
 mod redirect;
 mod stream_response;
+mod tcp;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,12 +48,9 @@ use crate::headers::ResponseHeaders;
 use crate::measure::UploadRecord;
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
-use multiplexed::MuxOutcome;
 use outcome::Response;
 use prepare::Upload;
 use redirect::Hop;
-
-use crate::transport::{Connection, Origin};
 
 /// Run one upload under its timeout and abort signal.
 pub(crate) async fn run(
@@ -164,44 +162,5 @@ async fn send_hop(
             record.quic_fell_back("this build has no QUIC (cargo feature `quic` off)".into());
         }
     }
-    send_tcp(ctx, upload, hop, task, record, None).await
-}
-
-/// The hop over TCP: HTTP/2 when asked for and possible, else HTTP/1.1. `fresh`: a connection
-/// just opened for it (by the race against QUIC), its connect already recorded. A TLS server
-/// that answers ALPN with HTTP/1.1 hands its fresh connection on to an HTTP/1.1 exchange.
-async fn send_tcp(
-    ctx: &Context,
-    upload: &Upload,
-    hop: &Hop,
-    task: &TaskShared,
-    record: &mut UploadRecord,
-    mut fresh: Option<Connection>,
-) -> Result<Response, UploadError> {
-    let origin = &hop.target.origin;
-    if wants_h2(ctx, upload, origin) {
-        let first = match fresh.take() {
-            None => None,
-            Some(conn) => match h2::start(ctx, origin, conn).await? {
-                Ok(conn) => {
-                    ctx.h2.conns.insert(origin.clone(), conn.clone());
-                    Some(conn)
-                }
-                Err(http1) => return http1::send(ctx, upload, hop, task, record, Some(http1)).await,
-            },
-        };
-        match multiplexed::send::<h2::H2>(ctx, upload, hop, task, record, first).await? {
-            MuxOutcome::Done(response) => return Ok(response),
-            MuxOutcome::Declined(conn) => fresh = Some(conn),
-        }
-    }
-    http1::send(ctx, upload, hop, task, record, fresh).await
-}
-
-/// HTTP/2 is asked for and possible for `origin`: over TLS (ALPN decides), or h2c with prior
-/// knowledge, and the origin did not answer ALPN with HTTP/1.1 before.
-fn wants_h2(ctx: &Context, upload: &Upload, origin: &Origin) -> bool {
-    upload.http2
-        && (origin.tls || ctx.config.http2_prior_knowledge)
-        && !ctx.h2.is_http1_only(origin)
+    tcp::send(ctx, upload, hop, task, record, None).await
 }

@@ -196,12 +196,16 @@ mod tests {
         let slow = sa("[::1]:1");
         let fast = sa("127.0.0.1:1");
         let t = Instant::now();
-        let won = race(&[fast, slow], Duration::from_millis(50), |addr| async move {
-            if addr == slow {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            Ok::<_, String>(addr)
-        })
+        let won = race(
+            &[fast, slow],
+            Duration::from_millis(50),
+            |addr| async move {
+                if addr == slow {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Ok::<_, String>(addr)
+            },
+        )
         .await
         .unwrap();
         // IPv6 first, then IPv4 after the attempt delay, which wins long before the first.

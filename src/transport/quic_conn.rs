@@ -188,7 +188,12 @@ pub(crate) struct QuicPool {
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
     /// quinn's client crypto (TLS) and transport configuration, made on first use: a client's
     /// settings do not change.
-    config: Mutex<Option<(Arc<quinn::crypto::rustls::QuicClientConfig>, Arc<quinn::TransportConfig>)>>,
+    config: Mutex<
+        Option<(
+            Arc<quinn::crypto::rustls::QuicClientConfig>,
+            Arc<quinn::TransportConfig>,
+        )>,
+    >,
     /// The attempt in progress per origin, joined by the uploads that start meanwhile.
     pending: Mutex<HashMap<Origin, Arc<Attempt>>>,
     /// The last smoothed RTT seen on a connection to each origin (QUIC or TCP).
@@ -295,7 +300,9 @@ impl QuicPool {
     /// (until it works, when the failures are forgotten).
     pub(crate) fn recently_broken(&self, origin: &Origin) -> bool {
         let broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
-        broken.get(origin).is_some_and(|b| b.until <= Instant::now())
+        broken
+            .get(origin)
+            .is_some_and(|b| b.until <= Instant::now())
     }
 
     /// The attempt in progress for `origin`, or a new one (then `true`: the caller runs it, and
@@ -367,8 +374,13 @@ impl QuicPool {
         &self,
         tls: &Arc<rustls::ClientConfig>,
         settings: QuicSettings,
-    ) -> Result<(Arc<quinn::crypto::rustls::QuicClientConfig>, Arc<quinn::TransportConfig>), String>
-    {
+    ) -> Result<
+        (
+            Arc<quinn::crypto::rustls::QuicClientConfig>,
+            Arc<quinn::TransportConfig>,
+        ),
+        String,
+    > {
         let mut cached = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = cached.as_ref() {
             return Ok(config.clone());
@@ -563,7 +575,10 @@ mod tests {
         let pool = QuicPool::default();
         assert!(!pool.recently_broken(&origin()));
         pool.mark_broken(&origin(), Duration::from_secs(60), "timed out");
-        assert!(!pool.recently_broken(&origin()), "still broken, not yet retried");
+        assert!(
+            !pool.recently_broken(&origin()),
+            "still broken, not yet retried"
+        );
         let pool = QuicPool::default();
         pool.mark_broken(&origin(), Duration::ZERO, "timed out");
         assert!(pool.recently_broken(&origin()));
@@ -596,10 +611,7 @@ mod tests {
         pool.note_rtt(&origin(), Duration::ZERO); // no sample
         assert_eq!(pool.origin_rtt(&origin()), Some(Duration::from_millis(20)));
         for port in 0..(RTTS_AT_MOST as u16 + 10) {
-            let o = Origin {
-                port,
-                ..origin()
-            };
+            let o = Origin { port, ..origin() };
             pool.note_rtt(&o, Duration::from_millis(1));
         }
         assert!(pool.rtts.lock().unwrap().len() <= RTTS_AT_MOST);

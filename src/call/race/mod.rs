@@ -37,13 +37,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connection;
 use super::context::Context;
 use super::h3::{spawn_attempt, H3};
 use super::multiplexed::{self, MuxOutcome};
 use super::outcome::Response;
 use super::prepare::Upload;
 use super::redirect::Hop;
-use super::{connection, send_tcp, wants_h2};
+use super::tcp::{self, wants_h2};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::measure::{
@@ -70,7 +71,7 @@ pub(crate) async fn send(
         record.quic_fell_back(
             "QUIC needs an https:// URL (it always runs TLS); plain TCP instead".into(),
         );
-        return send_tcp(ctx, upload, hop, task, record, None).await;
+        return tcp::send(ctx, upload, hop, task, record, None).await;
     }
     if ctx.quic.conns.get(origin).is_some() {
         record.raced(RaceReport::without_race(
@@ -85,7 +86,7 @@ pub(crate) async fn send(
             RaceReason::QuicBrokenOrigin,
         ));
         record.quic_fell_back(why);
-        return send_tcp(ctx, upload, hop, task, record, None).await;
+        return tcp::send(ctx, upload, hop, task, record, None).await;
     }
 
     let addrs = connection::resolve(ctx, origin, record).await?;
@@ -97,7 +98,14 @@ pub(crate) async fn send(
     });
     let (attempt, mine) = ctx.quic.join_or_start(origin);
     if mine {
-        spawn_attempt(ctx.clone(), origin.clone(), addrs.clone(), attempt.clone());
+        let within = rule::QUIC_ATTEMPT_TIMEOUT.max(ctx.config.quic_fallback_after);
+        spawn_attempt(
+            ctx.clone(),
+            origin.clone(),
+            addrs.clone(),
+            attempt.clone(),
+            within,
+        );
     }
     let mut quic = attempt.watch();
     let h2 = wants_h2(ctx, upload, origin);
@@ -238,7 +246,7 @@ pub(crate) async fn send(
         }
     };
     record.raced(report);
-    send_tcp(ctx, upload, hop, task, record, fresh).await
+    tcp::send(ctx, upload, hop, task, record, fresh).await
 }
 
 /// The hop over HTTP/3 on `fresh` (a connection just made for it) or the origin's pooled one;
@@ -256,7 +264,7 @@ async fn send_quic(
         MuxOutcome::Declined(why) => {
             record.quic_fell_back(why);
             record.forget_connect();
-            send_tcp(ctx, upload, hop, task, record, None).await
+            tcp::send(ctx, upload, hop, task, record, None).await
         }
     }
 }

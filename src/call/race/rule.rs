@@ -18,9 +18,11 @@
 //!   also costs CPU on both ends (the server's signature, the client's certificate checks, key
 //!   derivation) that a TCP connect does not: on loopback or a LAN, 1.5 RTT is tens of
 //!   microseconds, less than that work, and TCP would be started for nothing;
-//! - **a ceiling** of `ClientConfig::quic_fallback_after` (1 s by default), which is also how
-//!   long the QUIC attempt may take in all: a head start longer than the attempt is pointless.
-//!   A ceiling below the floor wins.
+//! - **a ceiling** of `ClientConfig::quic_fallback_after` (1 s by default): the longest an
+//!   upload waits for QUIC before TCP starts, as before the race. A ceiling below the floor
+//!   wins. The QUIC attempt itself may go on for [`QUIC_ATTEMPT_TIMEOUT`] (in the background
+//!   once TCP carries the hop), so a slow handshake still gives the origin's later uploads a
+//!   pooled connection.
 //!
 //! # The race
 //!
@@ -42,6 +44,11 @@ pub(crate) const HEAD_START_RTTS: f64 = 1.5;
 /// The shortest head start from a measured RTT (see the module docs, and `docs/profile.md` for
 /// the handshake times measured on loopback).
 pub(crate) const HEAD_START_FLOOR: Duration = Duration::from_millis(25);
+
+/// How long a raced QUIC attempt may take in all (the handshake timeout of Chromium, whose
+/// attempt likewise goes on after TCP won). It only runs in the background after the head
+/// start: no upload waits for it.
+pub(crate) const QUIC_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the head start is derived from.
 #[derive(Debug, Clone, Copy)]
@@ -207,7 +214,10 @@ mod tests {
             origin_rtt: Some(Duration::from_micros(40)),
             ..inputs()
         };
-        assert_eq!(head_start(&loopback), (HEAD_START_FLOOR, HeadStartBasis::OriginRtt));
+        assert_eq!(
+            head_start(&loopback),
+            (HEAD_START_FLOOR, HeadStartBasis::OriginRtt)
+        );
         let satellite = HeadStartInputs {
             origin_rtt: Some(900 * MS),
             ..inputs()
@@ -284,16 +294,10 @@ mod tests {
             assert_eq!(r.next(t0 + 300 * MS), Next::StartTcp);
             r.on(Event::TcpStarted);
             r.on(Event::TcpReady);
-            assert_eq!(
-                r.next(t0 + 302 * MS),
-                Next::Carry(RaceWinner::Tcp, reason)
-            );
+            assert_eq!(r.next(t0 + 302 * MS), Next::Carry(RaceWinner::Tcp, reason));
             // A QUIC connection that completes later does not take the hop back.
             r.on(Event::QuicReady);
-            assert_eq!(
-                r.next(t0 + 303 * MS),
-                Next::Carry(RaceWinner::Tcp, reason)
-            );
+            assert_eq!(r.next(t0 + 303 * MS), Next::Carry(RaceWinner::Tcp, reason));
         }
     }
 

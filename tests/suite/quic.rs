@@ -440,7 +440,7 @@ async fn a_dropped_client_leaves_no_socket_or_connection_behind() {
 /// The race's figures of one upload, for the summaries the race tests print.
 fn race_line(p: &uploadfile::Profile, ext: &uploadfile::ProfileExtensions) -> String {
     format!(
-        "{} {} head start {} ms ({}), QUIC handshake {:.2} ms",
+        "{} {} head start {} ms ({}), connect {:.2} ms",
         ext.race_winner,
         ext.race_reason,
         ext.race_head_start_ms,
@@ -561,4 +561,144 @@ async fn the_quic_cipher_suite_is_reported_as_over_tcp() {
     // Both ends are rustls with the same provider: the same choice over TLS 1.3 on TCP.
     assert_eq!(t.tls_version, "TLSv1.3");
     assert_eq!(q.cipher_suite, t.cipher_suite);
+}
+
+/// A front for a sink listening on 127.0.0.1:PORT, on [::1] at the same port (QUIC goes to the
+/// URL's port): TCP straight through, UDP with every datagram from the server held back by
+/// `delay` (a QUIC server that is slow to answer). `None` (with the reason printed) where
+/// [::1]:PORT cannot be had. Runs until the test's runtime ends.
+async fn slow_udp_front(port: u16, delay: Duration) -> Option<()> {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+    let front: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (tcp, udp) = match (TcpListener::bind(front).await, UdpSocket::bind(front).await) {
+        (Ok(t), Ok(u)) => (t, Arc::new(u)),
+        (t, u) => {
+            eprintln!(
+                "skipped: cannot listen on {front}: {:?} {:?}",
+                t.err(),
+                u.err()
+            );
+            return None;
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        let mut relays: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let relay = match relays.get(&from) {
+                Some(r) => r.clone(),
+                None => {
+                    let Ok(r) = UdpSocket::bind("127.0.0.1:0").await else {
+                        continue;
+                    };
+                    let r = Arc::new(r);
+                    relays.insert(from, r.clone());
+                    let (back, front_socket) = (r.clone(), udp.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_536];
+                        while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                            let datagram = buf[..n].to_vec();
+                            let front_socket = front_socket.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = front_socket.send_to(&datagram, from).await;
+                            });
+                        }
+                    });
+                    r
+                }
+            };
+            let _ = relay.send_to(&buf[..n], upstream).await;
+        }
+    });
+    Some(())
+}
+
+#[tokio::test]
+async fn a_quic_handshake_that_completes_after_tcp_won_is_pooled_for_the_next_upload() {
+    // The server's QUIC packets arrive 400 ms late: TCP, started after the 300 ms head start,
+    // carries the first upload; the QUIC attempt goes on, completes, and carries the next.
+    let sink = h3_sink().await;
+    let port = sink.addr().port();
+    if slow_udp_front(port, Duration::from_millis(400))
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let client = Client::builder()
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 10_000);
+    let url = format!("https://[::1]:{port}/upload");
+
+    let first = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.upload_file(quic_options(url.clone(), &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let (p, ext) = (first.profile.unwrap(), first.profile_extensions.unwrap());
+    eprintln!(
+        "first upload: {}; {}",
+        race_line(&p, &ext),
+        ext.quic_fallback
+    );
+    assert_eq!(p.protocol, "http1.1");
+    assert_eq!(ext.race_winner, "tcp");
+    assert_eq!(ext.race_reason, "quic-no-answer");
+    assert_eq!(ext.race_head_start_ms, 300.0);
+    assert_eq!(ext.quic_attempt_outcome, "pending");
+    assert!(
+        p.response_end - p.fetch_start < 395.0,
+        "the upload did not wait for QUIC: {:.1} ms",
+        p.response_end - p.fetch_start
+    );
+
+    // The attempt completes about 400 ms after it started, and is pooled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.quic_connections() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.quic_connections(),
+        1,
+        "the late QUIC connection was pooled"
+    );
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.upload_file(quic_options(url, &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let v = verdict(&second);
+    let (p, ext) = (second.profile.unwrap(), second.profile_extensions.unwrap());
+    assert_eq!(p.protocol, "quic", "{}", ext.quic_fallback);
+    assert_eq!(
+        (ext.race_winner.as_str(), ext.race_reason.as_str()),
+        ("quic", "quic-pooled")
+    );
+    assert!(p.socket_reused);
+    assert_eq!(ext.quic_fallback, "");
+    assert_eq!(
+        v["files"][0]["sha256"].as_str().unwrap(),
+        sha256_file(&file)
+    );
 }

@@ -157,7 +157,7 @@ async fn send_hop(
             use crate::measure::{RaceReason, RaceReport, RaceWinner};
             record.raced(RaceReport::without_race(
                 RaceWinner::Tcp,
-                RaceReason::QuicUnavailable,
+                RaceReason::Unavailable,
             ));
             record.quic_fell_back("this build has no QUIC (cargo feature `quic` off)".into());
         }

@@ -110,6 +110,7 @@ impl UploadRecord {
 
     /// A transport that was tried and not used (a failed QUIC attempt): its connect phases are
     /// forgotten, its name resolution stands.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     pub(crate) fn forget_connect(&mut self) {
         self.timeline.forget_connect();
     }
@@ -121,7 +122,7 @@ impl UploadRecord {
         self.quic_fallback = Some(why);
         if let Some(race) = self.race.as_mut().filter(|r| r.winner == RaceWinner::Quic) {
             race.winner = RaceWinner::Tcp;
-            race.reason = RaceReason::QuicFailed;
+            race.reason = RaceReason::Failed;
         }
     }
 
@@ -555,5 +556,59 @@ mod tests {
                 assert_eq!((p.redirect_start, p.redirect_end), (0.0, 0.0));
             }
         }
+    }
+
+    #[test]
+    fn the_race_is_in_the_extensions_and_a_later_fallback_turns_it_to_tcp() {
+        use crate::measure::stamps::{
+            AttemptOutcome, HeadStartBasis, QuicAttemptStamps, TcpAttemptStamps,
+        };
+        let b = Instant::now();
+        let mut r = UploadRecord::new(b);
+        r.fetch_started(b, true);
+        assert_eq!(r.extensions().race_winner, "", "no race without enableQuic");
+        r.raced(RaceReport {
+            winner: RaceWinner::Quic,
+            reason: RaceReason::Faster,
+            head_start: Some((Duration::from_millis(25), HeadStartBasis::OriginRtt)),
+            quic: QuicAttemptStamps {
+                start: at(b, 1),
+                server_hello: at(b, 20),
+                end: at(b, 30),
+                outcome: AttemptOutcome::Connected,
+                error: None,
+            },
+            tcp: TcpAttemptStamps {
+                start: at(b, 26),
+                outcome: AttemptOutcome::Closed,
+                ..Default::default()
+            },
+        });
+        let e = r.extensions();
+        assert_eq!(
+            (e.race_winner.as_str(), e.race_reason.as_str()),
+            ("quic", "quic-faster")
+        );
+        assert_eq!(e.race_head_start_ms, 25.0);
+        assert_eq!(e.race_head_start_basis, "origin-rtt");
+        assert!((e.quic_attempt_end - e.quic_attempt_start - 29.0).abs() < 1e-6);
+        assert!((e.quic_server_hello - e.quic_attempt_start - 19.0).abs() < 1e-6);
+        assert_eq!(e.quic_attempt_outcome, "connected");
+        assert_eq!(e.tcp_attempt_outcome, "closed");
+        assert_eq!((e.tcp_connect_end, e.tcp_tls_end), (0.0, 0.0));
+        assert_eq!(e.quic_fallback, "");
+
+        // QUIC won, but its connection then could not take the stream and none could be made:
+        // TCP carried the hop after all.
+        r.quic_fell_back("the QUIC handshake with 10.0.0.1:443 failed".into());
+        let e = r.extensions();
+        assert_eq!(
+            (e.race_winner.as_str(), e.race_reason.as_str()),
+            ("tcp", "quic-failed")
+        );
+
+        // The next hop starts afresh.
+        r.fetch_started(b + Duration::from_millis(50), true);
+        assert_eq!(r.extensions().race_winner, "");
     }
 }

@@ -245,46 +245,48 @@ impl RaceWinner {
     }
 }
 
-/// Why the winner carried the hop (`profileExtensions.raceReason`).
+/// Why the winner carried the hop (`profileExtensions.raceReason`): what became of QUIC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
 pub(crate) enum RaceReason {
     /// An open QUIC connection to the origin took the hop: no race.
-    QuicPooled,
+    Pooled,
     /// QUIC's handshake completed within its head start; TCP never started.
-    QuicFirst,
+    First,
     /// TCP started after the head start, and QUIC still completed first (TCP was closed).
-    QuicFaster,
+    Faster,
     /// TCP was ready first although the QUIC server had answered: its handshake was slower.
-    QuicHandshakeSlower,
+    HandshakeSlower,
     /// TCP was ready first and nothing had come back over UDP (UDP blackholed or filtered, no
     /// QUIC listener).
-    QuicNoAnswer,
+    NoAnswer,
     /// The QUIC handshake failed (or the server refused `h3`); TCP carried the hop.
-    QuicFailed,
+    Failed,
     /// QUIC was not tried: it failed for this origin before (the broken-origin memory).
-    QuicBrokenOrigin,
+    BrokenOrigin,
     /// QUIC was not tried: an `http://` URL, or a build without the `quic` feature.
-    QuicUnavailable,
+    Unavailable,
 }
 
 impl RaceReason {
     /// The extension's value.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            RaceReason::QuicPooled => "quic-pooled",
-            RaceReason::QuicFirst => "quic-first",
-            RaceReason::QuicFaster => "quic-faster",
-            RaceReason::QuicHandshakeSlower => "quic-handshake-slower",
-            RaceReason::QuicNoAnswer => "quic-no-answer",
-            RaceReason::QuicFailed => "quic-failed",
-            RaceReason::QuicBrokenOrigin => "quic-broken-origin",
-            RaceReason::QuicUnavailable => "quic-unavailable",
+            RaceReason::Pooled => "quic-pooled",
+            RaceReason::First => "quic-first",
+            RaceReason::Faster => "quic-faster",
+            RaceReason::HandshakeSlower => "quic-handshake-slower",
+            RaceReason::NoAnswer => "quic-no-answer",
+            RaceReason::Failed => "quic-failed",
+            RaceReason::BrokenOrigin => "quic-broken-origin",
+            RaceReason::Unavailable => "quic-unavailable",
         }
     }
 }
 
 /// What QUIC's head start was derived from (`profileExtensions.raceHeadStartBasis`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
 pub(crate) enum HeadStartBasis {
     /// The origin's own round-trip time, from an earlier connection to it.
     OriginRtt,
@@ -311,6 +313,7 @@ impl HeadStartBasis {
 /// How one side of the race ended, as far as the hop saw it (`quicAttemptOutcome`,
 /// `tcpAttemptOutcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
 pub(crate) enum AttemptOutcome {
     /// Not started.
     #[default]

@@ -188,12 +188,7 @@ pub(crate) struct QuicPool {
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
     /// quinn's client crypto (TLS) and transport configuration, made on first use: a client's
     /// settings do not change.
-    config: Mutex<
-        Option<(
-            Arc<quinn::crypto::rustls::QuicClientConfig>,
-            Arc<quinn::TransportConfig>,
-        )>,
-    >,
+    config: Mutex<Option<QuicConfigs>>,
     /// The attempt in progress per origin, joined by the uploads that start meanwhile.
     pending: Mutex<HashMap<Origin, Arc<Attempt>>>,
     /// The last smoothed RTT seen on a connection to each origin (QUIC or TCP).
@@ -227,10 +222,19 @@ pub(crate) struct AttemptState {
     pub answered: Option<Instant>,
     /// The handshake completed (and HTTP/3 started) or failed.
     pub end: Option<Instant>,
-    /// The connection, with its connect stamps when this attempt made it (`None`: it was
-    /// already in the pool), or why there is none.
-    pub result: Option<Result<(Arc<QuicConnection>, Option<ConnectStamps>), String>>,
+    /// How it ended.
+    pub result: Option<AttemptResult>,
 }
+
+/// The connection, with its connect stamps when the attempt made it (`None`: it was already in
+/// the pool), or why there is none.
+pub(crate) type AttemptResult = Result<(Arc<QuicConnection>, Option<ConnectStamps>), String>;
+
+/// quinn's crypto (TLS) and transport configuration of a client's connections.
+type QuicConfigs = (
+    Arc<quinn::crypto::rustls::QuicClientConfig>,
+    Arc<quinn::TransportConfig>,
+);
 
 impl Attempt {
     /// Follow the attempt's progress.
@@ -369,18 +373,11 @@ impl QuicPool {
     }
 
     /// quinn's crypto and transport configuration for this client's connections.
-    #[allow(clippy::type_complexity)]
     fn client_config(
         &self,
         tls: &Arc<rustls::ClientConfig>,
         settings: QuicSettings,
-    ) -> Result<
-        (
-            Arc<quinn::crypto::rustls::QuicClientConfig>,
-            Arc<quinn::TransportConfig>,
-        ),
-        String,
-    > {
+    ) -> Result<QuicConfigs, String> {
         let mut cached = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = cached.as_ref() {
             return Ok(config.clone());

@@ -66,7 +66,7 @@ pub(crate) async fn send(
     if !origin.tls {
         record.raced(RaceReport::without_race(
             RaceWinner::Tcp,
-            RaceReason::QuicUnavailable,
+            RaceReason::Unavailable,
         ));
         record.quic_fell_back(
             "QUIC needs an https:// URL (it always runs TLS); plain TCP instead".into(),
@@ -76,14 +76,14 @@ pub(crate) async fn send(
     if ctx.quic.conns.get(origin).is_some() {
         record.raced(RaceReport::without_race(
             RaceWinner::Quic,
-            RaceReason::QuicPooled,
+            RaceReason::Pooled,
         ));
         return send_quic(ctx, upload, hop, task, record, None).await;
     }
     if let Some(why) = ctx.quic.broken(origin) {
         record.raced(RaceReport::without_race(
             RaceWinner::Tcp,
-            RaceReason::QuicBrokenOrigin,
+            RaceReason::BrokenOrigin,
         ));
         record.quic_fell_back(why);
         return tcp::send(ctx, upload, hop, task, record, None).await;
@@ -113,7 +113,7 @@ pub(crate) async fn send(
     let mut race = Race::new(race_start, head_start);
     let mut report = RaceReport {
         head_start: Some((head_start, basis)),
-        ..RaceReport::without_race(RaceWinner::Tcp, RaceReason::QuicFailed)
+        ..RaceReport::without_race(RaceWinner::Tcp, RaceReason::Failed)
     };
     let mut tcp: Option<TcpSide<'_>> = None;
     let mut tcp_ready = None;
@@ -224,7 +224,7 @@ pub(crate) async fn send(
             )
         }
     };
-    if reason == RaceReason::QuicNoAnswer && attempt.claim_broken_mark() {
+    if reason == RaceReason::NoAnswer && attempt.claim_broken_mark() {
         ctx.quic
             .mark_broken(origin, ctx.config.quic_broken_for, &quic_why);
     }

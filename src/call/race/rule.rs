@@ -154,17 +154,17 @@ impl Race {
     pub(crate) fn next(&self, now: Instant) -> Next {
         if self.quic == Side::Ready {
             let reason = if self.tcp.is_some() {
-                RaceReason::QuicFaster
+                RaceReason::Faster
             } else {
-                RaceReason::QuicFirst
+                RaceReason::First
             };
             return Next::Carry(RaceWinner::Quic, reason);
         }
         if self.tcp == Some(Side::Ready) {
             let reason = match (self.quic, self.answered) {
-                (Side::Failed, _) => RaceReason::QuicFailed,
-                (_, true) => RaceReason::QuicHandshakeSlower,
-                (_, false) => RaceReason::QuicNoAnswer,
+                (Side::Failed, _) => RaceReason::Failed,
+                (_, true) => RaceReason::HandshakeSlower,
+                (_, false) => RaceReason::NoAnswer,
             };
             return Next::Carry(RaceWinner::Tcp, reason);
         }
@@ -263,7 +263,7 @@ mod tests {
         r.on(Event::QuicReady);
         assert_eq!(
             r.next(t0 + 20 * MS),
-            Next::Carry(RaceWinner::Quic, RaceReason::QuicFirst)
+            Next::Carry(RaceWinner::Quic, RaceReason::First)
         );
     }
 
@@ -277,15 +277,15 @@ mod tests {
         r.on(Event::QuicReady);
         assert_eq!(
             r.next(t0 + 310 * MS),
-            Next::Carry(RaceWinner::Quic, RaceReason::QuicFaster)
+            Next::Carry(RaceWinner::Quic, RaceReason::Faster)
         );
     }
 
     #[test]
     fn tcp_first_says_whether_quic_had_heard_back() {
         for (answered, reason) in [
-            (false, RaceReason::QuicNoAnswer),
-            (true, RaceReason::QuicHandshakeSlower),
+            (false, RaceReason::NoAnswer),
+            (true, RaceReason::HandshakeSlower),
         ] {
             let (mut r, t0) = race();
             if answered {
@@ -311,7 +311,7 @@ mod tests {
         r.on(Event::TcpReady);
         assert_eq!(
             r.next(t0 + 9 * MS),
-            Next::Carry(RaceWinner::Tcp, RaceReason::QuicFailed)
+            Next::Carry(RaceWinner::Tcp, RaceReason::Failed)
         );
     }
 
@@ -325,7 +325,7 @@ mod tests {
         won.on(Event::QuicReady);
         assert_eq!(
             won.next(t0 + 500 * MS),
-            Next::Carry(RaceWinner::Quic, RaceReason::QuicFaster)
+            Next::Carry(RaceWinner::Quic, RaceReason::Faster)
         );
         r.on(Event::QuicFailed);
         assert_eq!(r.next(t0 + 1000 * MS), Next::BothFailed);

@@ -561,6 +561,7 @@ async fn the_quic_cipher_suite_is_reported_as_over_tcp() {
     // Both ends are rustls with the same provider: the same choice over TLS 1.3 on TCP.
     assert_eq!(t.tls_version, "TLSv1.3");
     assert_eq!(q.cipher_suite, t.cipher_suite);
+    eprintln!("cipher suite over QUIC and over TCP: {}", q.cipher_suite);
 }
 
 /// A front for a sink listening on 127.0.0.1:PORT, on [::1] at the same port (QUIC goes to the

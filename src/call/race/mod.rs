@@ -17,12 +17,13 @@
 //! # What becomes of the loser
 //!
 //! - **A QUIC attempt that loses** goes on in the background until its handshake completes or
-//!   `quic_fallback_after` is over. A connection it completes is pooled: the origin's next
-//!   uploads take it (`quic-pooled`), as Chromium keeps a QUIC session that lost the race
-//!   (`quicAttemptOutcome: "pending"` says the hop left it running). If it fails, the origin is
-//!   marked broken. If TCP won while nothing had come back over UDP, the origin is marked broken
-//!   at once (so the next upload does not pay the head start again), and a late success of the
-//!   attempt forgets it.
+//!   [`rule::QUIC_ATTEMPT_TIMEOUT`] (10 s) is over. A connection it completes is pooled: the
+//!   origin's next uploads take it (`quic-pooled`), as Chromium keeps a QUIC session that lost
+//!   the race (`quicAttemptOutcome: "pending"` says the hop left it running). If it fails, the
+//!   origin is marked broken. If TCP won while nothing had come back over UDP, the origin is
+//!   marked broken at once (so the next upload does not pay the head start again), and a late
+//!   success of the attempt forgets it. Until it ends the attempt holds the client's shared
+//!   state: a client dropped meanwhile lets go of its QUIC sockets then.
 //! - **A TCP attempt that loses** is closed, connected or not (`tcpAttemptOutcome: "closed"`):
 //!   the origin's uploads now go over the QUIC connection, and an idle TCP connection would only
 //!   hold a server slot until its idle timeout.

@@ -2,11 +2,12 @@
 //! `enableQuic`, and by the race (`race`) when TCP carries the hop.
 
 use super::context::Context;
+use super::h2;
+use super::http1;
 use super::multiplexed::{self, MuxOutcome};
 use super::outcome::Response;
 use super::prepare::Upload;
 use super::redirect::Hop;
-use super::{h2, http1};
 use crate::error::UploadError;
 use crate::events::TaskShared;
 use crate::measure::UploadRecord;

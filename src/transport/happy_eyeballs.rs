@@ -102,9 +102,13 @@ where
             let addr = ordered[next];
             next += 1;
             attempts += 1;
-            let started = Instant::now();
             let fut = attempt(addr);
-            running.spawn(async move { (addr, started, fut.await) });
+            running.spawn(async move {
+                // Stamped when the attempt's task runs, just before it connects (not when it
+                // was spawned: on a busy runtime that can be much earlier).
+                let started = Instant::now();
+                (addr, started, fut.await)
+            });
             next_start = now + attempt_delay;
             continue;
         }

@@ -214,7 +214,7 @@ pub(crate) async fn send(
             let heard = match state.answered {
                 Some(at) => format!(
                     "the server answered after {:.1} ms but the handshake had not completed",
-                    (at - race_start).as_secs_f64() * 1000.0
+                    at.saturating_duration_since(race_start).as_secs_f64() * 1000.0
                 ),
                 None => "no answer to the QUIC handshake".to_string(),
             };

@@ -479,6 +479,7 @@ async fn an_origin_that_answers_quic_wins_the_race_every_time() {
     let mut handshakes = Vec::new();
     let mut lines = Vec::new();
     let shared = client_of();
+    let mut previous_rtt = 0.0_f64;
     for i in 0..100 {
         let fresh_client;
         let client = if i < 50 {
@@ -509,10 +510,7 @@ async fn an_origin_that_answers_quic_wins_the_race_every_time() {
         );
         assert_eq!(ext.quic_attempt_outcome, "connected", "upload {i}");
         assert!(!p.socket_reused, "upload {i}: the race ran");
-        assert_eq!(
-            ext.quic_attempt_end,
-            p.connect_end.max(ext.quic_attempt_end)
-        );
+        assert!(ext.quic_attempt_end >= p.connect_end, "upload {i}");
         assert!(ext.quic_server_hello > ext.quic_attempt_start);
         assert!(ext.quic_server_hello <= p.connect_end);
         if ext.race_reason == "quic-first" {
@@ -524,9 +522,19 @@ async fn an_origin_that_answers_quic_wins_the_race_every_time() {
         // The shared client's first upload knows no RTT yet either.
         let basis = if i <= 50 { "default" } else { "origin-rtt" };
         assert_eq!(ext.race_head_start_basis, basis, "upload {i}");
-        if i > 50 {
-            assert_eq!(ext.race_head_start_ms, 25.0, "loopback: the floor");
-        }
+        // 1.5 times the RTT the previous upload measured to the origin, at least 25 ms (on
+        // loopback, the floor); 300 ms when none is known.
+        let head_start = if i <= 50 {
+            300.0
+        } else {
+            (1.5 * previous_rtt).max(25.0)
+        };
+        assert!(
+            (ext.race_head_start_ms - head_start).abs() < 0.01,
+            "upload {i}: head start {} ms, previous RTT {previous_rtt} ms",
+            ext.race_head_start_ms
+        );
+        previous_rtt = p.rtt;
         handshakes.push(p.connect_end - p.connect_start);
         lines.push(line);
     }
@@ -630,11 +638,12 @@ async fn slow_udp_front(port: u16, delay: Duration) -> Option<()> {
 
 #[tokio::test]
 async fn a_quic_handshake_that_completes_after_tcp_won_is_pooled_for_the_next_upload() {
-    // The server's QUIC packets arrive 400 ms late: TCP, started after the 300 ms head start,
-    // carries the first upload; the QUIC attempt goes on, completes, and carries the next.
+    // The server's QUIC packets arrive 700 ms late: TCP, started after the 300 ms head start,
+    // carries the first upload; the QUIC attempt goes on, completes, and carries the next. (700
+    // ms leaves a loaded machine 400 ms to get TCP connected before QUIC's answer is in.)
     let sink = h3_sink().await;
     let port = sink.addr().port();
-    if slow_udp_front(port, Duration::from_millis(400))
+    if slow_udp_front(port, Duration::from_millis(700))
         .await
         .is_none()
     {
@@ -667,12 +676,12 @@ async fn a_quic_handshake_that_completes_after_tcp_won_is_pooled_for_the_next_up
     assert_eq!(ext.race_head_start_ms, 300.0);
     assert_eq!(ext.quic_attempt_outcome, "pending");
     assert!(
-        p.response_end - p.fetch_start < 395.0,
+        p.response_end - p.fetch_start < 690.0,
         "the upload did not wait for QUIC: {:.1} ms",
         p.response_end - p.fetch_start
     );
 
-    // The attempt completes about 400 ms after it started, and is pooled.
+    // The attempt completes about 700 ms after it started, and is pooled.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while client.quic_connections() == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -5,10 +5,10 @@
 //! rustls connection private. [`SuiteWatch`] wraps quinn's own crypto configuration: every
 //! session it starts is quinn's, unchanged, behind a thin [`Session`] that forwards each call
 //! and shows the first bytes of the server's handshake stream to the sans-IO
-//! [`ServerHelloSuite`](crate::proto::tls_hello::ServerHelloSuite), which reads the suite the
-//! server chose from its `ServerHello` (`proto/tls_hello.rs` says why that is exact). Nothing
-//! else is touched: keys, transport parameters and certificate verification are quinn's and
-//! rustls'. One watch per connection attempt, so the suite lands with the attempt that read it.
+//! [`ServerHelloSuite`], which reads the suite the server chose from its `ServerHello`
+//! (`proto/tls_hello.rs` says why that is exact). Nothing else is touched: keys, transport
+//! parameters and certificate verification are quinn's and rustls'. One watch per connection
+//! attempt, so the suite lands with the attempt that read it.
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};

@@ -157,7 +157,9 @@ impl ClientBuilder {
         self
     }
 
-    /// With `enableQuic`: how long the QUIC handshake may take before falling back to TCP.
+    /// With `enableQuic`: the longest an upload waits for QUIC before TCP starts (the ceiling of
+    /// QUIC's head start in the race against TCP; see
+    /// [`ClientConfig::quic_fallback_after`](crate::ClientConfig::quic_fallback_after)).
     pub fn quic_fallback_after(mut self, d: Duration) -> Self {
         self.config.quic_fallback_after = d;
         self

@@ -67,8 +67,12 @@ pub struct ClientConfig {
     /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
     /// kernel default (the whole send buffer). Default 128 KiB.
     pub notsent_lowat: Option<u32>,
-    /// With `enableQuic`: how long the QUIC handshake may take before the upload goes over TCP
-    /// instead (`quicFallback` in the profile's extensions says so). Default 1 s.
+    /// With `enableQuic`: the longest an upload waits for QUIC before TCP starts. QUIC is raced
+    /// against TCP: TCP starts after QUIC's head start (1.5 times the RTT to the origin, at
+    /// least 25 ms; 300 ms when no RTT is known), which is never longer than this; the first
+    /// connection ready carries the upload (`raceWinner`, `raceReason`, `quicFallback` in the
+    /// profile's extensions say which and why). A QUIC reconnect made without a race (a pooled
+    /// QUIC connection that failed under a stream) also waits this long at most. Default 1 s.
     pub quic_fallback_after: Duration,
     /// With `enableQuic`: after QUIC failed for an origin, go straight to TCP for this long
     /// (doubled after each further failure, up to 48 hours; forgotten after a success), as

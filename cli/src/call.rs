@@ -106,7 +106,8 @@ pub struct Args {
     #[arg(long, value_name = "PEM")]
     pub cacert: Vec<PathBuf>,
 
-    /// With enableQuic: how long the QUIC handshake may take before falling back to TCP
+    /// With enableQuic: the longest an upload waits for QUIC before TCP starts alongside (the
+    /// ceiling of QUIC's head start in the race against TCP)
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub quic_fallback_after: u64,
 

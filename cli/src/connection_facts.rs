@@ -1,5 +1,5 @@
 //! The connection facts printed under a waterfall (protocol, peer, reuse, bytes, connection,
-//! TLS, `Expect: 100-continue`, QUIC fallback) and number formatting.
+//! TLS, `Expect: 100-continue`, QUIC against TCP and the fallback) and number formatting.
 //!
 //! Every timestamp of the profile is milliseconds since the Unix epoch from one monotonic clock,
 //! so the difference of two fields is an exact duration; `0` means "did not happen".
@@ -62,6 +62,17 @@ pub fn render_connection(p: &Profile, ext: Option<&ProfileExtensions>, indent: &
             } else {
                 more.push("Expect: 100-continue   no interim answer".to_string());
             }
+        }
+        if !ext.race_winner.is_empty() {
+            let mut race = format!("QUIC vs TCP: {} won ({})", ext.race_winner, ext.race_reason);
+            if !ext.race_head_start_basis.is_empty() {
+                let _ = write!(
+                    race,
+                    "   head start {} ms ({})",
+                    ext.race_head_start_ms, ext.race_head_start_basis
+                );
+            }
+            more.push(race);
         }
         if !ext.quic_fallback.is_empty() {
             more.push(format!("QUIC not used: {}", ext.quic_fallback));
@@ -126,6 +137,26 @@ mod tests {
         let mut v6 = fresh_tls();
         v6.peer_ip = "::1".into();
         assert!(render_connection(&v6, None, "").contains("peer [::1]:8443"));
+    }
+
+    #[test]
+    fn the_race_and_the_fallback_are_shown() {
+        let ext = ProfileExtensions {
+            race_winner: "tcp".into(),
+            race_reason: "quic-no-answer".into(),
+            race_head_start_ms: 300.0,
+            race_head_start_basis: "default".into(),
+            quic_fallback: "no answer to the QUIC handshake".into(),
+            ..ProfileExtensions::default()
+        };
+        let s = render_connection(&fresh_tls(), Some(&ext), "");
+        assert!(
+            s.contains("QUIC vs TCP: tcp won (quic-no-answer)   head start 300 ms (default)"),
+            "{s}"
+        );
+        assert!(s.contains("QUIC not used: no answer"), "{s}");
+        let none = render_connection(&fresh_tls(), Some(&ProfileExtensions::default()), "");
+        assert!(!none.contains("QUIC"), "{none}");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub struct RequestArgs {
     #[arg(long)]
     pub quic: bool,
 
-    /// With --quic: how long the QUIC handshake may take before falling back to TCP
+    /// With --quic: the longest the upload waits for QUIC before TCP starts alongside (the ceiling
+    /// of QUIC's head start in the race against TCP)
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub quic_fallback_after: u64,
 

@@ -36,11 +36,16 @@ pub(crate) async fn open(
     record: &mut UploadRecord,
 ) -> Result<Connection, UploadError> {
     let addrs = resolve(ctx, origin, record).await?;
-    let params = ConnectParams {
-        attempt_delay: ctx.config.happy_eyeballs_delay,
-        notsent_lowat: ctx.config.notsent_lowat,
-    };
-    let (conn, stamps) = connect(origin, &addrs, tls, ctx.next_connection_id(), params).await?;
+    let (conn, stamps) =
+        connect(origin, &addrs, tls, ctx.next_connection_id(), params(ctx)).await?;
     record.connected(&stamps);
     Ok(conn)
+}
+
+/// How this client opens TCP connections.
+pub(crate) fn params(ctx: &Context) -> ConnectParams {
+    ConnectParams {
+        attempt_delay: ctx.config.happy_eyeballs_delay,
+        notsent_lowat: ctx.config.notsent_lowat,
+    }
 }

@@ -35,19 +35,8 @@ impl MuxProtocol for H2 {
         origin: &Origin,
         record: &mut UploadRecord,
     ) -> Result<Result<Arc<H2Connection>, Connection>, UploadError> {
-        let tls = if origin.tls { &ctx.tls_h2 } else { &ctx.tls };
-        let conn = connection::open(ctx, origin, tls, record).await?;
-        if origin.tls && conn.info.alpn != "h2" {
-            ctx.h2.mark_http1_only(origin);
-            return Ok(Err(conn));
-        }
-        let settings = H2Settings {
-            initial_window_size: ctx.config.h2_initial_window_size,
-            initial_connection_window_size: ctx.config.h2_initial_connection_window_size,
-            max_send_buffer_size: ctx.config.h2_max_send_buffer_size,
-            tls_buffer_limit: ctx.config.tls_buffer_limit,
-        };
-        Ok(Ok(H2Connection::handshake(conn, settings).await?))
+        let conn = connection::open(ctx, origin, tls_config(ctx, origin), record).await?;
+        start(ctx, origin, conn).await
     }
 
     fn info(conn: &H2Connection) -> &Arc<ConnectionInfo> {
@@ -90,4 +79,33 @@ impl MuxProtocol for H2 {
     ) -> Result<Response, Failure> {
         super::h2_stream::exchange(conn, stream, input).await
     }
+}
+
+/// The TLS configuration of a new HTTP/2 connection to `origin` (ALPN `h2`; none for h2c).
+pub(crate) fn tls_config<'c>(ctx: &'c Context, origin: &Origin) -> &'c Arc<rustls::ClientConfig> {
+    if origin.tls {
+        &ctx.tls_h2
+    } else {
+        &ctx.tls
+    }
+}
+
+/// HTTP/2 on a connection just opened for it: the handshake, or the connection back (`Err`)
+/// when its server chose HTTP/1.1 by ALPN (remembered for the origin).
+pub(crate) async fn start(
+    ctx: &Context,
+    origin: &Origin,
+    conn: Connection,
+) -> Result<Result<Arc<H2Connection>, Connection>, UploadError> {
+    if origin.tls && conn.info.alpn != "h2" {
+        ctx.h2.mark_http1_only(origin);
+        return Ok(Err(conn));
+    }
+    let settings = H2Settings {
+        initial_window_size: ctx.config.h2_initial_window_size,
+        initial_connection_window_size: ctx.config.h2_initial_connection_window_size,
+        max_send_buffer_size: ctx.config.h2_max_send_buffer_size,
+        tls_buffer_limit: ctx.config.tls_buffer_limit,
+    };
+    Ok(Ok(H2Connection::handshake(conn, settings).await?))
 }

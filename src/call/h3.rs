@@ -1,18 +1,22 @@
-//! HTTP/3 over QUIC for the send loop (`enableQuic`): connections made within the fallback
-//! delay (or the reason to go over TCP instead, remembered per origin), a request sender per
-//! stream, the exchange in `h3_stream`.
+//! HTTP/3 over QUIC for the send loop (`enableQuic`): QUIC connections (Happy Eyeballs over the
+//! origin's addresses, HTTP/3 started on the completed handshake), made by the race against TCP
+//! (`race`) or, when a pooled connection failed under a stream, by the send loop itself; a
+//! request sender per stream, the exchange in `h3_stream`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connection;
 use super::context::Context;
 use super::multiplexed::{MuxProtocol, StreamInput};
 use super::outcome::{Failure, Response};
 use crate::error::UploadError;
-use crate::measure::{ConnectionInfo, Protocol, UploadRecord};
+use crate::measure::{ConnectStamps, ConnectionInfo, Protocol, UploadRecord};
 use crate::transport::mux_pool::MuxPool;
-use crate::transport::quic_conn::{connection_info, H3Sender, QuicConnection, QuicSettings};
+use crate::transport::quic_conn::{
+    connection_info, Attempt, H3Sender, OnAnswer, QuicConnected, QuicConnection, QuicSettings,
+};
 use crate::transport::Origin;
 
 /// HTTP/3 over QUIC.
@@ -30,10 +34,10 @@ impl MuxProtocol for H3 {
         &ctx.quic.conns
     }
 
-    /// Resolve (recorded), connect over QUIC within the fallback delay, and start HTTP/3. The
-    /// inner `Err` is the reason to fall back to TCP (and the origin is then remembered as
-    /// broken); the outer one fails the upload (a name that does not resolve fails over TCP just
-    /// the same).
+    /// A new connection when the hop's pooled or raced one could not take its stream: resolve
+    /// (recorded), connect over QUIC within `quic_fallback_after`, and start HTTP/3, without a
+    /// race (the hop already chose QUIC). The inner `Err` is the reason to go over TCP after all
+    /// (and the origin is then remembered as broken); the outer one fails the upload.
     async fn connect(
         ctx: &Context,
         origin: &Origin,
@@ -43,39 +47,23 @@ impl MuxProtocol for H3 {
             return Ok(Err(why));
         }
         let addrs = connection::resolve(ctx, origin, record).await?;
-        let settings = QuicSettings {
-            send_window: ctx.config.quic_send_window,
-            max_udp_payload: ctx.config.quic_max_udp_payload,
-            idle_timeout: ctx.config.pool_idle_timeout,
-        };
         let started = Instant::now();
-        let connected = ctx
-            .quic
-            .connect(
-                origin,
-                &addrs,
-                &ctx.tls_h3,
-                settings,
-                ctx.config.quic_fallback_after,
-            )
-            .await;
-        let outcome = match connected {
-            Err(why) => Err(format!(
-                "{why}; fell back to TCP after {:.1} ms",
-                started.elapsed().as_secs_f64() * 1000.0
-            )),
-            Ok(connected) => {
-                record.connected(&connected.stamps);
-                start_h3(ctx, connected).await
+        let within = ctx.config.quic_fallback_after;
+        match connect_h3(ctx, origin, &addrs, within, Arc::new(|_| {})).await {
+            Ok((conn, stamps)) => {
+                record.connected(&stamps);
+                ctx.quic.mark_working(origin);
+                Ok(Ok(conn))
             }
-        };
-        match &outcome {
-            Ok(_) => ctx.quic.mark_working(origin),
-            Err(why) => ctx
-                .quic
-                .mark_broken(origin, ctx.config.quic_broken_for, why),
+            Err(why) => {
+                ctx.quic
+                    .mark_broken(origin, ctx.config.quic_broken_for, &why);
+                Ok(Err(format!(
+                    "{why}; fell back to TCP after {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                )))
+            }
         }
-        Ok(outcome)
     }
 
     fn info(conn: &QuicConnection) -> &Arc<ConnectionInfo> {
@@ -96,11 +84,91 @@ impl MuxProtocol for H3 {
     }
 }
 
-/// HTTP/3 on a completed QUIC handshake, if the server agreed to `h3` by ALPN.
-async fn start_h3(
+/// Connect over QUIC to the first of `addrs` that completes the handshake (Happy Eyeballs,
+/// `within` in all) and start HTTP/3 on it: the connection and its connect stamps, or why not.
+async fn connect_h3(
     ctx: &Context,
-    connected: crate::transport::quic_conn::QuicConnected,
-) -> Result<Arc<QuicConnection>, String> {
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    within: Duration,
+    on_answer: OnAnswer,
+) -> Result<(Arc<QuicConnection>, ConnectStamps), String> {
+    let settings = QuicSettings {
+        send_window: ctx.config.quic_send_window,
+        max_udp_payload: ctx.config.quic_max_udp_payload,
+        idle_timeout: ctx.config.pool_idle_timeout,
+    };
+    let connected = ctx
+        .quic
+        .connect(
+            origin,
+            addrs,
+            &ctx.tls_h3,
+            settings,
+            within,
+            ctx.config.happy_eyeballs_delay,
+            on_answer,
+        )
+        .await?;
+    let stamps = connected.stamps;
+    Ok((start_h3(ctx, connected).await?, stamps))
+}
+
+/// Run the QUIC side of a race for `origin` in the background, for `within` at most: the
+/// attempt the caller was told to start by `QuicPool::join_or_start`. It runs to its end
+/// whether or not the uploads watching it are still there: a connection it makes is pooled (and
+/// the origin marked working) even after TCP won, a failure marks the origin broken (once per
+/// attempt).
+pub(crate) fn spawn_attempt(
+    ctx: Arc<Context>,
+    origin: Origin,
+    addrs: Vec<SocketAddr>,
+    attempt: Arc<Attempt>,
+    within: Duration,
+) {
+    tokio::spawn(async move {
+        // One connect per origin at a time: also the send loop's own (H3::connect).
+        let lock = ctx.quic.conns.connect_lock(&origin);
+        let connecting = lock.lock_owned().await;
+        let result = if let Some(conn) = ctx.quic.conns.get(&origin) {
+            Ok((conn, None))
+        } else if let Some(why) = ctx.quic.broken(&origin) {
+            Err(why)
+        } else {
+            attempt.update(|s| s.started = Some(Instant::now()));
+            let watched = attempt.clone();
+            let on_answer: OnAnswer = Arc::new(move |at| {
+                watched.update(|s| {
+                    s.answered.get_or_insert(at);
+                })
+            });
+            match connect_h3(&ctx, &origin, &addrs, within, on_answer).await {
+                Ok((conn, stamps)) => {
+                    ctx.quic.conns.insert(origin.clone(), conn.clone());
+                    ctx.quic.mark_working(&origin);
+                    ctx.quic.note_rtt(&origin, conn.conn.rtt());
+                    Ok((conn, Some(stamps)))
+                }
+                Err(why) => {
+                    if attempt.claim_broken_mark() {
+                        ctx.quic
+                            .mark_broken(&origin, ctx.config.quic_broken_for, &why);
+                    }
+                    Err(why)
+                }
+            }
+        };
+        drop(connecting);
+        ctx.quic.attempt_done(&origin, &attempt);
+        attempt.update(|s| {
+            s.end = Some(Instant::now());
+            s.result = Some(result);
+        });
+    });
+}
+
+/// HTTP/3 on a completed QUIC handshake, if the server agreed to `h3` by ALPN.
+async fn start_h3(ctx: &Context, connected: QuicConnected) -> Result<Arc<QuicConnection>, String> {
     let qconn = connected.conn;
     let peer = connected.peer;
     let alpn = qconn
@@ -110,11 +178,16 @@ async fn start_h3(
     if alpn.as_deref() != Some(b"h3".as_slice()) {
         qconn.close(0u8.into(), b"no h3");
         return Err(format!(
-            "the QUIC server at {peer} did not agree to h3 by ALPN; fell back to TCP"
+            "the QUIC server at {peer} did not agree to h3 by ALPN"
         ));
     }
-    let info = connection_info(ctx.next_connection_id(), peer, connected.attempts);
+    let info = connection_info(
+        ctx.next_connection_id(),
+        peer,
+        connected.attempts,
+        connected.cipher_suite,
+    );
     QuicConnection::start(qconn, info)
         .await
-        .map_err(|e| format!("{}; fell back to TCP", e.detail()))
+        .map_err(|e| e.detail().to_string())
 }

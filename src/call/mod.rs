@@ -4,9 +4,9 @@
 //! ```text
 //! run            timeout and abort around the whole upload
 //!  └ upload      prepare (validate once) → queue → hops until a final response → result
-//!     └ send_hop enableQuic: HTTP/3 (multiplexed::send::<H3>), else TCP;
-//!                enableHttp2: HTTP/2 (multiplexed::send::<H2>), else / declined: HTTP/1.1
-//!                (http1::send, with its stale-connection retry)
+//!     └ send_hop enableQuic: QUIC raced against TCP (race::send), the winner carries the hop;
+//!                over TCP (tcp::send): enableHttp2: HTTP/2 (multiplexed::send::<H2>), else /
+//!                declined: HTTP/1.1 (http1::send, with its stale-connection retry)
 //! ```
 //!
 //! The upload's [`UploadRecord`] goes down with each call, and every layer below returns what
@@ -31,8 +31,11 @@ mod http1_exchange;
 mod multiplexed;
 mod outcome;
 mod prepare;
+#[cfg(feature = "quic")]
+mod race;
 mod redirect;
 mod stream_response;
+mod tcp;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +48,6 @@ use crate::headers::ResponseHeaders;
 use crate::measure::UploadRecord;
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
-use multiplexed::MuxOutcome;
 use outcome::Response;
 use prepare::Upload;
 use redirect::Hop;
@@ -72,7 +74,7 @@ pub(crate) async fn run(
 
 /// Prepare, queue, and send hops until the final response.
 async fn upload(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     options: &UploadOptions,
     task: &TaskShared,
     invoke: Instant,
@@ -91,6 +93,13 @@ async fn upload(
     loop {
         record.fetch_started(Instant::now(), hop.target.origin.tls); // fetchStart
         let response = send_hop(ctx, &upload, &hop, task, &mut record).await?;
+        #[cfg(feature = "quic")]
+        if let Some(rtt) = response.report.rtt_ms {
+            // For the head start of the origin's next race (`race::rule`).
+            if let Ok(rtt) = std::time::Duration::try_from_secs_f64(rtt / 1000.0) {
+                ctx.quic.note_rtt(&hop.target.origin, rtt);
+            }
+        }
         record.exchanged(response.report);
         let status = response.head.status;
         let location = response.head.header("location");
@@ -134,65 +143,24 @@ async fn upload(
 /// One request of the upload (the upload itself, or a redirect hop), over the protocol that
 /// takes it.
 async fn send_hop(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     upload: &Upload,
     hop: &Hop,
     task: &TaskShared,
     record: &mut UploadRecord,
 ) -> Result<Response, UploadError> {
-    let origin = &hop.target.origin;
     if upload.quic {
-        // HTTP/3 over QUIC when asked for; any reason not to (or a failed handshake) is
-        // recorded and the hop goes over TCP.
-        match send_h3(ctx, upload, hop, task, record).await? {
-            MuxOutcome::Done(response) => return Ok(response),
-            MuxOutcome::Declined(why) => {
-                record.quic_fell_back(why);
-                record.forget_connect();
-            }
+        #[cfg(feature = "quic")]
+        return race::send(ctx, upload, hop, task, record).await;
+        #[cfg(not(feature = "quic"))]
+        {
+            use crate::measure::{RaceReason, RaceReport, RaceWinner};
+            record.raced(RaceReport::without_race(
+                RaceWinner::Tcp,
+                RaceReason::Unavailable,
+            ));
+            record.quic_fell_back("this build has no QUIC (cargo feature `quic` off)".into());
         }
     }
-    // HTTP/2 when asked for and possible; a TLS server that answers ALPN with HTTP/1.1 hands
-    // its fresh connection back for an HTTP/1.1 exchange.
-    let mut fresh = None;
-    if upload.http2
-        && (origin.tls || ctx.config.http2_prior_knowledge)
-        && !ctx.h2.is_http1_only(origin)
-    {
-        match multiplexed::send::<h2::H2>(ctx, upload, hop, task, record).await? {
-            MuxOutcome::Done(response) => return Ok(response),
-            MuxOutcome::Declined(conn) => fresh = Some(conn),
-        }
-    }
-    http1::send(ctx, upload, hop, task, record, fresh).await
-}
-
-/// HTTP/3 for the hop, or why not.
-#[cfg(feature = "quic")]
-async fn send_h3(
-    ctx: &Context,
-    upload: &Upload,
-    hop: &Hop,
-    task: &TaskShared,
-    record: &mut UploadRecord,
-) -> Result<MuxOutcome<String>, UploadError> {
-    if !hop.target.origin.tls {
-        return Ok(MuxOutcome::Declined(
-            "QUIC needs an https:// URL (it always runs TLS); plain TCP instead".into(),
-        ));
-    }
-    multiplexed::send::<h3::H3>(ctx, upload, hop, task, record).await
-}
-
-#[cfg(not(feature = "quic"))]
-async fn send_h3(
-    _ctx: &Context,
-    _upload: &Upload,
-    _hop: &Hop,
-    _task: &TaskShared,
-    _record: &mut UploadRecord,
-) -> Result<MuxOutcome<String>, UploadError> {
-    Ok(MuxOutcome::Declined(
-        "this build has no QUIC (cargo feature `quic` off)".into(),
-    ))
+    tcp::send(ctx, upload, hop, task, record, None).await
 }

@@ -74,21 +74,24 @@ pub(crate) enum MuxOutcome<D> {
 }
 
 /// Send the hop as a stream of protocol `P` on the origin's shared connection (made if there is
-/// none).
+/// none). `fresh`: a connection just made for this hop (already pooled, its connect already
+/// recorded), tried first.
 pub(crate) async fn send<P: MuxProtocol>(
     ctx: &Context,
     upload: &Upload,
     hop: &Hop,
     task: &TaskShared,
     record: &mut UploadRecord,
+    mut fresh: Option<Arc<P::Conn>>,
 ) -> Result<MuxOutcome<P::Declined>, UploadError> {
     let origin = &hop.target.origin;
     let pool = P::pool(ctx);
     let mut retried = false;
     loop {
-        let (conn, reused) = match pool.get(origin) {
-            Some(conn) => (conn, true),
-            None => {
+        let (conn, reused) = match (fresh.take(), pool.get(origin)) {
+            (Some(conn), _) => (conn, false),
+            (None, Some(conn)) => (conn, true),
+            (None, None) => {
                 let lock = pool.connect_lock(origin);
                 let _connecting = lock.lock().await;
                 match pool.get(origin) {

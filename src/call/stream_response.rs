@@ -94,7 +94,7 @@ impl Received {
     /// The complete response, with the stream's stamps folded into `report`: the request ended
     /// only if it was completely sent (`request_complete`; an early answer has no `requestEnd`),
     /// and where the tap saw no response start or end, the tail's own instants stand in.
-    pub(super) fn into_response(
+    pub(crate) fn into_response(
         self,
         mut report: ExchangeReport,
         taps: StreamStamps,

@@ -39,3 +39,6 @@ pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
     ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,
 };
+// Without the `quic` feature only the "QUIC unavailable" report is made.
+#[cfg_attr(not(feature = "quic"), allow(unused_imports))]
+pub(crate) use stamps::{AttemptOutcome, HeadStartBasis, RaceReason, RaceReport, RaceWinner};

@@ -172,6 +172,39 @@ pub struct ProfileExtensions {
     /// handshake failed or did not complete in time, the origin is remembered as broken, the URL
     /// is `http://`, ...); empty when QUIC carried it or was not asked for.
     pub quic_fallback: String,
+    /// With `enableQuic`: the transport that carried the request, `"quic"` or `"tcp"`; empty
+    /// without `enableQuic`.
+    pub race_winner: String,
+    /// Why it won: `"quic-pooled"`, `"quic-first"`, `"quic-faster"`, `"quic-handshake-slower"`,
+    /// `"quic-no-answer"`, `"quic-failed"`, `"quic-broken-origin"` or `"quic-unavailable"`
+    /// (`docs/profile.md`, "QUIC raced against TCP").
+    pub race_reason: String,
+    /// QUIC's head start before TCP started alongside, in ms (0 when no race ran).
+    pub race_head_start_ms: f64,
+    /// What the head start was derived from: `"origin-rtt"`, `"client-rtt"`, `"default"`,
+    /// `"recently-broken"`; empty when no race ran.
+    pub race_head_start_basis: String,
+    /// The race's QUIC handshake began (ms since epoch; 0 if QUIC was not tried).
+    pub quic_attempt_start: f64,
+    /// The QUIC server's first handshake flight arrived (0 if none did while the hop waited).
+    pub quic_server_hello: f64,
+    /// The QUIC handshake completed or failed (0 if it was still running when TCP won).
+    pub quic_attempt_end: f64,
+    /// `"connected"`, `"joined"` (a concurrent upload's attempt), `"pending"` (still running
+    /// when TCP won: it goes on, and is pooled if it completes), `"failed"`, or empty.
+    pub quic_attempt_outcome: String,
+    /// Why the QUIC attempt failed (empty otherwise).
+    pub quic_attempt_error: String,
+    /// The race's TCP side started (ms since epoch; 0 if it never did).
+    pub tcp_attempt_start: f64,
+    /// Its TCP connection was established (0 if not, or a pooled connection was used).
+    pub tcp_connect_end: f64,
+    /// Its TLS handshake completed (0 if not).
+    pub tcp_tls_end: f64,
+    /// `"connected"`, `"pooled"`, `"closed"` (QUIC won first), `"failed"`, or empty.
+    pub tcp_attempt_outcome: String,
+    /// Why the TCP attempt failed (empty otherwise).
+    pub tcp_attempt_error: String,
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use super::clock;
 use super::profile::{Profile, ProfileExtensions, Protocol};
 use super::quality::{NetworkQualityEstimator, QualityEstimate};
 use super::stamps::{
-    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, ResolveStamps,
+    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, RaceReason,
+    RaceReport, RaceWinner, ResolveStamps,
 };
 use super::timeline::Timeline;
 
@@ -29,6 +30,8 @@ pub(crate) struct UploadRecord {
     exchange: Option<ExchangeReport>,
     redirects: u32,
     quic_fallback: Option<String>,
+    /// How `enableQuic` chose this hop's transport.
+    race: Option<RaceReport>,
 }
 
 impl UploadRecord {
@@ -43,6 +46,7 @@ impl UploadRecord {
             exchange: None,
             redirects: 0,
             quic_fallback: None,
+            race: None,
         }
     }
 
@@ -62,6 +66,7 @@ impl UploadRecord {
         self.stale_connection_retries = 0;
         self.exchange = None;
         self.quic_fallback = None;
+        self.race = None;
     }
 
     /// Name resolution returned: what it stamped, and which step answered.
@@ -105,13 +110,26 @@ impl UploadRecord {
 
     /// A transport that was tried and not used (a failed QUIC attempt): its connect phases are
     /// forgotten, its name resolution stands.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     pub(crate) fn forget_connect(&mut self) {
         self.timeline.forget_connect();
     }
 
-    /// Why `enableQuic` did not carry this hop.
+    /// Why `enableQuic` did not carry this hop. A hop whose race QUIC had won but whose QUIC
+    /// connection then could not take it (and no new one could be made) went over TCP after
+    /// all: the race's result says so.
     pub(crate) fn quic_fell_back(&mut self, why: String) {
         self.quic_fallback = Some(why);
+        if let Some(race) = self.race.as_mut().filter(|r| r.winner == RaceWinner::Quic) {
+            race.winner = RaceWinner::Tcp;
+            race.reason = RaceReason::Failed;
+        }
+    }
+
+    /// How `enableQuic` chose the hop's transport: QUIC raced against TCP (or why there was no
+    /// race), with both attempts' stamps.
+    pub(crate) fn raced(&mut self, report: RaceReport) {
+        self.race = Some(report);
     }
 
     /// The hop's response was a redirect that is followed.
@@ -305,6 +323,37 @@ impl UploadRecord {
             body_zero_copy_bytes: report.body.zero_copy_bytes,
             body_uncached_reads: report.body.uncached_reads,
             quic_fallback: self.quic_fallback.clone().unwrap_or_default(),
+            ..self.race_extensions()
+        }
+    }
+
+    /// The race's fields of the extensions (all empty / 0 without `enableQuic`).
+    fn race_extensions(&self) -> ProfileExtensions {
+        let Some(race) = &self.race else {
+            return ProfileExtensions::default();
+        };
+        let (q, t) = (&race.quic, &race.tcp);
+        ProfileExtensions {
+            race_winner: race.winner.as_str().to_string(),
+            race_reason: race.reason.as_str().to_string(),
+            race_head_start_ms: race
+                .head_start
+                .map_or(0.0, |(d, _)| round3(d.as_secs_f64() * 1000.0)),
+            race_head_start_basis: race
+                .head_start
+                .map_or("", |(_, basis)| basis.as_str())
+                .to_string(),
+            quic_attempt_start: ms(q.start),
+            quic_server_hello: ms(q.server_hello),
+            quic_attempt_end: ms(q.end),
+            quic_attempt_outcome: q.outcome.as_str().to_string(),
+            quic_attempt_error: q.error.clone().unwrap_or_default(),
+            tcp_attempt_start: ms(t.start),
+            tcp_connect_end: ms(t.connect_end),
+            tcp_tls_end: ms(t.tls_end),
+            tcp_attempt_outcome: t.outcome.as_str().to_string(),
+            tcp_attempt_error: t.error.clone().unwrap_or_default(),
+            ..ProfileExtensions::default()
         }
     }
 
@@ -507,5 +556,59 @@ mod tests {
                 assert_eq!((p.redirect_start, p.redirect_end), (0.0, 0.0));
             }
         }
+    }
+
+    #[test]
+    fn the_race_is_in_the_extensions_and_a_later_fallback_turns_it_to_tcp() {
+        use crate::measure::stamps::{
+            AttemptOutcome, HeadStartBasis, QuicAttemptStamps, TcpAttemptStamps,
+        };
+        let b = Instant::now();
+        let mut r = UploadRecord::new(b);
+        r.fetch_started(b, true);
+        assert_eq!(r.extensions().race_winner, "", "no race without enableQuic");
+        r.raced(RaceReport {
+            winner: RaceWinner::Quic,
+            reason: RaceReason::Faster,
+            head_start: Some((Duration::from_millis(25), HeadStartBasis::OriginRtt)),
+            quic: QuicAttemptStamps {
+                start: at(b, 1),
+                server_hello: at(b, 20),
+                end: at(b, 30),
+                outcome: AttemptOutcome::Connected,
+                error: None,
+            },
+            tcp: TcpAttemptStamps {
+                start: at(b, 26),
+                outcome: AttemptOutcome::Closed,
+                ..Default::default()
+            },
+        });
+        let e = r.extensions();
+        assert_eq!(
+            (e.race_winner.as_str(), e.race_reason.as_str()),
+            ("quic", "quic-faster")
+        );
+        assert_eq!(e.race_head_start_ms, 25.0);
+        assert_eq!(e.race_head_start_basis, "origin-rtt");
+        assert!((e.quic_attempt_end - e.quic_attempt_start - 29.0).abs() < 1e-6);
+        assert!((e.quic_server_hello - e.quic_attempt_start - 19.0).abs() < 1e-6);
+        assert_eq!(e.quic_attempt_outcome, "connected");
+        assert_eq!(e.tcp_attempt_outcome, "closed");
+        assert_eq!((e.tcp_connect_end, e.tcp_tls_end), (0.0, 0.0));
+        assert_eq!(e.quic_fallback, "");
+
+        // QUIC won, but its connection then could not take the stream and none could be made:
+        // TCP carried the hop after all.
+        r.quic_fell_back("the QUIC handshake with 10.0.0.1:443 failed".into());
+        let e = r.extensions();
+        assert_eq!(
+            (e.race_winner.as_str(), e.race_reason.as_str()),
+            ("tcp", "quic-failed")
+        );
+
+        // The next hop starts afresh.
+        r.fetch_started(b + Duration::from_millis(50), true);
+        assert_eq!(r.extensions().race_winner, "");
     }
 }

@@ -84,8 +84,8 @@ pub(crate) struct ConnectionInfo {
     pub attempts: u32,
     /// `"TLSv1.3"` etc.; empty on plain TCP.
     pub tls_version: String,
-    /// The negotiated cipher suite; empty on plain TCP (and over QUIC, which quinn does not
-    /// report).
+    /// The negotiated cipher suite; empty on plain TCP (over QUIC, read from the server's
+    /// `ServerHello`: `transport/quic_tls.rs`).
     pub cipher_suite: String,
     /// The ALPN protocol the server chose; empty if none.
     pub alpn: String,
@@ -226,4 +226,179 @@ pub(crate) struct ExchangeReport {
     /// On a multiplexed connection: when the stream was available to this request (a server's
     /// stream limit may make it wait, which is queue time).
     pub stream_ready_at: Option<Instant>,
+}
+
+/// Which transport carried a hop that `enableQuic` raced (`profileExtensions.raceWinner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RaceWinner {
+    Quic,
+    Tcp,
+}
+
+impl RaceWinner {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RaceWinner::Quic => "quic",
+            RaceWinner::Tcp => "tcp",
+        }
+    }
+}
+
+/// Why the winner carried the hop (`profileExtensions.raceReason`): what became of QUIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
+pub(crate) enum RaceReason {
+    /// An open QUIC connection to the origin took the hop: no race.
+    Pooled,
+    /// QUIC's handshake completed within its head start; TCP never started.
+    First,
+    /// TCP started after the head start, and QUIC still completed first (TCP was closed).
+    Faster,
+    /// TCP was ready first although the QUIC server had answered: its handshake was slower.
+    HandshakeSlower,
+    /// TCP was ready first and nothing had come back over UDP (UDP blackholed or filtered, no
+    /// QUIC listener).
+    NoAnswer,
+    /// The QUIC handshake failed (or the server refused `h3`); TCP carried the hop.
+    Failed,
+    /// QUIC was not tried: it failed for this origin before (the broken-origin memory).
+    BrokenOrigin,
+    /// QUIC was not tried: an `http://` URL, or a build without the `quic` feature.
+    Unavailable,
+}
+
+impl RaceReason {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RaceReason::Pooled => "quic-pooled",
+            RaceReason::First => "quic-first",
+            RaceReason::Faster => "quic-faster",
+            RaceReason::HandshakeSlower => "quic-handshake-slower",
+            RaceReason::NoAnswer => "quic-no-answer",
+            RaceReason::Failed => "quic-failed",
+            RaceReason::BrokenOrigin => "quic-broken-origin",
+            RaceReason::Unavailable => "quic-unavailable",
+        }
+    }
+}
+
+/// What QUIC's head start was derived from (`profileExtensions.raceHeadStartBasis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
+pub(crate) enum HeadStartBasis {
+    /// The origin's own round-trip time, from an earlier connection to it.
+    OriginRtt,
+    /// The client's transport RTT estimate (its network quality estimator), over all origins.
+    ClientRtt,
+    /// No RTT known: the fixed default.
+    Default,
+    /// QUIC to this origin failed before and is being tried again: TCP is not held back.
+    RecentlyBroken,
+}
+
+impl HeadStartBasis {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HeadStartBasis::OriginRtt => "origin-rtt",
+            HeadStartBasis::ClientRtt => "client-rtt",
+            HeadStartBasis::Default => "default",
+            HeadStartBasis::RecentlyBroken => "recently-broken",
+        }
+    }
+}
+
+/// How one side of the race ended, as far as the hop saw it (`quicAttemptOutcome`,
+/// `tcpAttemptOutcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(feature = "quic"), allow(dead_code))]
+pub(crate) enum AttemptOutcome {
+    /// Not started.
+    #[default]
+    NotStarted,
+    /// Connected and carried the hop.
+    Connected,
+    /// QUIC: an attempt of a concurrent upload to the origin completed first, and its
+    /// connection carried the hop.
+    Joined,
+    /// TCP: a pooled connection to the origin was ready (HTTP/2, or an idle HTTP/1.1 one).
+    Pooled,
+    /// QUIC: still handshaking when TCP won. It goes on in the background and, if it completes,
+    /// its connection is pooled for the origin's later uploads.
+    Pending,
+    /// TCP: QUIC won; the TCP attempt (connected or not) was closed.
+    Closed,
+    /// Failed (the reason is beside it).
+    Failed,
+}
+
+impl AttemptOutcome {
+    /// The extension's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::NotStarted => "",
+            AttemptOutcome::Connected => "connected",
+            AttemptOutcome::Joined => "joined",
+            AttemptOutcome::Pooled => "pooled",
+            AttemptOutcome::Pending => "pending",
+            AttemptOutcome::Closed => "closed",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// What the QUIC side of a race measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct QuicAttemptStamps {
+    /// Just before the first address's handshake began (`quicAttemptStart`).
+    pub start: Option<Instant>,
+    /// The server's first handshake flight was in: quinn had its handshake data
+    /// (`quicServerHello`).
+    pub server_hello: Option<Instant>,
+    /// The handshake completed (HTTP/3 started on it) or failed (`quicAttemptEnd`).
+    pub end: Option<Instant>,
+    pub outcome: AttemptOutcome,
+    /// Why it failed (`quicAttemptError`).
+    pub error: Option<String>,
+}
+
+/// What the TCP side of a race measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TcpAttemptStamps {
+    /// TCP started: the head start was over, or QUIC failed (`tcpAttemptStart`).
+    pub start: Option<Instant>,
+    /// The TCP connection was established (`tcpConnectEnd`).
+    pub connect_end: Option<Instant>,
+    /// The TLS handshake completed (`tcpTlsEnd`).
+    pub tls_end: Option<Instant>,
+    pub outcome: AttemptOutcome,
+    /// Why it failed (`tcpAttemptError`).
+    pub error: Option<String>,
+}
+
+/// How `enableQuic` chose the transport of a hop: QUIC raced against TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RaceReport {
+    pub winner: RaceWinner,
+    pub reason: RaceReason,
+    /// QUIC's head start before TCP started alongside, and what it was derived from; `None`
+    /// when no race ran (a pooled QUIC connection, a broken origin, QUIC unavailable).
+    pub head_start: Option<(std::time::Duration, HeadStartBasis)>,
+    pub quic: QuicAttemptStamps,
+    pub tcp: TcpAttemptStamps,
+}
+
+impl RaceReport {
+    /// No race: `winner` carried the hop for `reason`.
+    pub(crate) fn without_race(winner: RaceWinner, reason: RaceReason) -> RaceReport {
+        RaceReport {
+            winner,
+            reason,
+            head_start: None,
+            quic: QuicAttemptStamps::default(),
+            tcp: TcpAttemptStamps::default(),
+        }
+    }
 }

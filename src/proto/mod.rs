@@ -102,6 +102,8 @@ pub mod multipart;
 pub mod request;
 pub mod response;
 pub(crate) mod tcp_acks;
+#[cfg(feature = "quic")]
+pub(crate) mod tls_hello;
 
 pub use mime::guess_content_type;
 pub use multipart::{escape_quoted, BodyPlan, Boundary, FileField, FormField, PlanError};

@@ -18,6 +18,8 @@ pub(crate) mod pool;
 pub(crate) mod quic_conn;
 #[cfg(feature = "quic")]
 pub(crate) mod quic_glue;
+#[cfg(feature = "quic")]
+pub(crate) mod quic_tls;
 pub(crate) mod resolve;
 pub(crate) mod socket;
 pub(crate) mod stream;

@@ -55,6 +55,14 @@ impl Pool {
         found
     }
 
+    /// Whether an idle connection to `origin` is held (not checked for liveness: checkout does
+    /// that).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
+    pub(crate) fn has_idle(&self, origin: &Origin) -> bool {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.get(origin).is_some_and(|list| !list.is_empty())
+    }
+
     /// Return a connection after a clean exchange.
     pub(crate) fn checkin(&self, origin: Origin, mut conn: Connection) {
         conn.idle_since = Instant::now();

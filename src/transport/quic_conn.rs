@@ -9,16 +9,26 @@
 //! before the first Initial packet is queued) and `SSLconnectionEnd == connectEnd` (quinn reports
 //! the handshake complete). 0-RTT is never used: an upload is not idempotent.
 //!
-//! # Falling back, and remembering
+//! The origin's addresses are raced by Happy Eyeballs (RFC 8305, the same procedure as TCP's:
+//! `happy_eyeballs.rs`), each attempt a QUIC handshake; the whole attempt gives up after
+//! [`ClientConfig::quic_fallback_after`](crate::ClientConfig::quic_fallback_after). The cipher
+//! suite is read from the server's `ServerHello` on its way into quinn (`quic_tls.rs`).
 //!
-//! If the handshake fails, or has not completed within
-//! [`ClientConfig::quic_fallback_after`](crate::ClientConfig::quic_fallback_after) (no UDP
-//! listener, UDP blocked on the path), the upload goes over TCP instead (HTTP/2 with
-//! `enableHttp2`, else HTTP/1.1), and the profile's extensions say why (`quicFallback`). The
-//! origin is then marked broken, as browsers mark a broken alternative service: uploads to it go
-//! straight to TCP for [`ClientConfig::quic_broken_for`](crate::ClientConfig::quic_broken_for),
-//! doubled after each further failure (up to 48 hours, Chromium's cap), and forgotten after a
-//! success.
+//! # Racing TCP, and remembering
+//!
+//! The upload races this attempt against TCP (`call/race`): TCP starts after QUIC's head start,
+//! the first usable connection carries the upload. One attempt per origin runs at a time
+//! ([`Attempt`]); uploads that start while it runs join it instead of starting their own. An
+//! attempt that completes after TCP won is not wasted: its connection is pooled for the origin's
+//! later uploads.
+//!
+//! When an attempt fails, or TCP won while nothing had come back over UDP (no listener, UDP
+//! blocked on the path), the origin is marked broken, as browsers mark a broken alternative
+//! service: uploads to it go straight to TCP for
+//! [`ClientConfig::quic_broken_for`](crate::ClientConfig::quic_broken_for), doubled after each
+//! further failure (up to 48 hours, Chromium's cap), and forgotten after a success (also the
+//! late success of the attempt that lost the race). The round-trip times seen per origin are
+//! kept for the head start of its next race.
 //!
 //! # Transport settings
 //!
@@ -39,8 +49,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::happy_eyeballs;
 use super::mux_pool::{Multiplexed, MuxPool};
 use super::quic_glue::{QuicConn, QuicOpener, QuicTapBook};
+use super::quic_tls::{suite_name, SuiteWatch};
 use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::{ConnectStamps, ConnectionInfo};
@@ -166,21 +178,80 @@ impl Multiplexed for QuicConnection {
     }
 }
 
-/// The pooled HTTP/3 connections (one per origin), the client's endpoints, and the origins
-/// where QUIC failed.
+/// The pooled HTTP/3 connections (one per origin), the client's endpoints, the attempts in
+/// progress, the origins where QUIC failed, and the round-trip times seen per origin.
 #[derive(Default)]
 pub(crate) struct QuicPool {
     pub conns: MuxPool<QuicConnection>,
     broken: Mutex<HashMap<Origin, Broken>>,
     /// One UDP endpoint per address family, made on first use.
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
-    /// quinn's client configuration (TLS and transport), made on first use: a client's settings
-    /// do not change.
-    config: Mutex<Option<quinn::ClientConfig>>,
+    /// quinn's client crypto (TLS) and transport configuration, made on first use: a client's
+    /// settings do not change.
+    config: Mutex<Option<QuicConfigs>>,
+    /// The attempt in progress per origin, joined by the uploads that start meanwhile.
+    pending: Mutex<HashMap<Origin, Arc<Attempt>>>,
+    /// The last smoothed RTT seen on a connection to each origin (QUIC or TCP).
+    rtts: Mutex<HashMap<Origin, Duration>>,
 }
 
 /// Chromium's cap on how long an alternative service stays marked broken.
 const BROKEN_AT_MOST: Duration = Duration::from_secs(48 * 3600);
+
+/// Origins whose RTT is remembered, at most (an arbitrary one is forgotten beyond).
+const RTTS_AT_MOST: usize = 1024;
+
+/// Told the instant the server's first handshake flight arrived.
+pub(crate) type OnAnswer = Arc<dyn Fn(Instant) + Send + Sync>;
+
+/// One QUIC connection attempt to an origin, shared by every upload racing it: its progress as
+/// a value each of them watches.
+pub(crate) struct Attempt {
+    state: tokio::sync::watch::Sender<AttemptState>,
+    /// The origin was marked broken for this attempt (it is marked once, by whoever saw it
+    /// fail or go unanswered first).
+    marked_broken: AtomicBool,
+}
+
+/// How far an [`Attempt`] got; each field, once set, stays.
+#[derive(Clone, Default)]
+pub(crate) struct AttemptState {
+    /// The handshake began (the attempt may first wait for another connect to the origin).
+    pub started: Option<Instant>,
+    /// The server's first handshake flight arrived.
+    pub answered: Option<Instant>,
+    /// The handshake completed (and HTTP/3 started) or failed.
+    pub end: Option<Instant>,
+    /// How it ended.
+    pub result: Option<AttemptResult>,
+}
+
+/// The connection, with its connect stamps when the attempt made it (`None`: it was already in
+/// the pool), or why there is none.
+pub(crate) type AttemptResult = Result<(Arc<QuicConnection>, Option<ConnectStamps>), String>;
+
+/// quinn's crypto (TLS) and transport configuration of a client's connections.
+type QuicConfigs = (
+    Arc<quinn::crypto::rustls::QuicClientConfig>,
+    Arc<quinn::TransportConfig>,
+);
+
+impl Attempt {
+    /// Follow the attempt's progress.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<AttemptState> {
+        self.state.subscribe()
+    }
+
+    /// Change the state (and tell the watchers).
+    pub(crate) fn update(&self, f: impl FnOnce(&mut AttemptState)) {
+        self.state.send_modify(f);
+    }
+
+    /// Whether the caller is the one to mark the origin broken for this attempt.
+    pub(crate) fn claim_broken_mark(&self) -> bool {
+        !self.marked_broken.swap(true, Ordering::SeqCst)
+    }
+}
 
 impl QuicPool {
     /// Drop the pooled connections (streams in flight keep theirs until they end).
@@ -229,6 +300,61 @@ impl QuicPool {
             .remove(origin);
     }
 
+    /// QUIC failed for `origin` before, and its broken period is over: it is being tried again
+    /// (until it works, when the failures are forgotten).
+    pub(crate) fn recently_broken(&self, origin: &Origin) -> bool {
+        let broken = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+        broken
+            .get(origin)
+            .is_some_and(|b| b.until <= Instant::now())
+    }
+
+    /// The attempt in progress for `origin`, or a new one (then `true`: the caller runs it, and
+    /// calls [`QuicPool::attempt_done`] when it ends).
+    pub(crate) fn join_or_start(&self, origin: &Origin) -> (Arc<Attempt>, bool) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(attempt) = pending.get(origin) {
+            return (attempt.clone(), false);
+        }
+        let attempt = Arc::new(Attempt {
+            state: tokio::sync::watch::Sender::new(AttemptState::default()),
+            marked_broken: AtomicBool::new(false),
+        });
+        pending.insert(origin.clone(), attempt.clone());
+        (attempt, true)
+    }
+
+    /// `attempt` ended: later uploads start their own.
+    pub(crate) fn attempt_done(&self, origin: &Origin, attempt: &Arc<Attempt>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.get(origin).is_some_and(|a| Arc::ptr_eq(a, attempt)) {
+            pending.remove(origin);
+        }
+    }
+
+    /// A connection to `origin` measured this smoothed RTT.
+    pub(crate) fn note_rtt(&self, origin: &Origin, rtt: Duration) {
+        if rtt.is_zero() {
+            return;
+        }
+        let mut rtts = self.rtts.lock().unwrap_or_else(|p| p.into_inner());
+        if rtts.len() >= RTTS_AT_MOST && !rtts.contains_key(origin) {
+            if let Some(any) = rtts.keys().next().cloned() {
+                rtts.remove(&any);
+            }
+        }
+        rtts.insert(origin.clone(), rtt);
+    }
+
+    /// The last smoothed RTT seen to `origin`, if any.
+    pub(crate) fn origin_rtt(&self, origin: &Origin) -> Option<Duration> {
+        self.rtts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(origin)
+            .copied()
+    }
+
     /// The UDP endpoint for talking to `peer` (one per address family, bound to an ephemeral
     /// port on first use).
     fn endpoint(&self, peer: &SocketAddr) -> Result<quinn::Endpoint, String> {
@@ -246,27 +372,29 @@ impl QuicPool {
         Ok(endpoint)
     }
 
-    /// quinn's configuration for this client's connections.
+    /// quinn's crypto and transport configuration for this client's connections.
     fn client_config(
         &self,
         tls: &Arc<rustls::ClientConfig>,
         settings: QuicSettings,
-    ) -> Result<quinn::ClientConfig, String> {
+    ) -> Result<QuicConfigs, String> {
         let mut cached = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = cached.as_ref() {
             return Ok(config.clone());
         }
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.clone())
             .map_err(|e| format!("no QUIC-capable TLS configuration: {e}"))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(transport_config(settings)));
+        let config = (Arc::new(crypto), Arc::new(transport_config(settings)));
         *cached = Some(config.clone());
         Ok(config)
     }
 
     /// Open a QUIC connection to `origin` at the first of `addrs` that completes the handshake
-    /// within `within`, stamping `connectStart == SSLconnectionStart` and `SSLconnectionEnd ==
-    /// connectEnd`. Fails with the reason to fall back.
+    /// (Happy Eyeballs: a next address after `attempt_delay`, or at once when one fails), within
+    /// `within` in all, stamping `connectStart == SSLconnectionStart` and `SSLconnectionEnd ==
+    /// connectEnd`. `on_answer` hears when a server's first handshake flight arrived. Fails
+    /// with the reason.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn connect(
         &self,
         origin: &Origin,
@@ -274,47 +402,65 @@ impl QuicPool {
         tls: &Arc<rustls::ClientConfig>,
         settings: QuicSettings,
         within: Duration,
+        attempt_delay: Duration,
+        on_answer: OnAnswer,
     ) -> Result<QuicConnected, String> {
-        let config = self.client_config(tls, settings)?;
-        let deadline = tokio::time::Instant::now() + within;
-        let mut last = String::from("no address to connect to");
-        for (tried, addr) in addrs.iter().enumerate() {
-            let attempts = tried as u32 + 1;
-            let endpoint = self.endpoint(addr)?;
-            let start = Instant::now();
-            let connecting = match endpoint.connect_with(config.clone(), *addr, &origin.host) {
-                Ok(c) => c,
-                Err(e) => {
-                    last = format!("{addr}: {e}");
-                    continue;
+        let (crypto, transport) = self.client_config(tls, settings)?;
+        let attempt = |addr: SocketAddr| {
+            let endpoint = self.endpoint(&addr);
+            // A suite watch per attempt: the suite lands with the connection that read it.
+            let (watch, suite) = SuiteWatch::new(crypto.clone());
+            let mut config = quinn::ClientConfig::new(Arc::new(watch));
+            config.transport_config(transport.clone());
+            let host = origin.host.clone();
+            let on_answer = on_answer.clone();
+            async move {
+                let endpoint = endpoint.map_err(|e| format!("{addr}: {e}"))?;
+                let mut connecting = endpoint
+                    .connect_with(config, addr, &host)
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                if connecting.handshake_data().await.is_ok() {
+                    on_answer(Instant::now());
                 }
-            };
-            match tokio::time::timeout_at(deadline, connecting).await {
-                Ok(Ok(conn)) => {
-                    let end = Instant::now();
-                    let stamps = ConnectStamps {
+                match connecting.await {
+                    Ok(conn) => Ok((conn, Instant::now(), suite)),
+                    Err(e) => Err(format!("the QUIC handshake with {addr} failed: {e}")),
+                }
+            }
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        let raced = tokio::time::timeout_at(
+            deadline,
+            happy_eyeballs::race(addrs, attempt_delay, attempt),
+        )
+        .await;
+        match raced {
+            Ok(Ok(won)) => {
+                let (conn, end, suite) = won.conn;
+                let start = won.started;
+                Ok(QuicConnected {
+                    conn,
+                    peer: won.peer,
+                    attempts: won.attempts,
+                    stamps: ConnectStamps {
                         connect_start: Some(start),
                         ssl_connection_start: Some(start),
                         ssl_connection_end: Some(end),
                         connect_end: Some(end),
-                    };
-                    return Ok(QuicConnected {
-                        conn,
-                        peer: *addr,
-                        attempts,
-                        stamps,
-                    });
-                }
-                Ok(Err(e)) => last = format!("the QUIC handshake with {addr} failed: {e}"),
-                Err(_) => {
-                    return Err(format!(
-                        "the QUIC handshake with {addr} did not complete within {} ms",
-                        within.as_millis()
-                    ))
-                }
+                    },
+                    cipher_suite: suite_name(suite.get().copied()),
+                })
+            }
+            Ok(Err(why)) => Err(why),
+            Err(_) => {
+                let to: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                Err(format!(
+                    "the QUIC handshake with {} did not complete within {} ms",
+                    to.join(", "),
+                    within.as_millis()
+                ))
             }
         }
-        Err(last)
     }
 }
 
@@ -325,6 +471,8 @@ pub(crate) struct QuicConnected {
     /// Addresses tried, this one included.
     pub attempts: u32,
     pub stamps: ConnectStamps,
+    /// The negotiated cipher suite, as rustls names it (empty if it could not be read).
+    pub cipher_suite: String,
 }
 
 /// Datagrams quinn puts in one segmentation-offload batch (its `MAX_TRANSMIT_SEGMENTS`).
@@ -352,14 +500,19 @@ fn transport_config(settings: QuicSettings) -> quinn::TransportConfig {
 }
 
 /// The connection's identity for the profile.
-pub(crate) fn connection_info(id: u64, peer: SocketAddr, attempts: u32) -> ConnectionInfo {
+pub(crate) fn connection_info(
+    id: u64,
+    peer: SocketAddr,
+    attempts: u32,
+    cipher_suite: String,
+) -> ConnectionInfo {
     ConnectionInfo {
         id,
         peer,
         attempts,
-        // QUIC always runs TLS 1.3; quinn does not say which cipher suite it negotiated.
+        // QUIC always runs TLS 1.3.
         tls_version: "TLSv1.3".to_string(),
-        cipher_suite: String::new(),
+        cipher_suite,
         alpn: "h3".to_string(),
     }
 }
@@ -412,5 +565,52 @@ mod tests {
         let pool = QuicPool::default();
         pool.mark_broken(&origin(), Duration::ZERO, "refused");
         assert!(pool.broken(&origin()).is_none());
+    }
+
+    #[test]
+    fn an_expired_broken_mark_makes_the_origin_recently_broken_until_it_works() {
+        let pool = QuicPool::default();
+        assert!(!pool.recently_broken(&origin()));
+        pool.mark_broken(&origin(), Duration::from_secs(60), "timed out");
+        assert!(
+            !pool.recently_broken(&origin()),
+            "still broken, not yet retried"
+        );
+        let pool = QuicPool::default();
+        pool.mark_broken(&origin(), Duration::ZERO, "timed out");
+        assert!(pool.recently_broken(&origin()));
+        pool.mark_working(&origin());
+        assert!(!pool.recently_broken(&origin()));
+    }
+
+    #[test]
+    fn uploads_join_the_attempt_in_progress_and_start_their_own_after_it() {
+        let pool = QuicPool::default();
+        let (first, new) = pool.join_or_start(&origin());
+        assert!(new);
+        let (joined, new) = pool.join_or_start(&origin());
+        assert!(!new && Arc::ptr_eq(&first, &joined));
+        assert!(first.claim_broken_mark());
+        assert!(!joined.claim_broken_mark(), "marked once per attempt");
+        pool.attempt_done(&origin(), &first);
+        let (next, new) = pool.join_or_start(&origin());
+        assert!(new && !Arc::ptr_eq(&first, &next));
+        // A late `done` of the old attempt leaves the new one in place.
+        pool.attempt_done(&origin(), &first);
+        assert!(!pool.join_or_start(&origin()).1);
+    }
+
+    #[test]
+    fn rtts_are_remembered_per_origin_and_bounded() {
+        let pool = QuicPool::default();
+        assert_eq!(pool.origin_rtt(&origin()), None);
+        pool.note_rtt(&origin(), Duration::from_millis(20));
+        pool.note_rtt(&origin(), Duration::ZERO); // no sample
+        assert_eq!(pool.origin_rtt(&origin()), Some(Duration::from_millis(20)));
+        for port in 0..(RTTS_AT_MOST as u16 + 10) {
+            let o = Origin { port, ..origin() };
+            pool.note_rtt(&o, Duration::from_millis(1));
+        }
+        assert!(pool.rtts.lock().unwrap().len() <= RTTS_AT_MOST);
     }
 }

@@ -228,6 +228,24 @@ async fn no_udp_listener_falls_back_to_tcp_and_the_origin_is_remembered() {
     // connectStart.
     assert!(p.connect_start - p.fetch_start >= 250.0, "{p:?}");
     assert!(p.ssl_connection_start >= p.connect_start);
+    // The race: nothing came back over UDP, so TCP started after QUIC's head start (no RTT
+    // known yet: the 300 ms default, here also the ceiling) and won; the QUIC attempt was left
+    // running.
+    assert_eq!(ext.race_winner, "tcp");
+    assert_eq!(ext.race_reason, "quic-no-answer");
+    assert_eq!(ext.race_head_start_ms, 300.0);
+    assert_eq!(ext.race_head_start_basis, "default");
+    assert_eq!(ext.quic_attempt_outcome, "pending");
+    assert_eq!(ext.quic_server_hello, 0.0);
+    assert_eq!(ext.quic_attempt_end, 0.0);
+    let tcp_after = ext.tcp_attempt_start - ext.quic_attempt_start;
+    assert!(
+        (300.0..400.0).contains(&tcp_after),
+        "TCP started {tcp_after} ms after QUIC"
+    );
+    assert_eq!(ext.tcp_attempt_outcome, "connected");
+    assert!(ext.tcp_connect_end >= ext.tcp_attempt_start && ext.tcp_tls_end >= ext.tcp_connect_end);
+    assert_eq!(ext.tcp_tls_end, p.ssl_connection_end);
 
     // Remembered: the next upload goes straight to TCP, and says why; with enableHttp2 it is h2.
     let res = client
@@ -243,6 +261,11 @@ async fn no_udp_listener_falls_back_to_tcp_and_the_origin_is_remembered() {
         ext.quic_fallback
     );
     assert!(p.connect_start - p.fetch_start < 250.0, "{p:?}");
+    assert_eq!(
+        (ext.race_winner.as_str(), ext.race_reason.as_str()),
+        ("tcp", "quic-broken-origin")
+    );
+    assert_eq!((ext.quic_attempt_start, ext.tcp_attempt_start), (0.0, 0.0));
 }
 
 #[tokio::test]
@@ -411,5 +434,281 @@ async fn a_dropped_client_leaves_no_socket_or_connection_behind() {
         open_fds() <= before,
         "descriptors {before} -> {}",
         open_fds()
+    );
+}
+
+/// The race's figures of one upload, for the summaries the race tests print.
+fn race_line(p: &uploadfile::Profile, ext: &uploadfile::ProfileExtensions) -> String {
+    format!(
+        "{} {} head start {} ms ({}), connect {:.2} ms",
+        ext.race_winner,
+        ext.race_reason,
+        ext.race_head_start_ms,
+        ext.race_head_start_basis,
+        p.connect_end - p.connect_start
+    )
+}
+
+/// Percentiles (0, 50, 90, 100) of `v`, for the printed summaries.
+fn spread(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "min {:.2} / median {:.2} / p90 {:.2} / max {:.2} ms",
+        at(0.0),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    )
+}
+
+#[tokio::test]
+async fn an_origin_that_answers_quic_wins_the_race_every_time() {
+    // 50 uploads, each with a new client (no RTT known: the 300 ms default head start), then
+    // 50 on one client with its connections closed before each (the race runs every time, with
+    // the origin's RTT known: the head start's floor). QUIC must win all 100.
+    let sink = h3_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 10_000);
+    let client_of = || {
+        Client::builder()
+            .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+            .build()
+            .unwrap()
+    };
+    let mut handshakes = Vec::new();
+    let mut lines = Vec::new();
+    let shared = client_of();
+    let mut previous_rtt = 0.0_f64;
+    for i in 0..100 {
+        let fresh_client;
+        let client = if i < 50 {
+            fresh_client = client_of();
+            &fresh_client
+        } else {
+            shared.close_idle_connections();
+            &shared
+        };
+        let res = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.upload_file(quic_options(sink.url("/upload"), &file).enable_http2(true)),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let (p, ext) = (res.profile.unwrap(), res.profile_extensions.unwrap());
+        let line = race_line(&p, &ext);
+        assert_eq!(
+            p.protocol, "quic",
+            "upload {i}: {line}; {}",
+            ext.quic_fallback
+        );
+        assert_eq!(ext.race_winner, "quic", "upload {i}: {line}");
+        assert!(
+            ext.race_reason == "quic-first" || ext.race_reason == "quic-faster",
+            "upload {i}: {line}"
+        );
+        assert_eq!(ext.quic_attempt_outcome, "connected", "upload {i}");
+        assert!(!p.socket_reused, "upload {i}: the race ran");
+        assert!(ext.quic_attempt_end >= p.connect_end, "upload {i}");
+        assert!(ext.quic_server_hello > ext.quic_attempt_start);
+        assert!(ext.quic_server_hello <= p.connect_end);
+        if ext.race_reason == "quic-first" {
+            assert_eq!(ext.tcp_attempt_start, 0.0, "upload {i}: TCP never started");
+            assert_eq!(ext.tcp_attempt_outcome, "");
+        } else {
+            assert_eq!(ext.tcp_attempt_outcome, "closed", "upload {i}");
+        }
+        // The shared client's first upload knows no RTT yet either.
+        let basis = if i <= 50 { "default" } else { "origin-rtt" };
+        assert_eq!(ext.race_head_start_basis, basis, "upload {i}");
+        // 1.5 times the RTT the previous upload measured to the origin, at least 25 ms (on
+        // loopback, the floor); 300 ms when none is known.
+        let head_start = if i <= 50 {
+            300.0
+        } else {
+            (1.5 * previous_rtt).max(25.0)
+        };
+        assert!(
+            (ext.race_head_start_ms - head_start).abs() < 0.01,
+            "upload {i}: head start {} ms, previous RTT {previous_rtt} ms",
+            ext.race_head_start_ms
+        );
+        previous_rtt = p.rtt;
+        handshakes.push(p.connect_end - p.connect_start);
+        lines.push(line);
+    }
+    let faster = lines.iter().filter(|l| l.contains("quic-faster")).count();
+    eprintln!(
+        "QUIC won 100 of 100 races ({} with TCP started alongside); QUIC handshakes: {}",
+        faster,
+        spread(handshakes)
+    );
+}
+
+#[tokio::test]
+async fn the_quic_cipher_suite_is_reported_as_over_tcp() {
+    let sink = h3_sink().await;
+    let client = quic_client(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 1000);
+    let over_quic = client
+        .upload_file(quic_options(sink.url("/upload"), &file))
+        .await
+        .unwrap();
+    let over_tcp = client
+        .upload_file(UploadOptions::new(sink.url("/upload"), &file, "file"))
+        .await
+        .unwrap();
+    let (q, t) = (
+        over_quic.profile_extensions.unwrap(),
+        over_tcp.profile_extensions.unwrap(),
+    );
+    assert_eq!(over_quic.profile.unwrap().protocol, "quic");
+    assert!(q.cipher_suite.starts_with("TLS13_"), "{:?}", q.cipher_suite);
+    // Both ends are rustls with the same provider: the same choice over TLS 1.3 on TCP.
+    assert_eq!(t.tls_version, "TLSv1.3");
+    assert_eq!(q.cipher_suite, t.cipher_suite);
+    eprintln!("cipher suite over QUIC and over TCP: {}", q.cipher_suite);
+}
+
+/// A front for a sink listening on 127.0.0.1:PORT, on [::1] at the same port (QUIC goes to the
+/// URL's port): TCP straight through, UDP with every datagram from the server held back by
+/// `delay` (a QUIC server that is slow to answer). `None` (with the reason printed) where
+/// [::1]:PORT cannot be had. Runs until the test's runtime ends.
+async fn slow_udp_front(port: u16, delay: Duration) -> Option<()> {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+    let front: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (tcp, udp) = match (TcpListener::bind(front).await, UdpSocket::bind(front).await) {
+        (Ok(t), Ok(u)) => (t, Arc::new(u)),
+        (t, u) => {
+            eprintln!(
+                "skipped: cannot listen on {front}: {:?} {:?}",
+                t.err(),
+                u.err()
+            );
+            return None;
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        let mut relays: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let relay = match relays.get(&from) {
+                Some(r) => r.clone(),
+                None => {
+                    let Ok(r) = UdpSocket::bind("127.0.0.1:0").await else {
+                        continue;
+                    };
+                    let r = Arc::new(r);
+                    relays.insert(from, r.clone());
+                    let (back, front_socket) = (r.clone(), udp.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_536];
+                        while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                            let datagram = buf[..n].to_vec();
+                            let front_socket = front_socket.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = front_socket.send_to(&datagram, from).await;
+                            });
+                        }
+                    });
+                    r
+                }
+            };
+            let _ = relay.send_to(&buf[..n], upstream).await;
+        }
+    });
+    Some(())
+}
+
+#[tokio::test]
+async fn a_quic_handshake_that_completes_after_tcp_won_is_pooled_for_the_next_upload() {
+    // The server's QUIC packets arrive 700 ms late: TCP, started after the 300 ms head start,
+    // carries the first upload; the QUIC attempt goes on, completes, and carries the next. (700
+    // ms leaves a loaded machine 400 ms to get TCP connected before QUIC's answer is in.)
+    let sink = h3_sink().await;
+    let port = sink.addr().port();
+    if slow_udp_front(port, Duration::from_millis(700))
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let client = Client::builder()
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 10_000);
+    let url = format!("https://[::1]:{port}/upload");
+
+    let first = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.upload_file(quic_options(url.clone(), &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let (p, ext) = (first.profile.unwrap(), first.profile_extensions.unwrap());
+    eprintln!(
+        "first upload: {}; {}",
+        race_line(&p, &ext),
+        ext.quic_fallback
+    );
+    assert_eq!(p.protocol, "http1.1");
+    assert_eq!(ext.race_winner, "tcp");
+    assert_eq!(ext.race_reason, "quic-no-answer");
+    assert_eq!(ext.race_head_start_ms, 300.0);
+    assert_eq!(ext.quic_attempt_outcome, "pending");
+    assert!(
+        p.response_end - p.fetch_start < 690.0,
+        "the upload did not wait for QUIC: {:.1} ms",
+        p.response_end - p.fetch_start
+    );
+
+    // The attempt completes about 700 ms after it started, and is pooled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.quic_connections() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.quic_connections(),
+        1,
+        "the late QUIC connection was pooled"
+    );
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.upload_file(quic_options(url, &file)),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let v = verdict(&second);
+    let (p, ext) = (second.profile.unwrap(), second.profile_extensions.unwrap());
+    assert_eq!(p.protocol, "quic", "{}", ext.quic_fallback);
+    assert_eq!(
+        (ext.race_winner.as_str(), ext.race_reason.as_str()),
+        ("quic", "quic-pooled")
+    );
+    assert!(p.socket_reused);
+    assert_eq!(ext.quic_fallback, "");
+    assert_eq!(
+        v["files"][0]["sha256"].as_str().unwrap(),
+        sha256_file(&file)
     );
 }

@@ -32,9 +32,11 @@ pub(crate) mod quality;
 mod record;
 pub(crate) mod stamps;
 mod timeline;
+mod trace;
 
 pub use profile::{Profile, ProfileExtensions, Protocol};
 pub(crate) use record::UploadRecord;
+pub(crate) use trace::UploadTrace;
 pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
     ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,

@@ -36,8 +36,8 @@ mod trace;
 
 pub use profile::{Profile, ProfileExtensions, Protocol};
 pub(crate) use record::UploadRecord;
-pub(crate) use trace::UploadTrace;
 pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
     ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,
 };
+pub(crate) use trace::UploadTrace;

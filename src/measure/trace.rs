@@ -137,12 +137,7 @@ mod on {
     impl UploadTrace {
         pub(crate) fn start(url: &str, invoke: Instant) -> UploadTrace {
             UploadTrace {
-                span: tracing::info_span!(
-                    "upload",
-                    url,
-                    protocol = Empty,
-                    connection_id = Empty
-                ),
+                span: tracing::info_span!("upload", url, protocol = Empty, connection_id = Empty),
                 invoke,
             }
         }
@@ -277,7 +272,13 @@ mod on {
             extensions: Option<&ProfileExtensions>,
         ) {
             let p = profile.map(|p| phases(p, extensions));
-            let d = |phase: Phase| p.as_ref().and_then(|p| p.duration(phase));
+            // Rounded as the profile's own values are (a difference of two epoch times carries
+            // the float noise of their magnitude).
+            let d = |phase: Phase| {
+                p.as_ref()
+                    .and_then(|p| p.duration(phase))
+                    .map(clock::round_to_micros)
+            };
             let total_ms = p
                 .as_ref()
                 .and_then(|p| p.total())

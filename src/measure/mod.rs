@@ -22,6 +22,8 @@
 //! Also here, because they only read measurements: the project's one [`clock`], the network
 //! quality estimator ([`quality`]), both pure functions of the instants they are given, and the
 //! one phase model ([`phases`]) that turns a finished profile into the spans the CLI draws.
+//! With the cargo feature `tracing`, the record also reports each fold as it happens, as a
+//! `tracing` event in the upload's span (`trace.rs`: the one place that knows `tracing`).
 
 pub mod clock;
 pub mod phases;

@@ -41,9 +41,12 @@
 //!
 //! The events say what happened; the profile also says, by the original's rules, what did not
 //! (a reused connection's DNS and connect fields equal `fetchStart`, plain HTTP's SSL fields are
-//! 0). So a phase that did not happen has no event, and a phase that happened more than once
-//! (a stale connection replaced, a redirect hop, a QUIC attempt given up) has an event each
-//! time: the last one of each name is the profile's value, and every such value has an event.
+//! 0), and it reports only the connection that carried the final request. So a phase that did
+//! not happen has no event, and some events are superseded by later ones: after a `redirect` or
+//! a `retry` the profile forgets the name resolution, connect and exchange before it, after a
+//! `quicFallback` the QUIC attempt's connect, and a field stamped again (`streamSlotWait`) keeps
+//! its last value. Every event that is not superseded carries exactly the profile's value, and
+//! every field of the profile that happened has such an event (`tests/suite/tracing_events.rs`).
 //! Emitting once at the end from the finished profile would have matched the profile by
 //! construction, but says nothing about an upload that never finishes, nothing about retries,
 //! and nothing when `enableProfile` is off; the live events do all three.

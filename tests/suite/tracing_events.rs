@@ -206,10 +206,46 @@ fn field_ms(profile: &Profile, ext: &ProfileExtensions, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} is a time field of the profile or its extensions"))
 }
 
-/// The boundary events of one upload match its profile: the last event of each name carries
-/// exactly the field's value in `at` (an earlier one was superseded: a `streamSlotWait`, a
-/// `retry` or a `redirect` comes between them), every field that is not 0 and happened has an
-/// event, and the fresh-connection phases come in `docs/profile.md`'s order with
+/// Name resolution's fields, a connect's and an exchange's: what the profile forgets of a hop
+/// that was redirected, of a connection given up (`retry`) and, but for resolution, of a QUIC
+/// attempt given up (`quicFallback`).
+const RESOLVE_FIELDS: [&str; 4] = [
+    "httpDNSDomainLookUpStart",
+    "httpDNSDomainLookUpEnd",
+    "domainLookUpStart",
+    "domainLookUpEnd",
+];
+const CONNECT_FIELDS: [&str; 4] = [
+    "connectStart",
+    "SSLconnectionStart",
+    "SSLconnectionEnd",
+    "connectEnd",
+];
+const EXCHANGE_FIELDS: [&str; 7] = [
+    "requestStart",
+    "requestHeadEnd",
+    "firstInterimResponse",
+    "requestEnd",
+    "bodyAckedEnd",
+    "responseStart",
+    "responseEnd",
+];
+
+/// Whether a boundary event named `field` is superseded by the event `later`, as
+/// `src/measure/trace.rs` documents: the same field stamped again, or a redirect, retry or QUIC
+/// fallback that makes the profile forget it.
+fn supersedes(later: &str, field: &str) -> bool {
+    let connect_or_exchange = CONNECT_FIELDS.contains(&field) || EXCHANGE_FIELDS.contains(&field);
+    later == field
+        || (["redirect", "retry"].contains(&later)
+            && (connect_or_exchange || RESOLVE_FIELDS.contains(&field)))
+        || (later == "quicFallback" && connect_or_exchange)
+}
+
+/// The boundary events of one upload match its profile: each event that nothing later
+/// supersedes carries exactly the field's value in `at` (a field stamped twice has a
+/// `streamSlotWait`, `retry` or `redirect` between), every field that is not 0 and happened has
+/// such an event, and the fresh-connection phases come in `docs/profile.md`'s order with
 /// non-decreasing times.
 fn assert_events_match_profile(events: &[Seen], profile: &Profile, ext: &ProfileExtensions) {
     let invoke = profile.invoke_start;
@@ -229,26 +265,31 @@ fn assert_events_match_profile(events: &[Seen], profile: &Profile, ext: &Profile
             name(e),
             at - invoke
         );
-        match events[i + 1..]
-            .iter()
-            .position(|later| name(later) == name(e))
-        {
-            Some(j) => assert!(
-                events[i + 1..i + 1 + j].iter().any(|between| [
-                    "streamSlotWait",
-                    "retry",
-                    "redirect"
-                ]
-                .contains(&name(between))),
+        let later = &events[i + 1..];
+        if let Some(j) = later.iter().position(|l| name(l) == name(e)) {
+            assert!(
+                later[..j]
+                    .iter()
+                    .any(|b| ["streamSlotWait", "retry", "redirect"].contains(&name(b))),
                 "{} twice, with nothing that supersedes it between: {events:#?}",
                 name(e)
-            ),
-            None => {
-                assert_eq!(at, field_ms(profile, ext, name(e)), "{}: {f:?}", name(e));
-                boundaries.push(e);
-            }
+            );
+        }
+        if !later.iter().any(|l| supersedes(name(l), name(e))) {
+            assert_eq!(at, field_ms(profile, ext, name(e)), "{}: {f:?}", name(e));
+            boundaries.push(e);
         }
     }
+    for f in OTHER_BOUNDARIES {
+        let value = field_ms(profile, ext, f);
+        let seen = boundaries.iter().any(|e| name(e) == f);
+        assert_eq!(
+            seen,
+            value != 0.0,
+            "{f} = {value} in the profile: {events:#?}"
+        );
+    }
+    boundaries.retain(|e| BOUNDARIES.contains(&name(e)));
     let names: Vec<&str> = boundaries.iter().map(|e| name(e)).collect();
     // On a reused connection DNS, connect and TLS did not happen: the profile puts them at
     // fetchStart by the original's rule, and there is no event for them.
@@ -424,4 +465,96 @@ async fn failures_are_events_with_their_err_msg() {
         assert_eq!(name(events.last().unwrap()), "fail");
         assert_eq!(name(&events[0]), "invokeStart", "{events:#?}");
     }
+}
+
+/// A same-origin redirect: the first hop's events, `redirect`, the final hop's, then
+/// `redirectStart` and `redirectEnd`; the events that nothing supersedes are the profile's.
+#[tokio::test(flavor = "current_thread")]
+async fn a_redirect_is_an_event_and_the_final_hop_is_the_profile() {
+    let (collected, _guard) = collector();
+    let sink = Sink::start(SinkConfig {
+        tls: true,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("sink starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::make_file(dir.path(), "a.bin", 64 * 1024);
+    let client = client_for(&sink);
+    let url = sink.url("/upload?redirect=307&to=%2Fupload%3Fdone%3D1");
+    let res = upload(&client, UploadOptions::new(url.clone(), &file, "file")).await;
+    assert_eq!(res.status_code, 200);
+    let profile = res.profile.as_ref().unwrap();
+    let ext = res.profile_extensions.as_ref().unwrap();
+    assert_eq!(ext.redirects, 1);
+    assert!(profile.redirect_start > 0.0, "{profile:?}");
+    let (_, events) = collected.upload(&url);
+    let names: Vec<&str> = events.iter().map(name).collect();
+    let redirect = names
+        .iter()
+        .position(|n| *n == "redirect")
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(fields(&events[redirect])["redirects"], json!(1));
+    for f in ["fetchStart", "connectStart", "requestStart", "responseEnd"] {
+        assert!(
+            names[..redirect].contains(&f),
+            "{f} in the first hop: {names:?}"
+        );
+    }
+    for f in [
+        "fetchStart",
+        "requestStart",
+        "responseEnd",
+        "redirectStart",
+        "redirectEnd",
+    ] {
+        assert!(
+            names[redirect..].contains(&f),
+            "{f} after the redirect: {names:?}"
+        );
+    }
+    assert_events_match_profile(&events, profile, ext);
+}
+
+/// `enableQuic` to an origin without HTTP/3: the fallback is an event (INFO) with the reason the
+/// profile gives, and the TCP connection's phases are the profile's.
+#[tokio::test(flavor = "current_thread")]
+async fn a_quic_fallback_is_an_event_with_its_reason() {
+    let (collected, _guard) = collector();
+    let sink = Sink::start(SinkConfig {
+        tls: true,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("sink starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::make_file(dir.path(), "a.bin", 64 * 1024);
+    let client = Client::builder()
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .quic_fallback_after(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = sink.url("/upload");
+    let res = upload(
+        &client,
+        UploadOptions::new(url.clone(), &file, "file").enable_quic(true),
+    )
+    .await;
+    let profile = res.profile.as_ref().unwrap();
+    let ext = res.profile_extensions.as_ref().unwrap();
+    assert_eq!(profile.protocol, "http1.1");
+    assert_ne!(ext.quic_fallback, "");
+    let (span, events) = collected.upload(&url);
+    assert_eq!(span["protocol"], "http/1.1");
+    let fallback: Vec<&Seen> = events
+        .iter()
+        .filter(|e| name(e) == "quicFallback")
+        .collect();
+    assert_eq!(fallback.len(), 1, "{events:#?}");
+    let Seen::Event { level, fields, .. } = fallback[0] else {
+        unreachable!()
+    };
+    assert_eq!(*level, Level::INFO);
+    assert_eq!(fields["why"], ext.quic_fallback.as_str());
+    assert_events_match_profile(&events, profile, ext);
 }

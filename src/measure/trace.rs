@@ -57,9 +57,8 @@
 //! type whose methods are empty and inlined: no field, no branch, no `tracing` code of this crate
 //! is compiled (the `tracing` crate itself is still in the build: h2 and quinn use it).
 
-use super::stamps::{ConnectStamps, ConnectionUse, ExchangeStamps, ResolveStamps};
-use crate::error::UploadError;
-use crate::measure::profile::{Profile, ProfileExtensions};
+// The two shims import what they need from where it is defined, never from this module: a
+// child that uses its parent while the parent re-exports the child is a module cycle.
 
 #[cfg(feature = "tracing")]
 pub(crate) use on::UploadTrace;
@@ -74,14 +73,11 @@ mod on {
     use tracing::field::Empty;
     use tracing::Span;
 
-    use super::super::clock;
-    use super::super::phases::{phases, Phase};
-    use super::super::profile::Protocol;
-    use super::{
-        ConnectStamps, ConnectionUse, ExchangeStamps, Profile, ProfileExtensions, ResolveStamps,
-        UploadError,
-    };
-    use crate::error::ErrorKind;
+    use crate::error::{ErrorKind, UploadError};
+    use crate::measure::clock;
+    use crate::measure::phases::{phases, Phase};
+    use crate::measure::profile::{Profile, ProfileExtensions, Protocol};
+    use crate::measure::stamps::{ConnectStamps, ConnectionUse, ExchangeStamps, ResolveStamps};
 
     /// The upload's span, and where its clock starts.
     #[derive(Debug, Clone)]
@@ -342,10 +338,9 @@ mod on {
 mod off {
     use std::time::Instant;
 
-    use super::{
-        ConnectStamps, ConnectionUse, ExchangeStamps, Profile, ProfileExtensions, ResolveStamps,
-        UploadError,
-    };
+    use crate::error::UploadError;
+    use crate::measure::profile::{Profile, ProfileExtensions};
+    use crate::measure::stamps::{ConnectStamps, ConnectionUse, ExchangeStamps, ResolveStamps};
 
     /// Nothing: the feature `tracing` is off.
     #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@ use crate::config::ClientConfig;
 use crate::dns::{HttpDnsConfig, Resolve, SystemResolver};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
+use crate::measure::UploadTrace;
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use crate::task::UploadTask;
@@ -323,13 +324,25 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         let context = self.context.clone();
         let task = shared.clone();
-        self.runtime.spawn(async move {
-            let result = crate::call::run(context, options, task, invoke).await;
+        // The upload's span (feature `tracing`; nothing without it) covers the whole task.
+        let trace = UploadTrace::start(&options.url, invoke);
+        let span = trace.clone();
+        let upload = async move {
+            let result = crate::call::run(context, options, task, invoke, trace.clone()).await;
+            match &result {
+                Ok(s) => trace.succeeded(
+                    s.status_code,
+                    s.profile.as_ref(),
+                    s.profile_extensions.as_ref(),
+                ),
+                Err(e) => trace.failed(e),
+            }
             if let Some(callbacks) = callbacks {
                 callbacks.deliver(&result);
             }
             let _ = tx.send(result);
-        });
+        };
+        self.runtime.spawn(span.instrument(upload));
         UploadTask::new(shared, rx)
     }
 

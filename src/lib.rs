@@ -38,6 +38,12 @@
 //!   HTTP/1.1 exchange as a state machine, the h2 frame parser. Bytes and events in and out.
 //! - `sys`: the only `unsafe`: socket options, `TCP_INFO`, TX_ACK timestamps, `sendfile`.
 //!
+//! ## Cargo features
+//!
+//! `ring` (default) or `aws-lc-rs`: the TLS crypto provider. `quic` (default): HTTP/3 for
+//! `enableQuic`. `tracing` (off by default): one `tracing` span per upload and an event at each
+//! phase boundary, named as the profile names it (`docs/profile.md`, "The phases in `tracing`").
+//!
 //! See `docs/architecture.md`, `docs/profile.md` and `docs/errors.md` in the repository.
 
 // `unsafe` is forbidden in every module but `sys` (each `mod` below says so), and denied here.

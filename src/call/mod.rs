@@ -45,7 +45,7 @@ pub(crate) use context::Context;
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::headers::ResponseHeaders;
-use crate::measure::UploadRecord;
+use crate::measure::{UploadRecord, UploadTrace};
 use crate::options::UploadOptions;
 use crate::success::UploadSuccess;
 use outcome::Response;
@@ -58,6 +58,7 @@ pub(crate) async fn run(
     options: UploadOptions,
     task: Arc<TaskShared>,
     invoke: Instant,
+    trace: UploadTrace,
 ) -> Result<UploadSuccess, UploadError> {
     if task.is_aborted() {
         return Err(UploadError::abort());
@@ -66,7 +67,7 @@ pub(crate) async fn run(
     tokio::select! {
         biased;
         _ = task.aborted() => Err(UploadError::abort()),
-        r = tokio::time::timeout_at(deadline, upload(&ctx, &options, &task, invoke)) => {
+        r = tokio::time::timeout_at(deadline, upload(&ctx, &options, &task, invoke, trace)) => {
             r.unwrap_or_else(|_| Err(UploadError::timeout()))
         }
     }
@@ -78,8 +79,9 @@ async fn upload(
     options: &UploadOptions,
     task: &TaskShared,
     invoke: Instant,
+    trace: UploadTrace,
 ) -> Result<UploadSuccess, UploadError> {
-    let mut record = UploadRecord::new(invoke);
+    let mut record = UploadRecord::new(invoke).traced(trace);
     let (upload, mut hop) = prepare::prepare(options, &ctx.config).await?;
 
     let queue_start = Instant::now(); // queueStart

@@ -22,6 +22,8 @@
 //! Also here, because they only read measurements: the project's one [`clock`], the network
 //! quality estimator ([`quality`]), both pure functions of the instants they are given, and the
 //! one phase model ([`phases`]) that turns a finished profile into the spans the CLI draws.
+//! With the cargo feature `tracing`, the record also reports each fold as it happens, as a
+//! `tracing` event in the upload's span (`trace.rs`: the one place that knows `tracing`).
 
 pub mod clock;
 pub mod phases;
@@ -32,6 +34,7 @@ pub(crate) mod quality;
 mod record;
 pub(crate) mod stamps;
 mod timeline;
+mod trace;
 
 pub use profile::{Profile, ProfileExtensions, Protocol};
 pub(crate) use record::UploadRecord;
@@ -42,3 +45,4 @@ pub(crate) use stamps::{
 // Without the `quic` feature only the "QUIC unavailable" report is made.
 #[cfg_attr(not(feature = "quic"), allow(unused_imports))]
 pub(crate) use stamps::{AttemptOutcome, HeadStartBasis, RaceReason, RaceReport, RaceWinner};
+pub(crate) use trace::UploadTrace;

@@ -17,6 +17,7 @@ use super::stamps::{
     RaceReport, RaceWinner, ResolveStamps,
 };
 use super::timeline::Timeline;
+use super::trace::UploadTrace;
 
 /// What is measured of one upload.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub(crate) struct UploadRecord {
     quic_fallback: Option<String>,
     /// How `enableQuic` chose this hop's transport.
     race: Option<RaceReport>,
+    /// Where each fold is also reported as it happens (feature `tracing`; nothing without it).
+    trace: UploadTrace,
 }
 
 impl UploadRecord {
@@ -47,12 +50,22 @@ impl UploadRecord {
             redirects: 0,
             quic_fallback: None,
             race: None,
+            trace: UploadTrace::none(),
         }
+    }
+
+    /// Report every fold from now on to `trace` too (its span is the upload's), starting with
+    /// `invokeStart`.
+    pub(crate) fn traced(mut self, trace: UploadTrace) -> UploadRecord {
+        self.trace = trace;
+        self.trace.invoked();
+        self
     }
 
     /// Waited from `start` to `end` for the client's concurrency permit.
     pub(crate) fn queued(&mut self, start: Instant, end: Instant) {
         self.timeline.queued(start, end);
+        self.trace.queued(start, end);
     }
 
     /// A request begins at `at`: the upload, or a redirect hop to an origin with or without
@@ -60,6 +73,7 @@ impl UploadRecord {
     /// redirect was followed.
     pub(crate) fn fetch_started(&mut self, at: Instant, tls: bool) {
         self.timeline.fetch_started(at);
+        self.trace.fetch_started(at);
         self.tls = tls;
         self.dns_source = DnsSource::None;
         self.connection = None;
@@ -72,12 +86,14 @@ impl UploadRecord {
     /// Name resolution returned: what it stamped, and which step answered.
     pub(crate) fn resolved(&mut self, stamps: &ResolveStamps, source: DnsSource) {
         self.timeline.resolved(stamps);
+        self.trace.resolved(stamps);
         self.dns_source = source;
     }
 
     /// A new connection was opened.
     pub(crate) fn connected(&mut self, stamps: &ConnectStamps) {
         self.timeline.connected(stamps);
+        self.trace.connected(stamps);
     }
 
     /// The request goes on this connection; `retries`: connections given up for this hop
@@ -86,6 +102,7 @@ impl UploadRecord {
         if used.reused {
             self.dns_source = DnsSource::None;
         }
+        self.trace.uses_connection(&used);
         self.connection = Some(used);
         self.stale_connection_retries = retries;
     }
@@ -96,9 +113,14 @@ impl UploadRecord {
             report.stream_ready_at,
             self.connection.as_ref().map(|c| c.reused),
         ) {
+            let fetch_start = self.timeline.fetch_start;
             self.timeline.stream_slot_waited(ready);
+            if self.timeline.fetch_start != fetch_start {
+                self.trace.stream_slot_waited(ready);
+            }
         }
         self.timeline.exchanged(&report.stamps);
+        self.trace.exchanged(&report.stamps);
         self.exchange = Some(report);
     }
 
@@ -106,6 +128,7 @@ impl UploadRecord {
     /// forgotten, the next one records its own.
     pub(crate) fn forget_connection(&mut self) {
         self.timeline.forget_connection();
+        self.trace.retry();
     }
 
     /// A transport that was tried and not used (a failed QUIC attempt): its connect phases are
@@ -119,6 +142,7 @@ impl UploadRecord {
     /// connection then could not take it (and no new one could be made) went over TCP after
     /// all: the race's result says so.
     pub(crate) fn quic_fell_back(&mut self, why: String) {
+        self.trace.quic_fell_back(&why);
         self.quic_fallback = Some(why);
         if let Some(race) = self.race.as_mut().filter(|r| r.winner == RaceWinner::Quic) {
             race.winner = RaceWinner::Tcp;
@@ -136,6 +160,7 @@ impl UploadRecord {
     pub(crate) fn redirect_followed(&mut self) {
         self.redirects += 1;
         self.timeline.redirect_followed();
+        self.trace.redirect_followed(self.redirects);
     }
 
     /// Redirects followed so far.
@@ -146,6 +171,8 @@ impl UploadRecord {
     /// The final response is in; `same_origin`: every hop stayed on the first origin.
     pub(crate) fn redirects_done(&mut self, same_origin: bool) {
         self.timeline.redirects_done(same_origin);
+        self.trace
+            .redirects_done(self.timeline.redirect_start, self.timeline.redirect_end);
     }
 
     /// Whether the exchange sent `Expect: 100-continue`.

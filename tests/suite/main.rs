@@ -31,4 +31,6 @@ mod raw_server;
 mod resolve_and_redirect;
 mod stalled_peer;
 mod tls_verification;
+#[cfg(feature = "tracing")]
+mod tracing_events;
 mod zero_copy;

@@ -187,7 +187,7 @@ async fn start_h3(ctx: &Context, connected: QuicConnected) -> Result<Arc<QuicCon
         connected.attempts,
         connected.cipher_suite,
     );
-    QuicConnection::start(qconn, info)
+    QuicConnection::start(qconn, info, connected.ack_log)
         .await
         .map_err(|e| e.detail().to_string())
 }

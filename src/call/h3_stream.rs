@@ -15,10 +15,11 @@
 //! - `responseEnd`: quinn delivered the end of the response stream;
 //! - `sendBytesCount` / `receivedBytedCount`: the stream's bytes at HTTP/3 level (frame headers,
 //!   QPACK blocks, payloads);
-//! - `bodyAckedEnd` (extension): the peer acknowledged every byte of the finished stream.
+//! - `bodyAckedEnd` (extension): when quinn received the ACK that completed the finished stream
+//!   (`ackSource: "quic"`; how, and what quinn cannot tell, in `transport::quic_acks`).
 //!
-//! Progress counts body bytes quinn accepted (`progressBasis: "written"`): acknowledgements are
-//! per packet, not per stream, in quinn's API.
+//! Progress counts body bytes quinn accepted (`progressBasis: "written"`): quinn's API has no
+//! acknowledged offset per stream, and its congestion controller sees packets, not streams.
 
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,10 @@ use super::outcome::{Failure, Response};
 use super::stream_response::{receive_response, ResponseBody};
 use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
-use crate::measure::{BodyTransfer, ExchangeReport};
+use crate::measure::{AckSource, BodyTransfer, ExchangeReport};
 use crate::proto::multipart::BodyPlan;
 use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
+use crate::transport::quic_acks::StreamAcked;
 use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
 /// The request as a stream on `conn`, opened with `sender`.
@@ -113,15 +115,13 @@ pub(crate) async fn exchange(
                         Err(f) => return Err(f),
                     }
                 }
-                ok = async {
+                done = async {
                     match acked.as_mut() {
                         Some(watch) => watch.await,
                         None => std::future::pending().await,
                     }
                 }, if acked.is_some() => {
-                    if ok {
-                        report.stamps.body_acked_end = Some(Instant::now());
-                    }
+                    acked_end(&mut report, done);
                     acked = None;
                 }
             }
@@ -152,8 +152,8 @@ pub(crate) async fn exchange(
     if let Some(mut watch) = acked {
         // The acknowledgement usually rides in the response's first packet: take it if it is
         // already in, without waiting for it.
-        if let Ok(true) = tokio::time::timeout(Duration::ZERO, &mut watch).await {
-            report.stamps.body_acked_end = Some(Instant::now());
+        if let Ok(done) = tokio::time::timeout(Duration::ZERO, &mut watch).await {
+            acked_end(&mut report, done);
         }
     }
     let taps = record
@@ -161,6 +161,18 @@ pub(crate) async fn exchange(
         .stamps(head_written.last_write_at, report.body_bytes_sent);
     let request_complete = !report.early_response;
     Ok(received.into_response(report, taps, request_complete, now))
+}
+
+/// The stream's last byte was acknowledged at `done` (if it was): `bodyAckedEnd`.
+fn acked_end(report: &mut ExchangeReport, done: Option<StreamAcked>) {
+    if let Some(done) = done {
+        report.stamps.body_acked_end = Some(done.at); // bodyAckedEnd
+        report.ack_source = Some(if done.from_ack {
+            AckSource::Quic
+        } else {
+            AckSource::Poll
+        });
+    }
 }
 
 /// The response body as h3 delivers it.

@@ -154,6 +154,9 @@ pub(crate) enum AckSource {
     Kernel,
     /// The first poll of the counters that saw every byte acknowledged.
     Poll,
+    /// HTTP/3: when quinn received the ACK that completed the stream (the ACK batch its
+    /// congestion controller was told of, see `transport::quic_acks`).
+    Quic,
 }
 
 impl AckSource {
@@ -162,6 +165,7 @@ impl AckSource {
         match self {
             AckSource::Kernel => "kernel",
             AckSource::Poll => "poll",
+            AckSource::Quic => "quic",
         }
     }
 }

@@ -15,6 +15,8 @@ pub(crate) mod httpdns;
 pub(crate) mod mux_pool;
 pub(crate) mod pool;
 #[cfg(feature = "quic")]
+pub(crate) mod quic_acks;
+#[cfg(feature = "quic")]
 pub(crate) mod quic_conn;
 #[cfg(feature = "quic")]
 pub(crate) mod quic_glue;

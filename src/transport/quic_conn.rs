@@ -51,6 +51,7 @@ use bytes::Bytes;
 
 use super::happy_eyeballs;
 use super::mux_pool::{Multiplexed, MuxPool};
+use super::quic_acks::{logged_cubic, AckLog};
 use super::quic_glue::{QuicConn, QuicOpener, QuicTapBook};
 use super::quic_tls::{suite_name, SuiteWatch};
 use super::target::Origin;
@@ -85,9 +86,10 @@ impl QuicConnection {
     pub(crate) async fn start(
         conn: quinn::Connection,
         info: ConnectionInfo,
+        ack_log: Arc<AckLog>,
     ) -> Result<Arc<QuicConnection>, UploadError> {
         let info = Arc::new(info);
-        let book = Arc::new(QuicTapBook::default());
+        let book = Arc::new(QuicTapBook::new(ack_log));
         let glue = QuicConn::new(conn.clone(), book.clone());
         let (mut driver, sender) = h3::client::builder()
             .send_grease(false)
@@ -188,7 +190,7 @@ pub(crate) struct QuicPool {
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
     /// quinn's client crypto (TLS) and transport configuration, made on first use: a client's
     /// settings do not change.
-    config: Mutex<Option<QuicConfigs>>,
+    config: Mutex<Option<QuicCrypto>>,
     /// The attempt in progress per origin, joined by the uploads that start meanwhile.
     pending: Mutex<HashMap<Origin, Arc<Attempt>>>,
     /// The last smoothed RTT seen on a connection to each origin (QUIC or TCP).
@@ -230,11 +232,8 @@ pub(crate) struct AttemptState {
 /// the pool), or why there is none.
 pub(crate) type AttemptResult = Result<(Arc<QuicConnection>, Option<ConnectStamps>), String>;
 
-/// quinn's crypto (TLS) and transport configuration of a client's connections.
-type QuicConfigs = (
-    Arc<quinn::crypto::rustls::QuicClientConfig>,
-    Arc<quinn::TransportConfig>,
-);
+/// quinn's crypto (TLS) configuration of a client's connections.
+type QuicCrypto = Arc<quinn::crypto::rustls::QuicClientConfig>;
 
 impl Attempt {
     /// Follow the attempt's progress.
@@ -372,19 +371,16 @@ impl QuicPool {
         Ok(endpoint)
     }
 
-    /// quinn's crypto and transport configuration for this client's connections.
-    fn client_config(
-        &self,
-        tls: &Arc<rustls::ClientConfig>,
-        settings: QuicSettings,
-    ) -> Result<QuicConfigs, String> {
+    /// quinn's crypto configuration for this client's connections (the transport
+    /// configuration is made per connection: each has its own congestion-controller log).
+    fn client_config(&self, tls: &Arc<rustls::ClientConfig>) -> Result<QuicCrypto, String> {
         let mut cached = self.config.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = cached.as_ref() {
             return Ok(config.clone());
         }
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.clone())
             .map_err(|e| format!("no QUIC-capable TLS configuration: {e}"))?;
-        let config = (Arc::new(crypto), Arc::new(transport_config(settings)));
+        let config = Arc::new(crypto);
         *cached = Some(config.clone());
         Ok(config)
     }
@@ -405,13 +401,17 @@ impl QuicPool {
         attempt_delay: Duration,
         on_answer: OnAnswer,
     ) -> Result<QuicConnected, String> {
-        let (crypto, transport) = self.client_config(tls, settings)?;
+        let crypto = self.client_config(tls)?;
         let attempt = |addr: SocketAddr| {
             let endpoint = self.endpoint(&addr);
             // A suite watch per attempt: the suite lands with the connection that read it.
             let (watch, suite) = SuiteWatch::new(crypto.clone());
             let mut config = quinn::ClientConfig::new(Arc::new(watch));
-            config.transport_config(transport.clone());
+            // And a log of the ACK batches, for when the streams were acknowledged.
+            let (ack_log, controller) = logged_cubic();
+            let mut transport = transport_config(settings);
+            transport.congestion_controller_factory(controller);
+            config.transport_config(Arc::new(transport));
             let host = origin.host.clone();
             let on_answer = on_answer.clone();
             async move {
@@ -423,7 +423,7 @@ impl QuicPool {
                     on_answer(Instant::now());
                 }
                 match connecting.await {
-                    Ok(conn) => Ok((conn, Instant::now(), suite)),
+                    Ok(conn) => Ok((conn, Instant::now(), suite, ack_log)),
                     Err(e) => Err(format!("the QUIC handshake with {addr} failed: {e}")),
                 }
             }
@@ -436,7 +436,7 @@ impl QuicPool {
         .await;
         match raced {
             Ok(Ok(won)) => {
-                let (conn, end, suite) = won.conn;
+                let (conn, end, suite, ack_log) = won.conn;
                 let start = won.started;
                 Ok(QuicConnected {
                     conn,
@@ -449,6 +449,7 @@ impl QuicPool {
                         connect_end: Some(end),
                     },
                     cipher_suite: suite_name(suite.get().copied()),
+                    ack_log,
                 })
             }
             Ok(Err(why)) => Err(why),
@@ -473,6 +474,8 @@ pub(crate) struct QuicConnected {
     pub stamps: ConnectStamps,
     /// The negotiated cipher suite, as rustls names it (empty if it could not be read).
     pub cipher_suite: String,
+    /// The connection's ACK batches (for when its streams were acknowledged).
+    pub ack_log: Arc<AckLog>,
 }
 
 /// Datagrams quinn puts in one segmentation-offload batch (its `MAX_TRANSMIT_SEGMENTS`).

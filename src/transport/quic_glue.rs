@@ -34,6 +34,7 @@ use bytes::{Buf, Bytes};
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 use quinn::VarInt;
 
+use super::quic_acks::{stamped_stop, AckLog, StreamAcked};
 use crate::measure::StreamStamps;
 
 /// `H3_REQUEST_CANCELLED` (RFC 9114 §8.1): the code of a stream we give up.
@@ -81,14 +82,16 @@ pub(crate) struct StreamTaps {
 pub(crate) struct StreamRecord {
     taps: Mutex<StreamTaps>,
     offered: Mutex<Option<Bytes>>,
-    /// Set when the stream is finished: resolves to true once the peer has acknowledged every
-    /// byte of it (quinn's `stopped()` yielding no code), false if it stopped the stream or the
-    /// connection was lost first.
+    /// Set when the stream is finished: resolves to when the peer had acknowledged every byte
+    /// of it (quinn's `stopped()` yielding no code, timed by [`stamped_stop`]), `None` if it
+    /// stopped the stream or the connection was lost first.
     acked: Mutex<Option<AckWatch>>,
+    /// The connection's ACK batches.
+    ack_log: Arc<AckLog>,
 }
 
-/// A future telling whether every byte of a finished stream was acknowledged.
-pub(crate) type AckWatch = BoxFuture<bool>;
+/// A future telling when every byte of a finished stream was acknowledged, if it was.
+pub(crate) type AckWatch = BoxFuture<Option<StreamAcked>>;
 
 impl std::fmt::Debug for StreamRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,11 +160,23 @@ impl StreamRecord {
 #[derive(Debug, Default)]
 pub(crate) struct QuicTapBook {
     streams: Mutex<std::collections::HashMap<u64, Arc<StreamRecord>>>,
+    ack_log: Arc<AckLog>,
 }
 
 impl QuicTapBook {
+    /// The book of a connection whose ACK batches go to `ack_log`.
+    pub(crate) fn new(ack_log: Arc<AckLog>) -> QuicTapBook {
+        QuicTapBook {
+            streams: Mutex::default(),
+            ack_log,
+        }
+    }
+
     fn open(&self, id: u64) -> Arc<StreamRecord> {
-        let record = Arc::new(StreamRecord::default());
+        let record = Arc::new(StreamRecord {
+            ack_log: self.ack_log.clone(),
+            ..StreamRecord::default()
+        });
         self.streams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -544,9 +559,8 @@ impl<B: Buf> quic::SendStream<B> for QuicSend {
         if let (Ok(()), Some(record)) = (&result, &self.record) {
             let now = Instant::now();
             record.update(|t| t.request_end = Some(now));
-            let stopped = self.stream.stopped();
-            *record.acked.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Box::pin(async move { matches!(stopped.await, Ok(None)) }));
+            let watch = stamped_stop(self.stream.stopped(), record.ack_log.clone());
+            *record.acked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::pin(watch));
         }
         Poll::Ready(result)
     }

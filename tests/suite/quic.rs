@@ -84,6 +84,15 @@ async fn an_upload_goes_over_http3_and_every_profile_field_is_measured() {
     assert_eq!(ext.tls_version, "TLSv1.3");
     assert_eq!(ext.body_bytes_sent, body);
     assert!(ext.body_acked_end >= p.request_end, "{ext:?}");
+    // When quinn received the ACK that completed the stream, not when the task noticed: never
+    // after the response began (the server answered after reading the whole body).
+    assert_eq!(ext.ack_source, "quic", "{ext:?}");
+    assert!(
+        ext.body_acked_end <= p.response_start,
+        "bodyAckedEnd {} after responseStart {}",
+        ext.body_acked_end,
+        p.response_start
+    );
     assert_eq!(*headers.lock().unwrap(), Some(200));
     let events = progress.lock().unwrap();
     assert!(events

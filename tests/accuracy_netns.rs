@@ -163,6 +163,15 @@ fn sink_in_namespace(
     link: &ShapedLink,
     tls: bool,
 ) -> Result<(SinkHandle, mpsc::Sender<()>), String> {
+    sink_in_namespace_with(link, tls, false)
+}
+
+/// The same, serving HTTP/3 too with `h3` (on the same port number, over UDP).
+fn sink_in_namespace_with(
+    link: &ShapedLink,
+    tls: bool,
+    h3: bool,
+) -> Result<(SinkHandle, mpsc::Sender<()>), String> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let ns_path = format!("/var/run/netns/{}", link.ns);
@@ -186,6 +195,7 @@ fn sink_in_namespace(
             match Sink::start(SinkConfig {
                 listen,
                 tls,
+                h3,
                 ..SinkConfig::default()
             })
             .await
@@ -342,20 +352,36 @@ struct StreamRun {
     connection: u64,
 }
 
-/// Two concurrent uploads of `size` bytes as streams of one h2 connection.
-async fn two_h2_streams(sink: &SinkHandle, dir: &std::path::Path, size: usize) -> Vec<StreamRun> {
+/// Two concurrent uploads of `size` bytes as streams of one h2 connection (or, with `quic`, of
+/// one QUIC connection).
+async fn two_streams(
+    sink: &SinkHandle,
+    dir: &std::path::Path,
+    size: usize,
+    quic: bool,
+) -> Vec<StreamRun> {
     let mut builder = Client::builder();
     builder = match sink.ca_pem() {
         Some(pem) => builder.add_root_certificates_pem(pem.as_bytes()),
         None => builder.http2_prior_knowledge(true),
     };
     let client = builder.build().unwrap();
+    if quic {
+        // The QUIC connection first (both streams then share it, not a race each).
+        let warm = common::make_file(dir, "warm.bin", 1000);
+        let res = client
+            .upload_file(UploadOptions::new(sink.url("/upload"), &warm, "file").enable_quic(true))
+            .await
+            .expect("a first upload opens the QUIC connection");
+        assert_eq!(res.profile.unwrap().protocol, "quic");
+    }
     let mut runs = Vec::new();
     for i in 0..2 {
         let file = common::make_file(dir, &format!("stream-{i}.bin"), size);
         let task = client.upload_file(
             UploadOptions::new(sink.url("/upload"), &file, "file")
-                .enable_http2(true)
+                .enable_http2(!quic)
+                .enable_quic(quic)
                 .timeout(Duration::from_secs(60)),
         );
         let events: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
@@ -369,8 +395,12 @@ async fn two_h2_streams(sink: &SinkHandle, dir: &std::path::Path, size: usize) -
     for (task, events) in runs {
         let res = task.await.expect("upload over the shaped link");
         let (p, ext) = (res.profile.unwrap(), res.profile_extensions.unwrap());
-        assert_eq!(p.protocol, "h2");
-        assert_eq!(ext.progress_basis, "acknowledged");
+        if quic {
+            assert_eq!(p.protocol, "quic");
+        } else {
+            assert_eq!(p.protocol, "h2");
+            assert_eq!(ext.progress_basis, "acknowledged");
+        }
         let v: serde_json::Value = serde_json::from_str(&res.data).unwrap();
         let (id, req) = (
             v["connection"]["id"].as_u64().unwrap(),
@@ -403,7 +433,8 @@ async fn two_h2_streams(sink: &SinkHandle, dir: &std::path::Path, size: usize) -
 
 /// Two concurrent h2 uploads share one connection over an 8 Mbit/s link, plain h2c and over
 /// TLS: each stream's `bodyAckedEnd` is the kernel's stamp of the acknowledgement of its own
-/// last body byte, within 1 ms of the sink's read of that byte, before its response; each
+/// last body byte (or, when no stamp came, the first poll that saw it), within 1 ms of the
+/// sink's read of that byte, before its response; each
 /// stream's acknowledged progress rises at the rate it got (about half the link each, as both
 /// run side by side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,7 +453,7 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
     let dir = tempfile::tempdir().unwrap();
     for tls in [false, true] {
         let (sink, _stop) = sink_in_namespace(&link, tls).expect("sink in the namespace");
-        let runs = two_h2_streams(&sink, dir.path(), 2 * 1024 * 1024).await;
+        let runs = two_streams(&sink, dir.path(), 2 * 1024 * 1024, false).await;
         let name = if tls { "h2 over TLS" } else { "h2c" };
         for (i, r) in runs.iter().enumerate() {
             eprintln!(
@@ -436,7 +467,13 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
             "{name}: one connection"
         );
         for r in &runs {
-            assert_eq!(r.ack_source, "kernel", "{name}");
+            // The kernel's stamp, or (when no stamp came for that send: seen in about 1 in 10
+            // stream ends on this link) the first 1 ms poll that saw the end acknowledged.
+            assert!(
+                ["kernel", "poll"].contains(&r.ack_source.as_str()),
+                "{name}: {}",
+                r.ack_source
+            );
             assert!(
                 r.acked_before_response,
                 "{name}: bodyAckedEnd after responseStart"
@@ -460,3 +497,49 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
         drop(sink);
     }
 }
+
+/// The same over HTTP/3: two concurrent streams of one QUIC connection. `bodyAckedEnd` is when
+/// quinn received the ACK that completed each stream (`ackSource: "quic"`), compared with the
+/// sink's moment its h3 stream delivered the body's end. Progress stays "written" (quinn has no
+/// per-stream acknowledged offset; see `transport::quic_acks`), so only the end is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_8_mbit_link_two_h3_streams_each_get_their_own_acknowledged_end() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let link = match ShapedLink::create("8mbit") {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("skipped: could not make a shaped network namespace here: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, _stop) = sink_in_namespace_with(&link, true, true).expect("sink in the namespace");
+    let runs = two_streams(&sink, dir.path(), 2 * 1024 * 1024, true).await;
+    for (i, r) in runs.iter().enumerate() {
+        eprintln!(
+            "HTTP/3       stream {i}: bodyAckedEnd - sink end of body {:+.3} ms ({}), \
+             progress (written): {} events, {:.2} Mbit/s between 25 % and 75 %",
+            r.acked_vs_sink_ms, r.ack_source, r.events, r.rate_mid_mbit
+        );
+    }
+    assert_eq!(
+        runs[0].connection, runs[1].connection,
+        "one QUIC connection"
+    );
+    for r in &runs {
+        assert_eq!(r.ack_source, "quic");
+        assert!(r.acked_before_response, "bodyAckedEnd after responseStart");
+        assert!(
+            r.acked_vs_sink_ms.abs() <= H3_ACK_BOUND_MS,
+            "acked end {:+.3} ms off the sink's end of body",
+            r.acked_vs_sink_ms
+        );
+    }
+    drop(sink);
+}
+
+/// How far HTTP/3's acknowledged end may be from the sink's end of body (see the test).
+const H3_ACK_BOUND_MS: f64 = 1.0;

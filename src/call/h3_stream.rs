@@ -35,8 +35,8 @@ use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::measure::{AckSource, BodyTransfer, ExchangeReport};
 use crate::proto::multipart::BodyPlan;
-use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
 use crate::transport::quic_acks::StreamAcked;
+use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
 use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
 /// The request as a stream on `conn`, opened with `sender`.

@@ -30,7 +30,9 @@
 //! that sees the offset acknowledged stands in, with the time of that poll (or of an earlier
 //! stamp of a later offset, if one covers it): not exact. A poller that reads the counters
 //! *before* taking the stamps off the queue never mistakes the second case for the first (the
-//! kernel queues a stamp while it processes the acknowledgement the counters then show).
+//! kernel queues a stamp while it processes the acknowledgement the counters then show); and
+//! since several pollers share a connection (one may apply the counters while another still
+//! holds the stamp it took), a stamp of exactly the end replaces a polled end whenever it comes.
 //!
 //! [`finish`]: ConnectionAcks::finish
 
@@ -147,7 +149,11 @@ impl ConnectionAcks {
         }
         self.stamps.push_back((offset, at));
         for entry in self.streams.values_mut() {
-            if entry.acked.end.is_none() && entry.end_offset == Some(offset) {
+            // Also replaces a polled end: two pollers may take the counters and the stamps in
+            // turn (one saw the end acknowledged, the other holds its stamp), and the stamp is
+            // the exact answer.
+            let exact = entry.acked.end.is_some_and(|e| e.exact);
+            if !exact && entry.end_offset == Some(offset) {
                 entry.advance(offset);
                 entry.acked.end = Some(AckedEnd { at, exact: true });
             }
@@ -284,6 +290,29 @@ mod tests {
                 })
             }
         );
+    }
+
+    /// Two pollers: one applies the counters showing the end acknowledged while the other
+    /// still holds the end's stamp; the stamp, applied last, is the answer.
+    #[test]
+    fn a_stamp_applied_after_the_poll_replaces_the_polled_end() {
+        let base = Instant::now();
+        let mut acks = ConnectionAcks::default();
+        acks.track(1);
+        acks.finish(1, 500, 400);
+        acks.acknowledged(500, t(base, 9));
+        assert_eq!(acks.stream(1).end.map(|e| e.exact), Some(false));
+        acks.stamp(500, t(base, 4));
+        assert_eq!(
+            acks.stream(1).end,
+            Some(AckedEnd {
+                at: t(base, 4),
+                exact: true
+            })
+        );
+        // A later stamp of another offset changes nothing.
+        acks.stamp(900, t(base, 12));
+        assert_eq!(acks.stream(1).end.map(|e| e.at), Some(t(base, 4)));
     }
 
     #[test]

@@ -12,127 +12,29 @@
 //! why and skips where they are missing. CI runs it as root.
 
 mod common;
+#[allow(dead_code)] // Link::exec is for the QUIC race test
+#[path = "common/netns.rs"]
+mod netns;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use uploadfile::{clock, Client, UploadOptions};
-use uploadfile_sink::{Sink, SinkConfig, SinkHandle};
+use uploadfile_sink::{SinkConfig, SinkHandle};
 
-/// Why this machine cannot run the test, if it cannot.
+/// Why this machine cannot run the test, if it cannot: root, `ip` and `tc` (iproute2).
 fn missing_prerequisite() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("it needs root to create a network namespace and a tc qdisc".into());
-    }
-    for tool in ["ip", "tc"] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("`{tool}` (iproute2) is not installed"));
-        }
-    }
-    None
+    netns::missing_prerequisite(&[("tc", "iproute2")])
 }
 
-fn run(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A namespace with one veth link to the host, shaped on the host side. Removed on drop.
-struct ShapedLink {
-    ns: String,
-    host_if: String,
-    host_ip: String,
-    ns_ip: String,
-}
+/// A namespace with one veth link to the host, the host side (the upload direction) shaped by
+/// `tc qdisc tbf` to `rate`. Removed on drop.
+struct ShapedLink(netns::Link);
 
 impl ShapedLink {
     fn create(rate: &str) -> Result<ShapedLink, String> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = (std::process::id() % 200) as u32 * 4 + NEXT.fetch_add(1, Ordering::SeqCst) % 4;
-        let (a, b) = (n / 250, n % 250);
-        let link = ShapedLink {
-            ns: format!("uf-acc-{}-{n}", std::process::id()),
-            host_if: format!("ufh{n}"),
-            host_ip: format!("10.213.{a}.{}", b + 1),
-            ns_ip: format!("10.214.{a}.{}", b + 1),
-        };
-        let peer = format!("ufp{n}");
-        let ns = link.ns.as_str();
-        run(&["ip", "netns", "add", ns])?;
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &link.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ])?;
-        run(&["ip", "link", "set", &peer, "netns", ns])?;
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/32", link.host_ip),
-            "dev",
-            &link.host_if,
-        ])?;
-        run(&["ip", "link", "set", &link.host_if, "up"])?;
-        run(&[
-            "ip",
-            "route",
-            "add",
-            &format!("{}/32", link.ns_ip),
-            "dev",
-            &link.host_if,
-        ])?;
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])?;
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/32", link.ns_ip),
-            "dev",
-            &peer,
-        ])?;
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", &peer, "up"])?;
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ip",
-            "route",
-            "add",
-            &format!("{}/32", link.host_ip),
-            "dev",
-            &peer,
-        ])?;
-        // Shape the upload direction (host -> namespace).
-        run(&[
+        let link = netns::Link::create("acc", 213)?;
+        netns::run(&[
             "tc",
             "qdisc",
             "add",
@@ -147,18 +49,26 @@ impl ShapedLink {
             "latency",
             "400ms",
         ])?;
-        Ok(link)
+        Ok(ShapedLink(link))
     }
 }
 
-impl Drop for ShapedLink {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "link", "del", &self.host_if]);
-        let _ = run(&["ip", "netns", "del", &self.ns]);
+/// A shaped link, or `None` after saying why this machine cannot make one.
+fn shaped_link_or_skip(rate: &str) -> Option<ShapedLink> {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    match ShapedLink::create(rate) {
+        Ok(link) => Some(link),
+        Err(e) => {
+            eprintln!("skipped: could not make a shaped network namespace here: {e}");
+            None
+        }
     }
 }
 
-/// Start a sink on a thread inside the namespace; the thread runs until `stop` is dropped.
+/// Start a plain or TLS sink on a thread inside the namespace; it runs until `stop` is dropped.
 fn sink_in_namespace(
     link: &ShapedLink,
     tls: bool,
@@ -172,50 +82,12 @@ fn sink_in_namespace_with(
     tls: bool,
     h3: bool,
 ) -> Result<(SinkHandle, mpsc::Sender<()>), String> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let ns_path = format!("/var/run/netns/{}", link.ns);
-    let listen: std::net::SocketAddr = format!("{}:0", link.ns_ip).parse().unwrap();
-    std::thread::spawn(move || {
-        let entered = std::fs::File::open(&ns_path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = entered {
-            let _ = ready_tx.send(Err(format!("entering {ns_path}: {e}")));
-            return;
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            match Sink::start(SinkConfig {
-                listen,
-                tls,
-                h3,
-                ..SinkConfig::default()
-            })
-            .await
-            {
-                Ok(sink) => {
-                    let _ = ready_tx.send(Ok(sink));
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("sink in namespace: {e}")));
-                    return;
-                }
-            }
-            // Serve until the test says stop (the sink's tasks run on this runtime).
-            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-        });
-    });
-    let sink = ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|e| e.to_string())??;
-    Ok((sink, stop_tx))
+    let config = SinkConfig {
+        tls,
+        h3,
+        ..SinkConfig::default()
+    };
+    netns::sink_in_namespace(&link.0, config)
 }
 
 struct Run {
@@ -279,16 +151,8 @@ async fn upload_once(sink: &SinkHandle, file: &std::path::Path, lowat: Option<u3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_the_acknowledged_end_and_progress_follow_the_network() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipped: {why}");
+    let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
-    }
-    let link = match ShapedLink::create("8mbit") {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("skipped: could not make a shaped network namespace here: {e}");
-            return;
-        }
     };
     let (sink, _stop) = sink_in_namespace(&link, false).expect("sink in the namespace");
     let dir = tempfile::tempdir().unwrap();
@@ -439,16 +303,8 @@ async fn two_streams(
 /// run side by side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipped: {why}");
+    let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
-    }
-    let link = match ShapedLink::create("8mbit") {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("skipped: could not make a shaped network namespace here: {e}");
-            return;
-        }
     };
     let dir = tempfile::tempdir().unwrap();
     for tls in [false, true] {
@@ -504,16 +360,8 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
 /// per-stream acknowledged offset; see `transport::quic_acks`), so only the end is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_two_h3_streams_each_get_their_own_acknowledged_end() {
-    if let Some(why) = missing_prerequisite() {
-        eprintln!("skipped: {why}");
+    let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
-    }
-    let link = match ShapedLink::create("8mbit") {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("skipped: could not make a shaped network namespace here: {e}");
-            return;
-        }
     };
     let dir = tempfile::tempdir().unwrap();
     let (sink, _stop) = sink_in_namespace_with(&link, true, true).expect("sink in the namespace");

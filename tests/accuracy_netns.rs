@@ -151,6 +151,7 @@ async fn upload_once(sink: &SinkHandle, file: &std::path::Path, lowat: Option<u3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_the_acknowledged_end_and_progress_follow_the_network() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
     };
@@ -279,15 +280,20 @@ async fn two_streams(
                 .iter()
                 .find(|(_, b)| *b as f64 >= fraction * total as f64)
                 .copied()
-                .unwrap()
         };
-        let ((t25, b25), (t75, b75)) = (at(0.25), at(0.75));
+        // Over HTTP/3 progress counts written bytes, which quinn may take in one go: no rate.
+        let rate_mid_mbit = match (at(0.25), at(0.75)) {
+            (Some((t25, b25)), Some((t75, b75))) if t75 > t25 => {
+                (b75 - b25) as f64 * 8.0 / (t75 - t25).as_secs_f64() / 1e6
+            }
+            _ => f64::NAN,
+        };
         out.push(StreamRun {
             acked_vs_sink_ms: ext.body_acked_end - sink_last_byte,
             ack_source: ext.ack_source.clone(),
             acked_before_response: ext.body_acked_end > 0.0
                 && ext.body_acked_end <= p.response_start,
-            rate_mid_mbit: (b75 - b25) as f64 * 8.0 / (t75 - t25).as_secs_f64() / 1e6,
+            rate_mid_mbit,
             events: events.len(),
             connection: id,
         });
@@ -303,6 +309,7 @@ async fn two_streams(
 /// run side by side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
     };
@@ -335,7 +342,7 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
                 "{name}: bodyAckedEnd after responseStart"
             );
             assert!(
-                r.acked_vs_sink_ms.abs() <= 1.0,
+                agrees_with_sink(r),
                 "{name}: acked end {:+.3} ms off the sink's last byte",
                 r.acked_vs_sink_ms
             );
@@ -360,6 +367,7 @@ async fn on_an_8_mbit_link_two_h2_streams_each_get_their_own_acknowledged_end() 
 /// per-stream acknowledged offset; see `transport::quic_acks`), so only the end is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_8_mbit_link_two_h3_streams_each_get_their_own_acknowledged_end() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(link) = shaped_link_or_skip("8mbit") else {
         return;
     };
@@ -381,7 +389,7 @@ async fn on_an_8_mbit_link_two_h3_streams_each_get_their_own_acknowledged_end() 
         assert_eq!(r.ack_source, "quic");
         assert!(r.acked_before_response, "bodyAckedEnd after responseStart");
         assert!(
-            r.acked_vs_sink_ms.abs() <= H3_ACK_BOUND_MS,
+            agrees_with_sink(r),
             "acked end {:+.3} ms off the sink's end of body",
             r.acked_vs_sink_ms
         );
@@ -389,5 +397,16 @@ async fn on_an_8_mbit_link_two_h3_streams_each_get_their_own_acknowledged_end() 
     drop(sink);
 }
 
-/// How far HTTP/3's acknowledged end may be from the sink's end of body (see the test).
-const H3_ACK_BOUND_MS: f64 = 1.0;
+/// Whether a stream's `bodyAckedEnd` agrees with the sink's stamp of its last byte: at most
+/// 1 ms after it (2 ms for the poll fallback: a 1 ms poll interval plus the wake-up), and at
+/// most 3 ms before it. An acknowledgement cannot come before the byte reached the server, so
+/// "before" is the sink's read returning late (its thread's wake-up; under load on two cores,
+/// milliseconds: -11 ms was seen beside a parallel release build), not an error of ours.
+fn agrees_with_sink(r: &StreamRun) -> bool {
+    let late = if r.ack_source == "poll" { 2.0 } else { 1.0 };
+    (-3.0..=late).contains(&r.acked_vs_sink_ms)
+}
+
+/// The shaped-link tests run one at a time: each measures against a sink whose reads must not
+/// wait for the other tests' threads.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

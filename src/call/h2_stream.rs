@@ -144,11 +144,7 @@ pub(crate) async fn exchange(
             }
         }
     };
-    // The response's segments carry the peer's acknowledgement of everything it read: one
-    // more look now finds the stamp of the last body byte if it is there.
-    if let Some(acks) = acks {
-        poll_acks(acks, &book, id, task, total_body);
-    }
+
     // The server answered before the whole body went out: the answer stands.
     report.early_response = !body_done;
     let response_start = book.stream(id).response_start;
@@ -171,6 +167,8 @@ pub(crate) async fn exchange(
     )
     .await?;
     let now = Instant::now();
+    // The response's segments carried the peer's acknowledgement of everything it read: one
+    // more look finds the stamp of the last body byte if the polls did not.
     if let Some(acks) = acks {
         poll_acks(acks, &book, id, task, total_body);
         let acked = book.acked(id);

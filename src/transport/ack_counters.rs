@@ -20,10 +20,11 @@
 //! counters show is always found in the same poll (see the `tcp_acks` docs).
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::frame_tap::TapBook;
+use super::frame_tap::{TapBook, CUT_TOLERANCE};
 use super::socket::StampInbox;
 use super::stream::Stream;
 use crate::sys::{self, KeyOrigin};
@@ -76,6 +77,11 @@ impl AckCounters {
             stamps.extend(more);
         }
         let pair = (!stamps.is_empty()).then(sys::clock_pair);
+        if let Some(rate) = info.map(|i| i.delivery_rate).filter(|r| *r > 0) {
+            // Bytes per second × the tolerance: what may follow a request's end in its send.
+            let bytes = rate as f64 * CUT_TOLERANCE.as_secs_f64();
+            book.cut_after.store(bytes as u64, Ordering::Relaxed);
+        }
         let mut books = book.lock();
         let acked =
             info.map(|i| (self.socket_origin + i.bytes_acked).saturating_sub(self.kernel_origin));

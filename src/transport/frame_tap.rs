@@ -31,6 +31,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -47,7 +48,15 @@ use crate::proto::tcp_acks::{ConnectionAcks, StreamAcked};
 #[derive(Debug, Default)]
 pub(crate) struct TapBook {
     inner: Mutex<Books>,
+    /// How many bytes may follow a request's end in the same send: what the connection
+    /// delivers in [`CUT_TOLERANCE`] (so the end's acknowledgement is late by no more than
+    /// that), 0 (always cut) until the kernel reported a delivery rate. Cutting costs a write per
+    /// request end, which on a fast link many small streams would pay for nothing.
+    pub(crate) cut_after: AtomicU64,
 }
+
+/// How late a request end's acknowledgement may be for bytes that follow it in its send.
+pub(crate) const CUT_TOLERANCE: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// What the book holds under its one lock.
 #[derive(Debug, Default)]
@@ -199,7 +208,10 @@ impl SocketBelow for Stream {
 /// is cut short right after that byte (the writer above sends the rest in its next call), the
 /// socket stamps the sends that carry it, and under TLS the records are pushed into the socket
 /// before anything follows them. So that byte ends a TLS record and a `send()`, and the kernel's
-/// stamp of that send is the stream's `bodyAckedEnd`.
+/// stamp of that send is the stream's `bodyAckedEnd`. The cut is skipped when what would follow
+/// the end is no more than the connection delivers in [`CUT_TOLERANCE`] ([`TapBook::cut_after`]):
+/// then the stamp is of a byte at most that much later, and many small streams on a fast link do
+/// not pay a write each for nothing.
 #[derive(Debug)]
 pub(crate) struct FrameTap<S> {
     inner: S,
@@ -265,25 +277,38 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameTap<S> {
 
 impl<S: AsyncWrite + SocketBelow + Unpin> FrameTap<S> {
     /// Before a write: push out what a request's end left above the socket, and see whether the
-    /// bytes to write hold a request's end. Returns how many of them may go in this call.
+    /// bytes to write hold a request's end. Returns where that end is in them, and how many of
+    /// them may go in this call: up to the end, unless what would follow it is so little that
+    /// it cannot make the end's acknowledgement measurably late ([`TapBook::cut_after`]).
     fn before_write<'a>(
         &mut self,
         cx: &mut Context<'_>,
         chunks: impl IntoIterator<Item = &'a [u8]> + Clone,
-    ) -> Poll<io::Result<Option<usize>>> {
+    ) -> Poll<io::Result<(Option<usize>, Option<usize>)>> {
         if !self.acks {
-            return Poll::Ready(Ok(None));
+            return Poll::Ready(Ok((None, None)));
         }
         if self.flush_owed {
             ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
             self.synced();
         }
-        let cut = self.write.bytes_to_stream_end(chunks);
-        if cut.is_some() && !self.stamping {
+        // Only the ends of streams whose acknowledgement is tracked are worth a stamp or a cut.
+        let end = {
+            let books = self.book.lock();
+            self.write
+                .bytes_to_stream_end(chunks.clone(), |id| books.acks.is_tracked(id))
+        };
+        let Some(end) = end else {
+            return Poll::Ready(Ok((None, None)));
+        };
+        if !self.stamping {
             self.inner.stamp_sends(true);
             self.stamping = true;
         }
-        Poll::Ready(Ok(cut))
+        let total: usize = chunks.into_iter().map(<[u8]>::len).sum();
+        let after = (total - end) as u64;
+        let limit = (after > self.book.cut_after.load(Ordering::Relaxed)).then_some(end);
+        Poll::Ready(Ok((Some(end), limit)))
     }
 
     /// After a write that moved `n` bytes (`cut`: where a request's end was, if any): record it,
@@ -340,8 +365,8 @@ impl<S: AsyncWrite + SocketBelow + Unpin> AsyncWrite for FrameTap<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let cut = ready!(this.before_write(cx, [buf]))?;
-        let buf = &buf[..cut.unwrap_or(buf.len()).min(buf.len())];
+        let (cut, limit) = ready!(this.before_write(cx, [buf]))?;
+        let buf = &buf[..limit.unwrap_or(buf.len()).min(buf.len())];
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
@@ -357,11 +382,11 @@ impl<S: AsyncWrite + SocketBelow + Unpin> AsyncWrite for FrameTap<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let cut = ready!(this.before_write(cx, bufs.iter().map(|b| &**b)))?;
+        let (cut, limit) = ready!(this.before_write(cx, bufs.iter().map(|b| &**b)))?;
         // Cut short after a request's end: the slices up to it (allocated only then).
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         let limited: Vec<IoSlice<'_>>;
-        let bufs = match cut {
+        let bufs = match limit {
             Some(c) if c < total => {
                 let mut left = c;
                 limited = bufs

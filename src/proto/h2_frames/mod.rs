@@ -392,13 +392,14 @@ impl FrameParser {
     }
 
     /// If `chunks`, the next bytes in this parser's direction, hold the last byte of a frame that
-    /// ends a stream's side (see [`StreamTap::request_end`]), how many bytes lead up to and
-    /// include the first such byte. The parser is not moved: this looks ahead, so that a writer
+    /// ends the side of a stream `wanted` accepts (see [`StreamTap::request_end`]), how many
+    /// bytes lead up to and include the first such byte. The parser is not moved: this looks ahead, so that a writer
     /// can end a write call exactly there (the frame tap does, to stamp the acknowledgement of a
     /// request's last byte).
     pub(crate) fn bytes_to_stream_end<'a>(
         &self,
         chunks: impl IntoIterator<Item = &'a [u8]>,
+        wanted: impl Fn(u32) -> bool,
     ) -> Option<usize> {
         let mut preface_left = self.preface_left;
         let mut header = self.header;
@@ -441,7 +442,10 @@ impl FrameParser {
                 }
                 if header_len == FRAME_HEADER_LEN && remaining == 0 {
                     header_len = 0;
-                    if stream != 0 && ends_stream(kind, flags, stream, &mut end_pending) {
+                    if stream != 0
+                        && ends_stream(kind, flags, stream, &mut end_pending)
+                        && wanted(stream)
+                    {
                         return Some(pos);
                     }
                 }

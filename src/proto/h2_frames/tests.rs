@@ -692,6 +692,26 @@ fn stream_ends(bytes: &[u8]) -> Vec<usize> {
     out
 }
 
+/// The end offsets of the frames that end stream `id`'s side.
+fn stream_ends_of(bytes: &[u8], id: u32) -> Vec<usize> {
+    stream_ends(bytes)
+        .into_iter()
+        .filter(|&end| {
+            // The frame ending at `end`: walk to it.
+            let mut pos = PREFACE_LEN;
+            loop {
+                let h = &bytes[pos..pos + FRAME_HEADER_LEN];
+                let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & STREAM_ID_MASK;
+                pos += FRAME_HEADER_LEN + len;
+                if pos == end {
+                    return stream == id;
+                }
+            }
+        })
+        .collect()
+}
+
 /// From any point of a connection's written bytes, looking ahead over any split of the rest
 /// finds exactly the next frame that ends a stream, and leaves the parser as it was.
 #[test]
@@ -729,9 +749,16 @@ fn looking_ahead_finds_the_next_stream_end_from_anywhere() {
         let expected = ends.iter().find(|&&e| e > at).map(|e| e - at);
         let before = format!("{parser:?}");
         assert_eq!(
-            parser.bytes_to_stream_end(pieces.iter().copied()),
+            parser.bytes_to_stream_end(pieces.iter().copied(), |_| true),
             expected,
             "looking ahead from byte {at}"
+        );
+        // Only stream 7's ends wanted: the next of those.
+        let sevens = stream_ends_of(&bytes, 7);
+        assert_eq!(
+            parser.bytes_to_stream_end(pieces.iter().copied(), |id| id == 7),
+            sevens.iter().find(|&&e| e > at).map(|e| e - at),
+            "looking ahead for stream 7 from byte {at}"
         );
         assert_eq!(format!("{parser:?}"), before, "the parser did not move");
     }

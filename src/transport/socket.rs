@@ -151,7 +151,8 @@ impl Socket {
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
             let result = if self.stamp_sends {
-                self.try_send_stamped(bufs)
+                let tcp = &self.tcp;
+                tcp.try_io(Interest::WRITABLE, || sys::send_stamped(tcp, bufs))
             } else {
                 self.tcp.try_write_vectored(bufs)
             };
@@ -168,47 +169,6 @@ impl Socket {
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-        }
-    }
-}
-
-impl Socket {
-    /// One stamped send of `bufs`, made as two: all but the last byte plainly, then the last
-    /// byte alone with the stamp request. The kernel marks the stamp on the write queue's last
-    /// segment once a send's bytes are queued; when those bytes complete a segment that leaves
-    /// within the same call, the mark can miss it, and no stamp ever comes (seen on a shaped
-    /// link for about 1 in 10 request ends stamped in one send). A one-byte send almost never
-    /// completes a segment. `WouldBlock` only if nothing was sent.
-    fn try_send_stamped(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let tcp = &self.tcp;
-        if total <= 1 {
-            return tcp.try_io(Interest::WRITABLE, || sys::send_stamped(tcp, bufs));
-        }
-        let mut left = total - 1;
-        let mut head = Vec::with_capacity(bufs.len());
-        let mut last: &[u8] = &[];
-        for b in bufs {
-            if left >= b.len() {
-                head.push(IoSlice::new(b));
-                left -= b.len();
-            } else if !b.is_empty() {
-                head.push(IoSlice::new(&b[..left]));
-                last = &b[left..left + 1];
-                break;
-            }
-        }
-        let n = tcp.try_write_vectored(&head)?;
-        if n < total - 1 {
-            return Ok(n);
-        }
-        // The first part went: whatever happens to the last byte, report it (an error recurs
-        // on the next call).
-        match tcp.try_io(Interest::WRITABLE, || {
-            sys::send_stamped(tcp, &[IoSlice::new(last)])
-        }) {
-            Ok(m) => Ok(n + m),
-            Err(_) => Ok(n),
         }
     }
 }

@@ -158,6 +158,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Track what the peer acknowledged (default on); see
+    /// [`ClientConfig::track_acknowledgements`](crate::ClientConfig::track_acknowledgements).
+    pub fn track_acknowledgements(mut self, on: bool) -> Self {
+        self.config.track_acknowledgements = on;
+        self
+    }
+
     /// With `enableQuic`: the longest an upload waits for QUIC before TCP starts (the ceiling of
     /// QUIC's head start in the race against TCP; see
     /// [`ClientConfig::quic_fallback_after`](crate::ClientConfig::quic_fallback_after)).

@@ -67,6 +67,12 @@ pub struct ClientConfig {
     /// in the kernel, so `requestEnd` and progress stay close to the network. `None` leaves the
     /// kernel default (the whole send buffer). Default 128 KiB.
     pub notsent_lowat: Option<u32>,
+    /// Track what the peer acknowledged (acknowledged progress, `bodyAckedEnd`) for uploads
+    /// that ask for a profile: TCP counters and `TX_ACK` stamps over HTTP/1.1 and h2. Off, such
+    /// uploads report written progress (`progressBasis: "written"`) and `bodyAckedEnd` 0 over
+    /// TCP, and save the polls and stamps (about 12–17 µs of CPU per small h2 upload,
+    /// docs/performance.md): a load generator's switch. Default on.
+    pub track_acknowledgements: bool,
     /// With `enableQuic`: the longest an upload waits for QUIC before TCP starts. QUIC is raced
     /// against TCP: TCP starts after QUIC's head start (1.5 times the RTT to the origin, at
     /// least 25 ms; 300 ms when no RTT is known), which is never longer than this; the first
@@ -112,6 +118,7 @@ impl Default for ClientConfig {
             happy_eyeballs_delay: Duration::from_millis(250),
             max_redirects: 10,
             notsent_lowat: Some(128 * 1024),
+            track_acknowledgements: true,
             http2_prior_knowledge: false,
             h2_initial_window_size: 1024 * 1024,
             h2_initial_connection_window_size: 4 * 1024 * 1024,

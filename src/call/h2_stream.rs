@@ -76,6 +76,7 @@ pub(crate) async fn exchange(
         chunk_size,
         task,
         profile,
+        track_acks,
     } = input;
     let H2Stream {
         mut send,
@@ -94,7 +95,7 @@ pub(crate) async fn exchange(
     let book = conn.book.clone();
     let total_body = body.as_ref().map_or(0, |(plan, _)| plan.content_length());
     // Acknowledged progress and `bodyAckedEnd` (profile work): tracked before any DATA goes.
-    let acks = conn.acks.as_ref().filter(|_| profile && body.is_some());
+    let acks = conn.acks.as_ref().filter(|_| track_acks && body.is_some());
     if acks.is_some() {
         book.track_acks(id);
     }

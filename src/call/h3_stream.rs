@@ -53,6 +53,7 @@ pub(crate) async fn exchange(
         chunk_size,
         task,
         profile,
+        track_acks: _,
     } = input;
     let stream = sender
         .send_request(request)

@@ -71,7 +71,7 @@ pub(crate) async fn send(
             zero_copy: ctx.config.zero_copy,
             tls_buffer_limit: ctx.config.tls_buffer_limit,
             task,
-            track_acks: upload.profile,
+            track_acks: upload.profile && ctx.config.track_acknowledgements,
         };
         match exchange(&mut conn.stream, input).await {
             Ok(response) => {

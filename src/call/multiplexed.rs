@@ -153,6 +153,8 @@ pub(crate) struct StreamInput<'a> {
     pub task: &'a TaskShared,
     /// The profile is on: read the transport's RTT.
     pub profile: bool,
+    /// Track what the peer acknowledged (the profile is on and the client tracks).
+    pub track_acks: bool,
 }
 
 /// The hop's request for a multiplexed protocol of `version`.
@@ -177,6 +179,7 @@ fn stream_input<'a>(
             .max(ctx.config.h2_max_send_buffer_size),
         task,
         profile: upload.profile,
+        track_acks: upload.profile && ctx.config.track_acknowledgements,
     })
 }
 

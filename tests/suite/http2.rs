@@ -301,3 +301,31 @@ async fn each_concurrent_stream_gets_its_own_acknowledged_end_and_progress() {
         assert_eq!(connections.len(), 1, "tls {tls}: one connection");
     }
 }
+
+/// A client that does not track acknowledgements (a load generator's switch): written progress
+/// and no acknowledged end, over h2 and HTTP/1.1 alike; the upload itself is the same.
+#[tokio::test]
+async fn without_ack_tracking_progress_counts_written_bytes() {
+    let sink = sink(true).await;
+    let client = Client::builder()
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .track_acknowledgements(false)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_file(dir.path(), "a.bin", 300_000);
+    for h2 in [true, false] {
+        let res = client
+            .upload_file(h2_options(sink.url("/upload"), &file).enable_http2(h2))
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict(&res)["files"][0]["sha256"].as_str().unwrap(),
+            sha256_file(&file)
+        );
+        let ext = res.profile_extensions.unwrap();
+        assert_eq!(ext.progress_basis, "written", "h2 {h2}");
+        assert_eq!(ext.body_acked_end, 0.0, "h2 {h2}");
+        assert_eq!(ext.ack_source, "", "h2 {h2}");
+    }
+}

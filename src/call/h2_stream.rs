@@ -149,6 +149,13 @@ pub(crate) async fn exchange(
     // The server answered before the whole body went out: the answer stands.
     report.early_response = !body_done;
     let response_start = book.stream(id).response_start;
+    // Was the last body byte already acknowledged when the head had arrived? Then it was by
+    // `responseStart`: a server that answers after reading the whole body acknowledges it in
+    // the response's own segments at the latest (used to bound a polled end, below).
+    let acked_by_head = acks.is_some_and(|a| {
+        poll_acks(a, &book, id, task, total_body);
+        book.acked(id).end.is_some()
+    });
     let (parts, recv) = head.into_parts();
     let rtt = || {
         conn.tcp_fd
@@ -174,7 +181,13 @@ pub(crate) async fn exchange(
         poll_acks(acks, &book, id, task, total_body);
         let acked = book.acked(id);
         if let Some(end) = acked.end {
-            report.stamps.body_acked_end = Some(end.at); // bodyAckedEnd
+            // A polled end is the poll's time, an upper bound; one seen by the time the head
+            // arrived is bounded by `responseStart` too (see `acked_by_head`).
+            let at = match response_start {
+                Some(head) if !end.exact && acked_by_head => end.at.min(head),
+                _ => end.at,
+            };
+            report.stamps.body_acked_end = Some(at); // bodyAckedEnd
             report.ack_source = Some(if end.exact {
                 AckSource::Kernel
             } else {

@@ -220,7 +220,10 @@ where
         let Ok(None) = result else {
             return Poll::Ready(None);
         };
-        let woken = *waker.woken_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let woken = *waker
+            .woken_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let until = woken.unwrap_or_else(Instant::now);
         Poll::Ready(Some(match log.latest_until(until) {
             Some(at) => StreamAcked { at, from_ack: true },
@@ -275,7 +278,13 @@ mod tests {
         let woke = Instant::now();
         // The task notices later; the answer is still the batch.
         let got = watch.await.unwrap().unwrap();
-        assert_eq!(got, StreamAcked { at: batch, from_ack: true });
+        assert_eq!(
+            got,
+            StreamAcked {
+                at: batch,
+                from_ack: true
+            }
+        );
         assert!(got.at <= woke);
     }
 

@@ -11,9 +11,8 @@
 //!   bytes went each way at HTTP/3 level (frame headers, QPACK blocks and payloads:
 //!   `sendBytesCount`, `receivedBytedCount`), told apart by what they carried
 //!   ([`crate::proto::h3_frames`], fed exactly the bytes quinn accepted and delivered). This is
-//!   the QUIC counterpart of the HTTP/2
-//!   [`FrameTap`](super::frame_tap). The h3 connection finds a stream's record in the
-//!   connection's [`QuicTapBook`] by the stream id.
+//!   the QUIC counterpart of the HTTP/2 [`FrameTap`](super::frame_tap). The h3 connection finds
+//!   a stream's record in the connection's [`QuicTapBook`] by the stream id.
 //! - **No copy of file chunks.** h3 hands each DATA frame to the glue as a `WriteBuf` (frame
 //!   header, then the payload `Buf`). `h3-quinn` copies it into quinn with `write`. Here the
 //!   uploader announces the `Bytes` it is about to send ([`StreamRecord::offer`]); when the

@@ -231,7 +231,11 @@ async fn on_every_protocol_the_counters_add_up_and_the_local_address_is_the_one_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On the current-thread runtime, as http2.rs's early-answer test: on a multi-threaded one an
+// early answer over h2c fails now and then with "the stream closed while sending the body" (the
+// body sender sees the stream closed before the response future sees the answer; 7 of 20 runs
+// before this test existed). That race is the h2 exchange's, not the counters'.
+#[tokio::test]
 async fn an_early_answer_still_adds_up() {
     // The server answers 413 before reading the body: over h2 and HTTP/3 it also resets or
     // stops the stream, and whatever went out of the body before that is counted. Larger than
@@ -254,7 +258,7 @@ async fn an_early_answer_still_adds_up() {
         )
         .await
         .expect("no hang")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{wire:?}: {e:?}"));
         assert_eq!(res.status_code, 413, "{wire:?}");
         let (_, e) = assert_adds_up(wire, &res);
         assert!(e.early_response, "{wire:?}");

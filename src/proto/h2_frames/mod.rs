@@ -23,8 +23,8 @@
 //! id), so frame headers may be split across calls at any byte, and the same bytes give the same
 //! counts however they are split. The work is O(1) per frame and per call (payloads are skipped,
 //! not scanned, except the few bytes of GOAWAY, RST_STREAM and received SETTINGS that are
-//! recorded), and nothing is allocated per byte or per frame (only one map entry per new
-//! stream).
+//! recorded, and the pad length byte of a PADDED frame), and nothing is allocated per byte or
+//! per frame (only one map entry per new stream).
 //!
 //! # Precision
 //!

@@ -203,7 +203,8 @@ impl H3Server {
                         let id = stats.connection_accepted();
                         let timer = Arc::new(IoTimer::new(id, accepted));
                         stats.add_connection_timer(timer.clone());
-                        let ctx = Arc::new(ConnCtx::new(id, self.shared.clone(), timer));
+                        let peer = incoming.remote_address();
+                        let ctx = Arc::new(ConnCtx::new(id, peer, self.shared.clone(), timer));
                         let token = self.shutdown.child_token();
                         conns.spawn(serve_connection(incoming, ctx, token, self.idle.clone()));
                     }

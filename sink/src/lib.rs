@@ -30,7 +30,7 @@
 //!  "fields":[{"name":"user","value":"test","size":4}],
 //!  "files":[{"field":"file","filename":"a.txt","contentType":"text/plain","size":123,"sha256":"..."}],
 //!  "headers":{"content-type":"...","host":"..."},
-//!  "connection":{"id":1,"request":1},"protocol":"HTTP/1.1",
+//!  "connection":{"id":1,"request":1,"peer":"127.0.0.1:40000"},"protocol":"HTTP/1.1",
 //!  "serverTiming":{"headReceivedMs":1.7e12,"bodyReceivedMs":1.7e12}}
 //! ```
 //!

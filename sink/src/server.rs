@@ -50,7 +50,7 @@ impl Server {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         let accepted = Stamp::now();
                         let stats = &self.shared.stats;
                         let id = stats.connection_accepted();
@@ -58,7 +58,7 @@ impl Server {
                         stats.add_connection_timer(timer.clone());
                         let _ = stream.set_nodelay(true);
                         let stream = TimedIo::new(stream, timer.clone(), stats.clone());
-                        let ctx = Arc::new(ConnCtx::new(id, self.shared.clone(), timer));
+                        let ctx = Arc::new(ConnCtx::new(id, peer, self.shared.clone(), timer));
                         let token = self.shutdown.child_token();
                         conns.spawn(serve(stream, ctx, self.tls.clone(), token, self.idle.clone()));
                     }

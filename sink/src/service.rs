@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ pub(crate) struct Shared {
 pub(crate) struct ConnCtx {
     /// Connection id, from 1.
     pub id: u64,
+    /// The client's address, as the accepted connection (or QUIC's first packet) showed it.
+    pub peer: SocketAddr,
     pub shared: Arc<Shared>,
     next_request: AtomicU64,
     in_flight: Arc<AtomicUsize>,
@@ -50,9 +52,10 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
-    pub fn new(id: u64, shared: Arc<Shared>, io: Arc<IoTimer>) -> Self {
+    pub fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>, io: Arc<IoTimer>) -> Self {
         ConnCtx {
             id,
+            peer,
             io,
             shared,
             next_request: AtomicU64::new(0),
@@ -281,6 +284,7 @@ pub(crate) async fn handle(
     let connection = || ConnectionVerdict {
         id: ctx.id,
         request: request_index,
+        peer: ctx.peer.to_string(),
     };
 
     let knobs = match Knobs::resolve(&ctx.shared.config, parts.uri.query()) {

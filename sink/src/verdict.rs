@@ -33,6 +33,8 @@ pub(crate) struct FileVerdict {
 pub(crate) struct ConnectionVerdict {
     pub id: u64,
     pub request: u64,
+    /// The client's address and port as the sink saw them (`127.0.0.1:40000`, `[::1]:40000`).
+    pub peer: String,
 }
 
 /// Server-side timestamps (ms since the Unix epoch).

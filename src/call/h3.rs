@@ -184,6 +184,7 @@ async fn start_h3(ctx: &Context, connected: QuicConnected) -> Result<Arc<QuicCon
     let info = connection_info(
         ctx.next_connection_id(),
         peer,
+        connected.local,
         connected.attempts,
         connected.cipher_suite,
     );

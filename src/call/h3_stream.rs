@@ -14,7 +14,8 @@
 //! - `responseStart`: quinn delivered the first bytes of the response stream (its HEADERS);
 //! - `responseEnd`: quinn delivered the end of the response stream;
 //! - `sendBytesCount` / `receivedBytedCount`: the stream's bytes at HTTP/3 level (frame headers,
-//!   QPACK blocks, payloads);
+//!   QPACK blocks, payloads), and of them the header blocks, the DATA payloads (`bodyBytesSent`)
+//!   and the framing (`proto::h3_frames`);
 //! - `bodyAckedEnd` (extension): when quinn received the ACK that completed the finished stream
 //!   (`ackSource: "quic"`; how, and what quinn cannot tell, in `transport::quic_acks`).
 //!
@@ -157,9 +158,7 @@ pub(crate) async fn exchange(
             acked_end(&mut report, done);
         }
     }
-    let taps = record
-        .taps()
-        .stamps(head_written.last_write_at, report.body_bytes_sent);
+    let taps = record.taps().stamps(head_written.last_write_at);
     let request_complete = !report.early_response;
     Ok(received.into_response(report, taps, request_complete, now))
 }

@@ -115,6 +115,10 @@ impl Received {
         report.body_bytes_sent = taps.body_bytes_sent;
         report.received_byted_count = taps.received_byted_count;
         report.response_body_bytes = self.body.len() as u64;
+        report.request_header_bytes = taps.request_header_bytes;
+        report.request_framing_bytes = taps.request_framing_bytes;
+        report.response_header_bytes = taps.response_header_bytes;
+        report.response_framing_bytes = taps.response_framing_bytes;
         report.rtt_ms = self.rtt_ms;
         Response {
             head: self.head,
@@ -161,6 +165,10 @@ mod tests {
             send_bytes_count: 100,
             body_bytes_sent: 80,
             received_byted_count: 40,
+            request_header_bytes: 12,
+            request_framing_bytes: 8,
+            response_header_bytes: 20,
+            response_framing_bytes: 18,
         };
         let r = received(t0 + Duration::from_millis(9)).into_response(
             ExchangeReport::default(),
@@ -184,6 +192,15 @@ mod tests {
             (100, 80, 40, 2)
         );
         assert_eq!(r.report.rtt_ms, Some(1.5));
+        assert_eq!(
+            (
+                r.report.request_header_bytes,
+                r.report.request_framing_bytes,
+                r.report.response_header_bytes,
+                r.report.response_framing_bytes
+            ),
+            (12, 8, 20, 18)
+        );
         assert!(r.reusable);
     }
 

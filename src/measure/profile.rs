@@ -122,8 +122,29 @@ pub struct ProfileExtensions {
     pub expect_continue: bool,
     /// The server answered before the request body was completely sent.
     pub early_response: bool,
-    /// Body bytes written to the connection.
+    /// Request body bytes written to the connection: the message body as `Content-Length`
+    /// counts it (multipart preamble, file, epilogue); over h2 and HTTP/3 the DATA payloads
+    /// (h2 padding excluded). With `requestHeaderBytesSent` and `requestFramingBytes` it adds up
+    /// to the profile's `sendBytesCount`.
     pub body_bytes_sent: u64,
+    /// Request header bytes written: the HTTP/1.1 head (request line, header lines, the empty
+    /// line); over h2 and HTTP/3 the header block as compressed on the wire (HPACK, QPACK).
+    pub request_header_bytes_sent: u64,
+    /// The request's protocol framing and control bytes: 0 over HTTP/1.1 (the body is sent
+    /// with `Content-Length`); h2 frame headers (9 bytes each), padding and priority fields, and
+    /// the stream's RST_STREAM / PRIORITY / WINDOW_UPDATE frames; HTTP/3 frame type and length
+    /// integers and any other frame on the stream.
+    pub request_framing_bytes: u64,
+    /// Response header bytes received: every head (interim 1xx heads included) and chunked
+    /// trailer fields over HTTP/1.1; the header blocks (HPACK, QPACK) over h2 and HTTP/3.
+    pub response_header_bytes_received: u64,
+    /// Response body bytes received, framing removed: the length of `data` (HTTP/1.1 chunked
+    /// bodies without their chunk framing; the DATA payloads over h2 and HTTP/3).
+    pub response_body_bytes_received: u64,
+    /// The response's protocol framing and control bytes: HTTP/1.1 chunk size lines, chunk
+    /// CRLFs, the last chunk and the final CRLF; h2 and HTTP/3 as for `requestFramingBytes`.
+    /// Header, body and framing bytes add up to the profile's `receivedBytedCount`.
+    pub response_framing_bytes: u64,
     /// Upload throughput over the body-send window (`requestEnd - requestHeadEnd`), kbit/s.
     pub upload_throughput_kbps: f64,
     /// The peer acknowledged the last byte of the request body (ms since epoch; 0 when the
@@ -138,6 +159,12 @@ pub struct ProfileExtensions {
     pub progress_basis: String,
     /// This client's id of the connection that carried the request (1-based).
     pub connection_id: u64,
+    /// The connection's local IP address (empty if unknown): the TCP socket's; over QUIC the
+    /// source address the kernel routes the peer from.
+    pub local_address: String,
+    /// The connection's local port (0 if unknown): the TCP socket's, or the QUIC endpoint's UDP
+    /// port.
+    pub local_port: u16,
     /// Requests carried by that connection before this one.
     pub connection_requests_before: u64,
     /// How long the connection sat idle in the pool before this request reused it, in ms.

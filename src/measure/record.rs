@@ -324,6 +324,11 @@ impl UploadRecord {
             expect_continue: report.expect_continue,
             early_response: report.early_response,
             body_bytes_sent: report.body_bytes_sent,
+            request_header_bytes_sent: report.request_header_bytes,
+            request_framing_bytes: report.request_framing_bytes,
+            response_header_bytes_received: report.response_header_bytes,
+            response_body_bytes_received: report.response_body_bytes,
+            response_framing_bytes: report.response_framing_bytes,
             upload_throughput_kbps,
             body_acked_end: ms(x.body_acked_end),
             ack_source: report.ack_source.map_or("", |s| s.as_str()).to_string(),
@@ -334,6 +339,11 @@ impl UploadRecord {
             }
             .to_string(),
             connection_id: info.map_or(0, |i| i.id),
+            local_address: info
+                .and_then(|i| i.local)
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            local_port: info.and_then(|i| i.local).map_or(0, |a| a.port()),
             connection_requests_before: connection.map_or(0, |c| c.requests_before),
             idle_before_reuse_ms: round3(connection.map_or(0.0, |c| c.idle_before_reuse_ms)),
             connect_attempts: match info {
@@ -420,6 +430,7 @@ mod tests {
             info: Arc::new(ConnectionInfo {
                 id: 1,
                 peer,
+                local: Some("127.0.0.1:50000".parse().unwrap()),
                 attempts: 1,
                 tls_version: if tls { "TLSv1.3".into() } else { String::new() },
                 cipher_suite: String::new(),
@@ -495,6 +506,69 @@ mod tests {
         assert_eq!(e.dns_source, "resolver");
         assert_eq!(e.connect_attempts, 1);
         assert_eq!(e.tls_version, "TLSv1.3");
+    }
+
+    #[test]
+    fn byte_counts_and_the_local_address_are_in_the_extensions() {
+        let b = Instant::now();
+        let mut r = UploadRecord::new(b);
+        assert_eq!(
+            (
+                r.extensions().local_address.as_str(),
+                r.extensions().local_port
+            ),
+            ("", 0),
+            "no connection: unknown"
+        );
+        r.fetch_started(b, false);
+        r.uses_connection(connection(true, false), 0);
+        r.exchanged(ExchangeReport {
+            send_bytes_count: 1000,
+            request_header_bytes: 150,
+            body_bytes_sent: 820,
+            request_framing_bytes: 30,
+            received_byted_count: 300,
+            response_header_bytes: 90,
+            response_body_bytes: 200,
+            response_framing_bytes: 10,
+            ..Default::default()
+        });
+        let (p, e) = (r.profile(&QualityEstimate::default()), r.extensions());
+        assert_eq!((p.send_bytes_count, p.received_byted_count), (1000, 300));
+        assert_eq!(
+            (
+                e.request_header_bytes_sent,
+                e.body_bytes_sent,
+                e.request_framing_bytes
+            ),
+            (150, 820, 30)
+        );
+        assert_eq!(
+            (
+                e.response_header_bytes_received,
+                e.response_body_bytes_received,
+                e.response_framing_bytes
+            ),
+            (90, 200, 10)
+        );
+        // A reused connection reports the address it was opened with.
+        assert_eq!(
+            (e.local_address.as_str(), e.local_port),
+            ("127.0.0.1", 50000)
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        for name in [
+            "localAddress",
+            "localPort",
+            "requestHeaderBytesSent",
+            "bodyBytesSent",
+            "requestFramingBytes",
+            "responseHeaderBytesReceived",
+            "responseBodyBytesReceived",
+            "responseFramingBytes",
+        ] {
+            assert!(json.get(name).is_some(), "{name} missing from {json}");
+        }
     }
 
     #[test]

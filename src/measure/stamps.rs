@@ -80,6 +80,10 @@ pub(crate) struct ConnectionInfo {
     /// The client's id of this connection (1-based, in opening order).
     pub id: u64,
     pub peer: SocketAddr,
+    /// The connection's own address (`localAddress`, `localPort`): the TCP socket's, or over
+    /// QUIC the source address the kernel routes to `peer` with the UDP endpoint's port.
+    /// `None` if it could not be read.
+    pub local: Option<SocketAddr>,
     /// Connection attempts it took to open it.
     pub attempts: u32,
     /// `"TLSv1.3"` etc.; empty on plain TCP.
@@ -145,6 +149,16 @@ pub(crate) struct StreamStamps {
     pub body_bytes_sent: u64,
     /// The stream's bytes read at HTTP level (`receivedBytedCount`).
     pub received_byted_count: u64,
+    /// Of `send_bytes_count`, the request's header block (`requestHeaderBytesSent`).
+    pub request_header_bytes: u64,
+    /// Of `send_bytes_count`, the protocol's framing and control bytes
+    /// (`requestFramingBytes`); the rest is `body_bytes_sent`.
+    pub request_framing_bytes: u64,
+    /// Of `received_byted_count`, the response's header blocks (`responseHeaderBytesReceived`).
+    pub response_header_bytes: u64,
+    /// Of `received_byted_count`, the framing and control bytes (`responseFramingBytes`); the
+    /// rest is the body's DATA payloads.
+    pub response_framing_bytes: u64,
 }
 
 /// Where `bodyAckedEnd` came from (`profileExtensions.ackSource`).
@@ -211,8 +225,21 @@ pub(crate) struct ExchangeReport {
     pub body_bytes_sent: u64,
     /// Bytes of the response at HTTP level (`receivedBytedCount`, the original's spelling).
     pub received_byted_count: u64,
-    /// Bytes of the response body (the download rate's numerator).
+    /// Bytes of the response body (the download rate's numerator), framing removed
+    /// (`responseBodyBytesReceived`).
     pub response_body_bytes: u64,
+    /// Of `send_bytes_count`, the request head or header block (`requestHeaderBytesSent`).
+    pub request_header_bytes: u64,
+    /// Of `send_bytes_count`, the protocol's own framing and control bytes
+    /// (`requestFramingBytes`). Header, body and framing bytes add up to `send_bytes_count`.
+    pub request_framing_bytes: u64,
+    /// Of `received_byted_count`, the response's heads or header blocks, interim ones and
+    /// trailers included (`responseHeaderBytesReceived`).
+    pub response_header_bytes: u64,
+    /// Of `received_byted_count`, the protocol's own framing and control bytes
+    /// (`responseFramingBytes`). Header, body and framing bytes add up to
+    /// `received_byted_count`.
+    pub response_framing_bytes: u64,
     /// The status of the first interim response (0 if none).
     pub first_interim_status: u16,
     /// `Expect: 100-continue` was sent.

@@ -22,6 +22,13 @@
 //! - trailer fields are checked for shape (`token ":" value CRLF`) and
 //!   discarded; their bytes count against the head-size limit and their
 //!   number against the header-count limit.
+//!
+//! Every byte consumed is one of three kinds, counted apart so that the
+//! profile can say what a response's bytes carried: chunk data (the body),
+//! trailer field lines ([`trailer_field_bytes`](ChunkedDecoder::trailer_field_bytes),
+//! header bytes like the head's), and the rest of the coding: size lines
+//! with their extensions, the CRLF after each chunk's data, the last chunk
+//! and the final CRLF ([`framing_bytes`](ChunkedDecoder::framing_bytes)).
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -84,6 +91,10 @@ pub(crate) struct ChunkedDecoder {
     trailer_fields: usize,
     max_trailer_bytes: usize,
     max_trailer_fields: usize,
+    /// Framing bytes consumed (see the module docs).
+    framing: u64,
+    /// Trailer field line bytes consumed.
+    trailer_field_bytes: u64,
 }
 
 impl ChunkedDecoder {
@@ -99,7 +110,23 @@ impl ChunkedDecoder {
             trailer_fields: 0,
             max_trailer_bytes,
             max_trailer_fields,
+            framing: 0,
+            trailer_field_bytes: 0,
         }
+    }
+
+    /// Bytes of the coding consumed so far that are neither chunk data nor trailer field
+    /// lines: size lines (extensions included), the CRLF after each chunk's data, the last
+    /// chunk and the final CRLF. With the data and
+    /// [`trailer_field_bytes`](Self::trailer_field_bytes), the `wire` count of
+    /// [`decode`](Self::decode).
+    pub(crate) fn framing_bytes(&self) -> u64 {
+        self.framing
+    }
+
+    /// Bytes of trailer field lines (`name: value` CRLF) consumed so far.
+    pub(crate) fn trailer_field_bytes(&self) -> u64 {
+        self.trailer_field_bytes
     }
 
     /// Decodes from the front of `buf`, removing what it consumes and adding
@@ -127,9 +154,13 @@ impl ChunkedDecoder {
                 }
                 _ => {
                     let mut used = 0;
+                    let mut trailer_fields = 0u64;
                     let mut result = Ok(());
                     for &b in buf.iter() {
                         used += 1;
+                        if self.in_trailer_field(b) {
+                            trailer_fields += 1;
+                        }
                         result = self.framing_byte(b);
                         if result.is_err() || matches!(self.st, St::Data | St::Done) {
                             break;
@@ -138,11 +169,23 @@ impl ChunkedDecoder {
                     result?;
                     buf.advance(used);
                     *wire += used as u64;
+                    self.trailer_field_bytes += trailer_fields;
+                    self.framing += used as u64 - trailer_fields;
                     if !matches!(self.st, St::Data | St::Done) {
                         return Ok(Step::NeedMore);
                     }
                 }
             }
+        }
+    }
+
+    /// Whether `b`, the next byte, belongs to a trailer field line (its name, value or line
+    /// end); the empty line that ends the trailer section does not.
+    fn in_trailer_field(&self, b: u8) -> bool {
+        match self.st {
+            St::TrailerStart => b != b'\r',
+            St::TrailerName | St::TrailerValue | St::TrailerLf => true,
+            _ => false,
         }
     }
 
@@ -489,6 +532,50 @@ mod tests {
             all_splits(&big),
             Err(ProtoError::InvalidTrailers { .. })
         ));
+    }
+
+    /// Decodes `input` in pieces of `step` bytes; returns (data, trailer field, framing, wire)
+    /// byte counts.
+    fn kinds(input: &[u8], step: usize) -> (u64, u64, u64, u64) {
+        let mut d = ChunkedDecoder::new(1024, 8);
+        let mut buf = BytesMut::new();
+        let (mut data, mut wire) = (0u64, 0u64);
+        'feed: for piece in input.chunks(step.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match d.decode(&mut buf, &mut wire) {
+                    Ok(Step::Data(b)) => data += b.len() as u64,
+                    Ok(Step::Done) | Err(_) => break 'feed,
+                    Ok(Step::NeedMore) => break,
+                }
+            }
+        }
+        (data, d.trailer_field_bytes(), d.framing_bytes(), wire)
+    }
+
+    #[test]
+    fn data_trailer_fields_and_framing_add_up_to_the_wire_count() {
+        // 4 and 6 bytes of data; size lines "4\r\n" and "6;x=y\r\n", two data CRLFs, the last
+        // chunk "0\r\n", trailers "A: b\r\n" and "Cc: d\r\n", the final CRLF.
+        let input = b"4\r\nWiki\r\n6;x=y\r\npedia!\r\n0\r\nA: b\r\nCc: d\r\n\r\nNEXT";
+        for step in 1..=input.len() {
+            let (data, trailers, framing, wire) = kinds(input, step);
+            assert_eq!(data, 10, "step {step}");
+            assert_eq!(trailers, 6 + 7, "step {step}");
+            assert_eq!(framing, 3 + 7 + 2 + 2 + 3 + 2, "step {step}");
+            assert_eq!(data + trailers + framing, wire, "step {step}");
+            assert_eq!(wire, input.len() as u64 - 4, "step {step}");
+        }
+        // No trailers: the final CRLF is framing.
+        assert_eq!(kinds(b"1\r\nx\r\n0\r\n\r\n", 1), (1, 0, 3 + 2 + 3 + 2, 11));
+        // Cut short: what was consumed adds up.
+        for cut in 0..input.len() {
+            let (data, trailers, framing, wire) = kinds(&input[..cut], 3);
+            assert_eq!(data + trailers + framing, wire, "cut {cut}");
+        }
+        // An error discards nothing counted before it, and counts nothing of the failed call.
+        let (data, trailers, framing, wire) = kinds(b"2\r\nab\r\n0\r\nbad header\r\n", 1);
+        assert_eq!((data, data + trailers + framing), (2, wire));
     }
 
     #[test]

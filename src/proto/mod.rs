@@ -7,9 +7,10 @@
 //! ([`ResponseDecoder`]), one HTTP/1.1 exchange's I/O events into decisions
 //! and the profile's instants ([`h1_exchange::Http1Exchange`]: what may be
 //! written next, which read is `responseStart`, whether the connection may be
-//! reused), and the bytes an HTTP/2 connection moves into per-stream records
-//! (`h2_frames`, crate-internal). The async drivers around it move the bytes,
-//! take the instants and do what the core decides.
+//! reused), the bytes an HTTP/2 connection moves into per-stream records
+//! (`h2_frames`, crate-internal), and an HTTP/3 request stream's bytes into
+//! what its frames carried (`h3_frames`, crate-internal). The async drivers
+//! around it move the bytes, take the instants and do what the core decides.
 //!
 //! # Why sans-IO
 //!
@@ -97,6 +98,8 @@ mod chunked;
 mod error;
 pub mod h1_exchange;
 pub(crate) mod h2_frames;
+#[cfg(feature = "quic")]
+pub(crate) mod h3_frames;
 pub mod mime;
 pub mod multipart;
 pub mod request;

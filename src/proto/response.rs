@@ -195,6 +195,11 @@ pub struct ResponseDecoder {
     header_slots: usize,
     wire: u64,
     body_received: u64,
+    /// Bytes of every head parsed (interim and final, leading empty lines included).
+    head_bytes: u64,
+    /// A chunked body's trailer field lines and framing, as of the last poll.
+    chunk_trailer_fields: u64,
+    chunk_framing: u64,
     framing: Option<BodyFraming>,
     persistent: bool,
 }
@@ -218,6 +223,9 @@ impl ResponseDecoder {
             header_slots: INITIAL_HEADER_SLOTS.min(limits.max_headers),
             wire: 0,
             body_received: 0,
+            head_bytes: 0,
+            chunk_trailer_fields: 0,
+            chunk_framing: 0,
             framing: None,
             persistent: false,
         }
@@ -287,21 +295,26 @@ impl ResponseDecoder {
                 }
                 Ok(Some(self.take_body(n)))
             }
-            State::Chunked(dec) => match dec.decode(&mut self.buf, &mut self.wire)? {
-                Step::Data(data) => {
-                    self.body_received += data.len() as u64;
-                    Ok(Some(ResponseEvent::Body(data)))
+            State::Chunked(dec) => {
+                let step = dec.decode(&mut self.buf, &mut self.wire);
+                self.chunk_trailer_fields = dec.trailer_field_bytes();
+                self.chunk_framing = dec.framing_bytes();
+                match step? {
+                    Step::Data(data) => {
+                        self.body_received += data.len() as u64;
+                        Ok(Some(ResponseEvent::Body(data)))
+                    }
+                    Step::Done => {
+                        self.state = State::Done;
+                        Ok(Some(ResponseEvent::End))
+                    }
+                    Step::NeedMore if self.eof => Err(ProtoError::IncompleteBody {
+                        received: self.body_received,
+                        expected: None,
+                    }),
+                    Step::NeedMore => Ok(None),
                 }
-                Step::Done => {
-                    self.state = State::Done;
-                    Ok(Some(ResponseEvent::End))
-                }
-                Step::NeedMore if self.eof => Err(ProtoError::IncompleteBody {
-                    received: self.body_received,
-                    expected: None,
-                }),
-                Step::NeedMore => Ok(None),
-            },
+            }
             State::CloseDelimited => {
                 if !self.buf.is_empty() {
                     let n = self.buf.len();
@@ -382,6 +395,7 @@ impl ResponseDecoder {
         };
         self.buf.advance(len);
         self.wire += len as u64;
+        self.head_bytes += len as u64;
         self.scan = HeadScan::default();
         if head.status < 100 {
             return Err(ProtoError::MalformedStatusLine {
@@ -513,6 +527,26 @@ impl ResponseDecoder {
     /// trailers. Bytes after the end of the message are not counted.
     pub fn wire_bytes(&self) -> u64 {
         self.wire
+    }
+
+    /// Of [`wire_bytes`](Self::wire_bytes), the header sections: every head (interim and
+    /// final, leading empty lines included) and a chunked body's trailer field lines.
+    pub fn header_bytes(&self) -> u64 {
+        self.head_bytes + self.chunk_trailer_fields
+    }
+
+    /// Of [`wire_bytes`](Self::wire_bytes), the body with any chunk framing removed: the
+    /// bytes the [`Body`](ResponseEvent::Body) events carried.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_received
+    }
+
+    /// Of [`wire_bytes`](Self::wire_bytes), the chunked coding's own bytes: size lines (with
+    /// extensions), the CRLF after each chunk's data, the last chunk and the final CRLF (0
+    /// for a body that is not chunked). `header_bytes + body_bytes + framing_bytes ==
+    /// wire_bytes`, always.
+    pub fn framing_bytes(&self) -> u64 {
+        self.chunk_framing
     }
 
     /// Is the final response complete (its [`End`](ResponseEvent::End)

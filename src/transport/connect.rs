@@ -63,6 +63,8 @@ pub(crate) async fn connect(
     let mut info = ConnectionInfo {
         id,
         peer,
+        // localAddress, localPort: the address the kernel bound the connected socket to.
+        local: tcp.local_addr().ok(),
         attempts,
         tls_version: String::new(),
         cipher_suite: String::new(),

@@ -128,8 +128,13 @@ impl TapBook {
             response_start: tap.response_start,
             response_end: tap.response_end,
             send_bytes_count: tap.send_bytes_count,
-            body_bytes_sent: tap.body_bytes_sent,
+            // The body without padding (`h2` never pads: all of it).
+            body_bytes_sent: tap.body_bytes_sent - tap.data_padding_sent,
             received_byted_count: tap.received_byted_count,
+            request_header_bytes: tap.header_block_sent,
+            request_framing_bytes: tap.framing_sent,
+            response_header_bytes: tap.header_block_received,
+            response_framing_bytes: tap.framing_received,
         }
     }
 

@@ -12,7 +12,9 @@
 //! The origin's addresses are raced by Happy Eyeballs (RFC 8305, the same procedure as TCP's:
 //! `happy_eyeballs.rs`), each attempt a QUIC handshake; the whole attempt gives up after
 //! [`ClientConfig::quic_fallback_after`](crate::ClientConfig::quic_fallback_after). The cipher
-//! suite is read from the server's `ServerHello` on its way into quinn (`quic_tls.rs`).
+//! suite is read from the server's `ServerHello` on its way into quinn (`quic_tls.rs`). The
+//! connection's local address (`localAddress`, `localPort`) is the endpoint's port with the
+//! source address the kernel routes the peer from ([`local_address`]).
 //!
 //! # Racing TCP, and remembering
 //!
@@ -423,7 +425,11 @@ impl QuicPool {
                     on_answer(Instant::now());
                 }
                 match connecting.await {
-                    Ok(conn) => Ok((conn, Instant::now(), suite, ack_log)),
+                    Ok(conn) => {
+                        let end = Instant::now();
+                        let local = local_address(&endpoint, &conn, addr);
+                        Ok((conn, end, suite, ack_log, local))
+                    }
                     Err(e) => Err(format!("the QUIC handshake with {addr} failed: {e}")),
                 }
             }
@@ -436,11 +442,12 @@ impl QuicPool {
         .await;
         match raced {
             Ok(Ok(won)) => {
-                let (conn, end, suite, ack_log) = won.conn;
+                let (conn, end, suite, ack_log, local) = won.conn;
                 let start = won.started;
                 Ok(QuicConnected {
                     conn,
                     peer: won.peer,
+                    local,
                     attempts: won.attempts,
                     stamps: ConnectStamps {
                         connect_start: Some(start),
@@ -469,6 +476,8 @@ impl QuicPool {
 pub(crate) struct QuicConnected {
     pub conn: quinn::Connection,
     pub peer: SocketAddr,
+    /// The connection's own address, if it could be read ([`local_address`]).
+    pub local: Option<SocketAddr>,
     /// Addresses tried, this one included.
     pub attempts: u32,
     pub stamps: ConnectStamps,
@@ -502,16 +511,44 @@ fn transport_config(settings: QuicSettings) -> quinn::TransportConfig {
     t
 }
 
+/// The local address of a client connection to `peer` on `endpoint`: the endpoint's port, and
+/// the source address its datagrams leave with. The endpoints are bound to the wildcard address
+/// and quinn leaves a client's source address to the kernel (its `local_ip()` is `None` for
+/// clients), so every datagram gets the address of the kernel's route to `peer`: a UDP socket
+/// connected to `peer` reads that route (connecting a UDP socket sends nothing).
+fn local_address(
+    endpoint: &quinn::Endpoint,
+    conn: &quinn::Connection,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    let port = endpoint.local_addr().ok()?.port();
+    let ip = match conn.local_ip() {
+        Some(ip) => ip,
+        None => {
+            let any: IpAddr = match peer {
+                SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            let probe = std::net::UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
+            probe.connect(peer).ok()?;
+            probe.local_addr().ok()?.ip()
+        }
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
 /// The connection's identity for the profile.
 pub(crate) fn connection_info(
     id: u64,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     attempts: u32,
     cipher_suite: String,
 ) -> ConnectionInfo {
     ConnectionInfo {
         id,
         peer,
+        local,
         attempts,
         // QUIC always runs TLS 1.3.
         tls_version: "TLSv1.3".to_string(),

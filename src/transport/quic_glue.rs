@@ -9,9 +9,10 @@
 //!   `requestStart`), when the stream was finished (`requestEnd`), when quinn delivered the first
 //!   and the last bytes of the response stream (`responseStart`, `responseEnd`), and how many
 //!   bytes went each way at HTTP/3 level (frame headers, QPACK blocks and payloads:
-//!   `sendBytesCount`, `receivedBytedCount`). This is the QUIC counterpart of the HTTP/2
-//!   [`FrameTap`](super::frame_tap). The h3 connection finds a stream's record in the
-//!   connection's [`QuicTapBook`] by the stream id.
+//!   `sendBytesCount`, `receivedBytedCount`), told apart by what they carried
+//!   ([`crate::proto::h3_frames`], fed exactly the bytes quinn accepted and delivered). This is
+//!   the QUIC counterpart of the HTTP/2 [`FrameTap`](super::frame_tap). The h3 connection finds
+//!   a stream's record in the connection's [`QuicTapBook`] by the stream id.
 //! - **No copy of file chunks.** h3 hands each DATA frame to the glue as a `WriteBuf` (frame
 //!   header, then the payload `Buf`). `h3-quinn` copies it into quinn with `write`. Here the
 //!   uploader announces the `Bytes` it is about to send ([`StreamRecord::offer`]); when the
@@ -36,6 +37,7 @@ use quinn::VarInt;
 
 use super::quic_acks::{stamped_stop, AckLog, StreamAcked};
 use crate::measure::StreamStamps;
+use crate::proto::h3_frames::FrameCounter;
 
 /// `H3_REQUEST_CANCELLED` (RFC 9114 §8.1): the code of a stream we give up.
 pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
@@ -74,6 +76,10 @@ pub(crate) struct StreamTaps {
     pub response_end: Option<Instant>,
     /// Bytes of the response stream (HTTP/3 frames: `receivedBytedCount`).
     pub received_byted_count: u64,
+    /// The bytes quinn accepted, by what their frames carried.
+    pub sent_frames: FrameCounter,
+    /// The bytes quinn delivered, by what their frames carried.
+    pub received_frames: FrameCounter,
 }
 
 /// The shared record of one request stream: its taps, and the payload announced for the next
@@ -104,12 +110,9 @@ impl std::fmt::Debug for StreamRecord {
 impl StreamTaps {
     /// What the profile takes of the stream: its [`StreamStamps`], with the request's head
     /// written at `request_head_end` (the last write accepted when h3 had sent the HEADERS
-    /// frame) and `body_bytes_sent` body bytes.
-    pub(crate) fn stamps(
-        &self,
-        request_head_end: Option<Instant>,
-        body_bytes_sent: u64,
-    ) -> StreamStamps {
+    /// frame). Body bytes are the DATA payloads quinn accepted.
+    pub(crate) fn stamps(&self, request_head_end: Option<Instant>) -> StreamStamps {
+        let (sent, received) = (self.sent_frames.bytes(), self.received_frames.bytes());
         StreamStamps {
             request_start: self.request_start,
             request_head_end,
@@ -117,8 +120,12 @@ impl StreamTaps {
             response_start: self.response_start,
             response_end: self.response_end,
             send_bytes_count: self.send_bytes_count,
-            body_bytes_sent,
+            body_bytes_sent: sent.body,
             received_byted_count: self.received_byted_count,
+            request_header_bytes: sent.header_block,
+            request_framing_bytes: sent.framing,
+            response_header_bytes: received.header_block,
+            response_framing_bytes: received.framing,
         }
     }
 }
@@ -467,6 +474,9 @@ pub(crate) struct QuicSend {
     id: StreamId,
     /// Chunks given to `send_data` that quinn has not accepted yet.
     pending: Vec<Bytes>,
+    /// Scratch: the pending chunks as they were before a write (quinn empties or advances the
+    /// ones it accepts), for the record's frame counter.
+    before_write: Vec<Bytes>,
     record: Option<Arc<StreamRecord>>,
     /// Finished or reset: nothing to do on drop.
     done: bool,
@@ -478,6 +488,7 @@ impl QuicSend {
             id: h3_id(stream.id())?,
             stream,
             pending: Vec::with_capacity(2),
+            before_write: Vec::new(),
             record,
             done: false,
         })
@@ -521,6 +532,10 @@ fn split_frame<B: Buf>(
 impl<B: Buf> quic::SendStream<B> for QuicSend {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
         while !self.pending.is_empty() {
+            if self.record.is_some() {
+                self.before_write.clear();
+                self.before_write.extend(self.pending.iter().cloned());
+            }
             let written = {
                 let write = self.stream.write_chunks(&mut self.pending);
                 let write = std::pin::pin!(write);
@@ -529,13 +544,22 @@ impl<B: Buf> quic::SendStream<B> for QuicSend {
             self.pending.drain(..written.chunks);
             if let Some(record) = &self.record {
                 let now = Instant::now();
+                let accepted = &self.before_write;
                 record.update(|t| {
                     t.request_start.get_or_insert(now);
                     t.last_write_at = Some(now);
                     t.send_bytes_count += written.bytes as u64;
+                    // The first `written.bytes` of the chunks as they were: what quinn took.
+                    let mut left = written.bytes;
+                    for chunk in accepted {
+                        let k = left.min(chunk.len());
+                        t.sent_frames.feed(&chunk[..k]);
+                        left -= k;
+                    }
                 });
             }
         }
+        self.before_write.clear();
         Poll::Ready(Ok(()))
     }
 
@@ -634,6 +658,7 @@ impl quic::RecvStream for QuicRecv {
                 Some(bytes) => record.update(|t| {
                     t.response_start.get_or_insert(now);
                     t.received_byted_count += bytes.len() as u64;
+                    t.received_frames.feed(bytes);
                 }),
                 None if !self.ended => record.update(|t| t.response_end = Some(now)),
                 None => {}

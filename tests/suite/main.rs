@@ -18,6 +18,7 @@ mod h2_script;
 
 mod accuracy;
 mod bad_input;
+mod byte_counters;
 mod hostile_h2;
 mod hostile_http1;
 mod http1;

@@ -157,6 +157,23 @@ fn documented_additions_by_flag() {
     assert_eq!(v["header"]["content-type"], "application/json");
     assert_eq!(v["profileExtensions"]["connectionId"], 1);
     assert_eq!(keys(&v["profile"]).len(), 31);
+    // The byte counters and the local address are in the JSON, and add up.
+    let (p, e) = (&v["profile"], &v["profileExtensions"]);
+    let n = |v: &serde_json::Value, k: &str| {
+        v[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {v}"))
+    };
+    assert_eq!(
+        n(e, "requestHeaderBytesSent") + n(e, "bodyBytesSent") + n(e, "requestFramingBytes"),
+        n(p, "sendBytesCount")
+    );
+    assert_eq!(
+        n(e, "responseHeaderBytesReceived")
+            + n(e, "responseBodyBytesReceived")
+            + n(e, "responseFramingBytes"),
+        n(p, "receivedBytedCount")
+    );
+    assert_eq!(e["localAddress"], "127.0.0.1");
+    assert!(n(e, "localPort") > 0);
 }
 
 #[test]

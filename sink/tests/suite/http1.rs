@@ -78,6 +78,9 @@ async fn multipart_fields_and_file_are_verified() {
     assert_eq!(v["headers"]["x-custom"], "yes");
     assert_eq!(v["connection"]["id"], 1);
     assert_eq!(v["connection"]["request"], 1);
+    // The client's address as the sink accepted it.
+    let client = conn.get_ref().local_addr().unwrap().to_string();
+    assert_eq!(v["connection"]["peer"], client.as_str());
     assert_eq!(v["protocol"], "HTTP/1.1");
     assert!(v.get("bodySha256").is_none());
 

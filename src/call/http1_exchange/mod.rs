@@ -284,6 +284,11 @@ pub(crate) async fn exchange(
     report.body_bytes_sent = done.body_sent;
     report.received_byted_count = done.wire_bytes;
     report.response_body_bytes = done.body.len() as u64;
+    // HTTP/1.1 has no request framing: the body goes with Content-Length, never chunked.
+    report.request_header_bytes = done.head_written;
+    report.request_framing_bytes = 0;
+    report.response_header_bytes = done.header_bytes;
+    report.response_framing_bytes = done.framing_bytes;
     report.body = body_path;
     Ok(Response {
         head: done.head,

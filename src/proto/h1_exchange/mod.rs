@@ -248,6 +248,12 @@ pub struct Finished {
     pub body_sent: u64,
     /// Bytes of the response as read, framing included (`receivedBytedCount`).
     pub wire_bytes: u64,
+    /// Of `wire_bytes`, the header sections: every head (interim 1xx ones included) and a
+    /// chunked body's trailer fields (`responseHeaderBytesReceived`).
+    pub header_bytes: u64,
+    /// Of `wire_bytes`, the chunked coding's own bytes (`responseFramingBytes`; 0 unless the
+    /// body was chunked). The rest is the body: `body.len()`.
+    pub framing_bytes: u64,
 }
 
 /// One HTTP/1.1 exchange (see the module docs).
@@ -469,6 +475,8 @@ impl Http1Exchange {
             head_written: self.head_written,
             body_sent: self.body_sent,
             wire_bytes: self.decoder.wire_bytes(),
+            header_bytes: self.decoder.header_bytes(),
+            framing_bytes: self.decoder.framing_bytes(),
             body: self.body,
         })
     }

@@ -403,5 +403,16 @@ fn the_same_bytes_split_anywhere_give_the_same_result() {
         assert_eq!(done.body, b"abcde", "split at {split}");
         assert_eq!(done.first_interim_status, 100);
         assert_eq!(done.wire_bytes, bytes.len() as u64);
+        // Both heads; chunk framing "3\r\n" CRLF "2\r\n" CRLF "0\r\n" CRLF; the body.
+        assert_eq!(done.header_bytes, (25 + 52) as u64, "split at {split}");
+        assert_eq!(
+            done.framing_bytes,
+            3 + 2 + 3 + 2 + 3 + 2,
+            "split at {split}"
+        );
+        assert_eq!(
+            done.header_bytes + done.body.len() as u64 + done.framing_bytes,
+            done.wire_bytes
+        );
     }
 }

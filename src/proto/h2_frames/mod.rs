@@ -23,8 +23,8 @@
 //! id), so frame headers may be split across calls at any byte, and the same bytes give the same
 //! counts however they are split. The work is O(1) per frame and per call (payloads are skipped,
 //! not scanned, except the few bytes of GOAWAY, RST_STREAM and received SETTINGS that are
-//! recorded), and nothing is allocated per byte or per frame (only one map entry per new
-//! stream).
+//! recorded, and the pad length byte of a PADDED frame), and nothing is allocated per byte or
+//! per frame (only one map entry per new stream).
 //!
 //! # Precision
 //!
@@ -51,6 +51,23 @@
 //! connection-level types on a non-zero stream (a protocol error) and unknown/extension frame
 //! types — counts only toward the [`ConnectionTap`]. Malformed input never panics: whatever the
 //! length field says is skipped as payload and counted.
+//!
+//! # What a stream's bytes carried
+//!
+//! Beside the totals, each stream's bytes are told apart by what they carried, so that the
+//! profile can report the header block, the body and the protocol's own bytes separately, and
+//! the three add up to the total exactly, at any moment and however the bytes are split:
+//!
+//! - *header block*: the header block fragments of HEADERS and CONTINUATION frames (HPACK
+//!   bytes as they are on the wire);
+//! - *body*: DATA payloads without the pad length byte and padding of PADDED frames;
+//! - *framing*: everything else: every 9-byte frame header; the pad length byte, padding and
+//!   priority fields (PADDED, PRIORITY flags) of HEADERS and DATA; the whole payload of
+//!   RST_STREAM, PRIORITY, WINDOW_UPDATE and PUSH_PROMISE frames on the stream.
+//!
+//! The parser learns a frame's padding from its first payload byte; the bytes of the payload
+//! are classified by their offset in it. A pad length larger than the payload allows (a
+//! protocol error) leaves the frame with no content: all of it counts as framing.
 //!
 //! Memory stays bounded: [`FrameLedger::forget`] drops a stream's entry, and frames that arrive
 //! later on a forgotten stream (a late RST_STREAM or WINDOW_UPDATE) do not recreate it. Because
@@ -99,6 +116,12 @@ pub(crate) const FLAG_END_STREAM: u8 = 0x1;
 pub(crate) const FLAG_ACK: u8 = 0x1;
 /// Flag END_HEADERS on HEADERS, PUSH_PROMISE and CONTINUATION.
 pub(crate) const FLAG_END_HEADERS: u8 = 0x4;
+/// Flag PADDED on DATA, HEADERS and PUSH_PROMISE: a pad length byte leads the payload.
+pub(crate) const FLAG_PADDED: u8 = 0x8;
+/// Flag PRIORITY on HEADERS: 5 bytes of priority fields follow the pad length.
+pub(crate) const FLAG_PRIORITY: u8 = 0x20;
+/// Length of the priority fields of a HEADERS frame with PRIORITY.
+const PRIORITY_FIELDS_LEN: usize = 5;
 
 /// The SETTINGS parameter `SETTINGS_MAX_CONCURRENT_STREAMS` (RFC 9113 §6.5.2).
 pub(crate) const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
@@ -146,6 +169,26 @@ pub(crate) struct StreamTap {
     pub received_byted_count: u64,
     /// DATA frame payload bytes received (including padding, as for `body_bytes_sent`).
     pub data_received: u64,
+    /// Of `send_bytes_count`: header block fragment bytes of HEADERS and CONTINUATION frames
+    /// (module docs, "What a stream's bytes carried").
+    pub header_block_sent: u64,
+    /// Of `send_bytes_count`: frame headers, padding, priority fields and the payloads of the
+    /// stream's control frames. `header_block_sent + (body_bytes_sent - data_padding_sent) +
+    /// framing_sent == send_bytes_count`.
+    pub framing_sent: u64,
+    /// Of `body_bytes_sent`: the pad length bytes and padding of PADDED DATA frames (also in
+    /// `framing_sent`; `h2` never pads, so 0 with it).
+    pub data_padding_sent: u64,
+    /// Of `received_byted_count`: header block fragment bytes of HEADERS and CONTINUATION
+    /// frames (interim heads, the final head, trailers).
+    pub header_block_received: u64,
+    /// Of `received_byted_count`: frame headers, padding, priority fields and the payloads of
+    /// the stream's control frames. `header_block_received + (data_received -
+    /// data_padding_received) + framing_received == received_byted_count`.
+    pub framing_received: u64,
+    /// Of `data_received`: the pad length bytes and padding of PADDED DATA frames (also in
+    /// `framing_received`).
+    pub data_padding_received: u64,
     /// Error code of the first RST_STREAM received on the stream (a frame shorter than the
     /// 4-byte error code is counted but not recorded).
     pub reset_received: Option<u32>,
@@ -279,6 +322,65 @@ struct CurrentFrame {
     attributed: bool,
     /// Payload bytes to capture (GOAWAY: 8, RST_STREAM: 4, received only).
     capture: usize,
+    /// The payload's length.
+    length: usize,
+}
+
+/// Payload bytes of one call, by what they carried.
+#[derive(Debug, Default)]
+struct CarriedCounts {
+    header_block: u64,
+    body: u64,
+    data_padding: u64,
+    framing: u64,
+}
+
+/// What a payload byte of a stream's frame carried (module docs, "What a stream's bytes
+/// carried").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carried {
+    HeaderBlock,
+    Body,
+    /// Framing that is part of a DATA payload: its pad length byte and padding.
+    DataPadding,
+    Framing,
+}
+
+impl CurrentFrame {
+    /// The frame's payload starts with a pad length byte.
+    fn padded(&self) -> bool {
+        matches!(self.kind, TYPE_DATA | TYPE_HEADERS) && self.flags & FLAG_PADDED != 0
+    }
+
+    /// What the payload bytes from `offset` on carry, and the offset where that may change.
+    /// `pad` is the pad length, `None` while the pad length byte of a PADDED frame is unseen
+    /// (then `offset` is 0: that byte).
+    fn carried(&self, offset: usize, pad: Option<usize>) -> (Carried, usize) {
+        let content = match self.kind {
+            TYPE_DATA => Carried::Body,
+            TYPE_HEADERS | TYPE_CONTINUATION => Carried::HeaderBlock,
+            _ => return (Carried::Framing, self.length),
+        };
+        let outside = if self.kind == TYPE_DATA {
+            Carried::DataPadding
+        } else {
+            Carried::Framing
+        };
+        let Some(pad) = pad else {
+            return (outside, 1);
+        };
+        let priority = self.kind == TYPE_HEADERS && self.flags & FLAG_PRIORITY != 0;
+        let start = usize::from(self.padded()) + if priority { PRIORITY_FIELDS_LEN } else { 0 };
+        // A pad length over what the payload holds (a protocol error) leaves no content.
+        let end = self.length.saturating_sub(pad).max(start);
+        if offset < start {
+            (outside, start.min(self.length))
+        } else if offset < end {
+            (content, end)
+        } else {
+            (outside, self.length)
+        }
+    }
 }
 
 /// Whether a frame that just ended ends its stream's side (END_STREAM on DATA, on a complete
@@ -329,6 +431,8 @@ pub(crate) struct FrameParser {
     /// A HEADERS frame with END_STREAM but without END_HEADERS was seen on this stream: the
     /// stream ends with the CONTINUATION that carries END_HEADERS.
     end_pending: Option<u32>,
+    /// The current frame's pad length: 0 unless PADDED, `None` until its first payload byte.
+    pad: Option<usize>,
 }
 
 impl FrameParser {
@@ -350,6 +454,7 @@ impl FrameParser {
             setting: [0; SETTING_LEN],
             setting_len: 0,
             end_pending: None,
+            pad: Some(0),
         }
     }
 
@@ -484,7 +589,9 @@ impl FrameParser {
             stream,
             attributed,
             capture,
+            length,
         };
+        self.pad = if self.frame.padded() { None } else { Some(0) };
         self.remaining = length;
         self.captured_len = 0;
         self.setting_len = 0;
@@ -501,12 +608,14 @@ impl FrameParser {
         match self.direction {
             Direction::Write => {
                 entry.tap.send_bytes_count += FRAME_HEADER_LEN as u64;
+                entry.tap.framing_sent += FRAME_HEADER_LEN as u64;
                 if kind == TYPE_HEADERS && entry.tap.request_start.is_none() {
                     entry.tap.request_start = Some(started_at);
                 }
             }
             Direction::Read => {
                 entry.tap.received_byted_count += FRAME_HEADER_LEN as u64;
+                entry.tap.framing_received += FRAME_HEADER_LEN as u64;
                 match kind {
                     TYPE_HEADERS => {
                         entry
@@ -563,21 +672,57 @@ impl FrameParser {
         };
         let n = bytes.len() as u64;
         let data = self.frame.kind == TYPE_DATA;
+        let carried = self.carried(bytes);
+        debug_assert_eq!(
+            carried.header_block + carried.body + carried.data_padding + carried.framing,
+            n
+        );
+        let tap = &mut entry.tap;
         match self.direction {
             Direction::Write => {
-                entry.tap.send_bytes_count += n;
+                tap.send_bytes_count += n;
+                tap.header_block_sent += carried.header_block;
+                tap.framing_sent += carried.framing + carried.data_padding;
+                tap.data_padding_sent += carried.data_padding;
                 if data {
-                    entry.tap.body_bytes_sent += n;
+                    tap.body_bytes_sent += n;
                     ledger.touch(self.frame.stream);
                 }
             }
             Direction::Read => {
-                entry.tap.received_byted_count += n;
+                tap.received_byted_count += n;
+                tap.header_block_received += carried.header_block;
+                tap.framing_received += carried.framing + carried.data_padding;
+                tap.data_padding_received += carried.data_padding;
                 if data {
-                    entry.tap.data_received += n;
+                    tap.data_received += n;
                 }
             }
         }
+    }
+
+    /// What the payload bytes `bytes` of the current frame carried (they start at the offset
+    /// `length - remaining`), learning the pad length from a PADDED frame's first byte.
+    fn carried(&mut self, mut bytes: &[u8]) -> CarriedCounts {
+        let mut counts = CarriedCounts::default();
+        let mut offset = self.frame.length - self.remaining;
+        while !bytes.is_empty() {
+            let (kind, until) = self.frame.carried(offset, self.pad);
+            let k = until.saturating_sub(offset).clamp(1, bytes.len());
+            if self.pad.is_none() {
+                self.pad = Some(usize::from(bytes[0]));
+            }
+            let counter = match kind {
+                Carried::HeaderBlock => &mut counts.header_block,
+                Carried::Body => &mut counts.body,
+                Carried::DataPadding => &mut counts.data_padding,
+                Carried::Framing => &mut counts.framing,
+            };
+            *counter += k as u64;
+            offset += k;
+            bytes = &bytes[k..];
+        }
+        counts
     }
 
     /// The current frame's last byte went by in the call made at `now`.

@@ -131,3 +131,84 @@ pub(crate) fn check_against_reference(ledger: &FrameLedger, bytes: &[u8], write:
     }
     assert_eq!(ledger.stream(0), StreamTap::default());
 }
+
+/// What a stream's bytes carried, by a whole-buffer walk written apart from the parser:
+/// (header block, body, DATA padding, other framing).
+pub(crate) type Carried = (u64, u64, u64, u64);
+
+/// Per stream, what the bytes of one direction (`preface`: the write direction) carried.
+pub(crate) fn reference_carried(bytes: &[u8], preface: bool) -> BTreeMap<u32, Carried> {
+    let mut out: BTreeMap<u32, Carried> = BTreeMap::new();
+    let mut i = if preface { 24.min(bytes.len()) } else { 0 };
+    while i + 9 <= bytes.len() {
+        let h = &bytes[i..i + 9];
+        let length = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        let payload = &bytes[i + 9..(i + 9 + length).min(bytes.len())];
+        i += 9 + payload.len();
+        if stream == 0 || !matches!(kind, 0 | 1 | 2 | 3 | 5 | 8 | 9) {
+            continue;
+        }
+        let e = out.entry(stream).or_default();
+        e.3 += 9;
+        let padded = matches!(kind, 0 | 1) && flags & 0x8 != 0;
+        let priority = kind == 1 && flags & 0x20 != 0;
+        let (content_from, content_to) = match kind {
+            0 | 1 => {
+                let from = usize::from(padded) + if priority { 5 } else { 0 };
+                let pad = if padded {
+                    payload.first().map_or(0, |&p| usize::from(p))
+                } else {
+                    0
+                };
+                // A pad length over the payload leaves no content.
+                (from, length.saturating_sub(pad).max(from))
+            }
+            9 => (0, length),
+            _ => (0, 0),
+        };
+        for offset in 0..payload.len() {
+            let content = offset >= content_from && offset < content_to;
+            match (kind, content) {
+                (0, true) => e.1 += 1,
+                (0, false) => e.2 += 1,
+                (1 | 9, true) => e.0 += 1,
+                _ => e.3 += 1,
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that the ledger's split of one direction of `bytes` is the reference's, and that
+/// header block + body + framing is the stream's total.
+pub(crate) fn check_carried_against_reference(ledger: &FrameLedger, bytes: &[u8], write: bool) {
+    for (id, (header, body, padding, framing)) in reference_carried(bytes, write) {
+        let s = ledger.stream(id);
+        let (got, total, data) = if write {
+            (
+                (
+                    s.header_block_sent,
+                    s.data_padding_sent,
+                    s.framing_sent - s.data_padding_sent,
+                ),
+                s.send_bytes_count,
+                s.body_bytes_sent,
+            )
+        } else {
+            (
+                (
+                    s.header_block_received,
+                    s.data_padding_received,
+                    s.framing_received - s.data_padding_received,
+                ),
+                s.received_byted_count,
+                s.data_received,
+            )
+        };
+        assert_eq!(got, (header, padding, framing), "stream {id}");
+        assert_eq!(data - got.1, body, "stream {id}: body");
+        assert_eq!(got.0 + (data - got.1) + got.1 + got.2, total, "stream {id}");
+    }
+}

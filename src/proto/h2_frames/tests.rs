@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::testing::{
-    check_against_reference, frame, random_frames, reference, upload_bytes, Rng, PREFACE,
+    check_against_reference, check_carried_against_reference, frame, random_frames, reference,
+    upload_bytes, Rng, PREFACE,
 };
 use super::*;
 
@@ -637,6 +638,106 @@ fn random_frames_in_random_pieces_match_a_whole_buffer_parser() {
             whole.connection().frames_read,
             reference(&bytes, false).frames
         );
+    }
+}
+
+#[test]
+fn header_block_body_and_framing_are_told_apart_and_add_up() {
+    // HEADERS with PADDED (pad 3) and PRIORITY: pad length byte, 5 priority bytes, a 4-byte
+    // block, 3 bytes of padding; a CONTINUATION of 2; a PADDED DATA (pad 2) of 5 content
+    // bytes; a plain DATA of 7; WINDOW_UPDATE, PRIORITY and RST_STREAM on the stream.
+    let mut headers = vec![3, 0, 0, 0, 0, 16];
+    headers.extend([0x82, 0x86, 0x84, 0x41]);
+    headers.extend([0; 3]);
+    let mut data = vec![2];
+    data.extend([b'x'; 5]);
+    data.extend([0; 2]);
+    let frames = [
+        frame(0x1, FLAG_PADDED | FLAG_PRIORITY, 1, &headers),
+        frame(0x9, FLAG_END_HEADERS, 1, &[0x01, b'a']),
+        frame(0x0, FLAG_PADDED, 1, &data),
+        frame(0x0, FLAG_END_STREAM, 1, &[b'y'; 7]),
+        frame(0x8, 0, 1, &1000u32.to_be_bytes()),
+        frame(0x2, 0, 1, &[0, 0, 0, 0, 16]),
+        frame(0x3, 0, 1, &8u32.to_be_bytes()),
+    ]
+    .concat();
+    let frame_headers = 7 * 9;
+    let framing = frame_headers + 1 + 5 + 3 + 1 + 2 + 4 + 5 + 4;
+    for (direction, preface) in [(Direction::Write, true), (Direction::Read, false)] {
+        let bytes = if preface {
+            [&PREFACE[..], &frames].concat()
+        } else {
+            frames.clone()
+        };
+        for max in 1..=bytes.len() {
+            let (mut parser, mut ledger) = start(direction);
+            feed_by(&mut parser, &mut ledger, &bytes, max, Instant::now());
+            let s = ledger.stream(1);
+            let (header, framing_got, padding, data, total) = match direction {
+                Direction::Write => (
+                    s.header_block_sent,
+                    s.framing_sent,
+                    s.data_padding_sent,
+                    s.body_bytes_sent,
+                    s.send_bytes_count,
+                ),
+                Direction::Read => (
+                    s.header_block_received,
+                    s.framing_received,
+                    s.data_padding_received,
+                    s.data_received,
+                    s.received_byted_count,
+                ),
+            };
+            assert_eq!(header, 4 + 2, "{direction:?} in pieces of {max}");
+            assert_eq!(data - padding, 5 + 7, "{direction:?} in pieces of {max}");
+            assert_eq!(padding, 1 + 2, "{direction:?} in pieces of {max}");
+            assert_eq!(
+                framing_got, framing as u64,
+                "{direction:?} in pieces of {max}"
+            );
+            assert_eq!(total, frames.len() as u64);
+            assert_eq!(header + (data - padding) + framing_got, total);
+        }
+    }
+}
+
+#[test]
+fn a_pad_length_over_the_payload_leaves_no_content() {
+    // DATA of 4 bytes claiming 10 bytes of padding; HEADERS with PRIORITY but 3 bytes.
+    let bytes = [
+        frame(0x0, FLAG_PADDED, 1, &[10, b'a', b'b', b'c']),
+        frame(0x1, FLAG_PRIORITY | FLAG_END_HEADERS, 1, &[0, 0, 0]),
+    ]
+    .concat();
+    let (mut parser, mut ledger) = start(Direction::Read);
+    feed_by(&mut parser, &mut ledger, &bytes, 1, Instant::now());
+    let s = ledger.stream(1);
+    assert_eq!(s.data_received, 4);
+    assert_eq!(s.data_padding_received, 4);
+    assert_eq!(s.header_block_received, 0);
+    assert_eq!(s.framing_received, 2 * 9 + 4 + 3);
+    assert_eq!(s.framing_received, s.received_byted_count);
+    check_carried_against_reference(&ledger, &bytes, false);
+}
+
+#[test]
+fn random_frames_are_told_apart_as_a_whole_buffer_walk_does() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..60 {
+        let mut frames = random_frames(&mut rng, 30);
+        if round % 3 == 0 {
+            let cut = rng.below(frames.len());
+            frames.truncate(cut);
+        }
+        let written = [&PREFACE[..], &frames].concat();
+        for (direction, bytes) in [(Direction::Write, &written), (Direction::Read, &frames)] {
+            let (mut parser, mut ledger) = start(direction);
+            let max = 1 + rng.below(200);
+            feed_by(&mut parser, &mut ledger, bytes, max, Instant::now());
+            check_carried_against_reference(&ledger, bytes, direction == Direction::Write);
+        }
     }
 }
 

@@ -93,6 +93,7 @@ fn run(input: &[u8], req_head: bool, eof: bool, limits: DecoderLimits, sizes: &[
         if error.is_some() {
             break;
         }
+        assert_wire_adds_up(&dec, &events);
     }
     if error.is_none() {
         error = drain(&mut dec, &mut events);
@@ -102,6 +103,9 @@ fn run(input: &[u8], req_head: bool, eof: bool, limits: DecoderLimits, sizes: &[
         error = drain(&mut dec, &mut events);
     }
     let clean = error.is_none();
+    if clean {
+        assert_wire_adds_up(&dec, &events);
+    }
     Outcome {
         events,
         error,
@@ -111,6 +115,27 @@ fn run(input: &[u8], req_head: bool, eof: bool, limits: DecoderLimits, sizes: &[
         complete: clean && dec.is_complete(),
         framing: if clean { dec.body_framing() } else { None },
     }
+}
+
+/// The decoder's byte kinds add up to its wire count at any moment, and its body count is what
+/// the `Body` events carried.
+fn assert_wire_adds_up(dec: &ResponseDecoder, events: &[ResponseEvent]) {
+    let body: usize = events
+        .iter()
+        .map(|e| match e {
+            Body(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(dec.body_bytes(), body as u64, "body bytes are the events'");
+    assert_eq!(
+        dec.header_bytes() + dec.body_bytes() + dec.framing_bytes(),
+        dec.wire_bytes(),
+        "header {} + body {} + framing {}",
+        dec.header_bytes(),
+        dec.body_bytes(),
+        dec.framing_bytes()
+    );
 }
 
 /// Decodes with several splittings and checks they agree.
@@ -724,6 +749,49 @@ fn wire_bytes_exact_across_everything() {
         "interim counted once parsed"
     );
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "monotonic");
+}
+
+#[test]
+fn header_body_and_framing_bytes_are_told_apart() {
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunked = b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+    let input = [&interim[..], head, chunked].concat();
+    for split in 0..=input.len() {
+        let mut dec = ResponseDecoder::new(false);
+        for piece in [&input[..split], &input[split..]] {
+            dec.push(piece);
+            while let Ok(Some(_)) = dec.poll_event() {}
+        }
+        assert!(dec.is_complete(), "split {split}");
+        // Both heads and the trailer field line.
+        assert_eq!(
+            dec.header_bytes(),
+            (interim.len() + head.len() + b"T: 1\r\n".len()) as u64
+        );
+        assert_eq!(dec.body_bytes(), 5);
+        // "3;x=y\r\n", CRLF, "2\r\n", CRLF, "0\r\n", the final CRLF.
+        assert_eq!(dec.framing_bytes(), 7 + 2 + 3 + 2 + 3 + 2);
+        assert_eq!(dec.wire_bytes(), input.len() as u64);
+    }
+    // Content-Length and close-delimited bodies have no framing.
+    for (input, eof) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..],
+            false,
+        ),
+        (&b"HTTP/1.0 200 OK\r\n\r\nabcd"[..], true),
+    ] {
+        let mut dec = ResponseDecoder::new(false);
+        dec.push(input);
+        if eof {
+            dec.push_eof();
+        }
+        while let Ok(Some(_)) = dec.poll_event() {}
+        assert!(dec.is_complete());
+        assert_eq!(dec.framing_bytes(), 0);
+        assert_eq!(dec.header_bytes() + dec.body_bytes(), input.len() as u64);
+    }
 }
 
 #[test]

@@ -62,6 +62,24 @@ fn assert_through_nginx(res: &UploadSuccess, nginx_protocol: &str, nginx: &Nginx
     );
     // nginx -> sink is HTTP/1.1 (proxy_http_version 1.1).
     assert_eq!(v["protocol"], "HTTP/1.1");
+    // The byte counters add up against a server that is not ours.
+    let (p, e) = (
+        res.profile.as_ref().unwrap(),
+        res.profile_extensions.as_ref().unwrap(),
+    );
+    assert_eq!(
+        e.request_header_bytes_sent + e.body_bytes_sent + e.request_framing_bytes,
+        p.send_bytes_count,
+        "{e:?}"
+    );
+    assert_eq!(
+        e.response_header_bytes_received
+            + e.response_body_bytes_received
+            + e.response_framing_bytes,
+        p.received_byted_count,
+        "{e:?}"
+    );
+    assert_eq!(e.response_body_bytes_received, res.data.len() as u64);
 }
 
 /// SHA-256 of a file, read in 1 MiB pieces.

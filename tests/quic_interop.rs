@@ -127,6 +127,20 @@ async fn uploads_over_http3_to_aioquic_arrive_whole() {
         );
         assert_eq!(v["contentLength"], v["receivedBytes"]);
         assert_eq!(ext.body_bytes_sent, v["receivedBytes"].as_u64().unwrap());
+        // The byte counters add up against an HTTP/3 stack that is not quinn + h3.
+        assert_eq!(
+            ext.request_header_bytes_sent + ext.body_bytes_sent + ext.request_framing_bytes,
+            p.send_bytes_count,
+            "{ext:?}"
+        );
+        assert_eq!(
+            ext.response_header_bytes_received
+                + ext.response_body_bytes_received
+                + ext.response_framing_bytes,
+            p.received_byted_count,
+            "{ext:?}"
+        );
+        assert_eq!(ext.response_body_bytes_received, res.data.len() as u64);
         assert_eq!(p.socket_reused, round == 2);
         if round == 1 {
             assert_phases_in_order(&p);

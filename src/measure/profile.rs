@@ -138,8 +138,9 @@ pub struct ProfileExtensions {
     /// Response header bytes received: every head (interim 1xx heads included) and chunked
     /// trailer fields over HTTP/1.1; the header blocks (HPACK, QPACK) over h2 and HTTP/3.
     pub response_header_bytes_received: u64,
-    /// Response body bytes received, framing removed: the length of `data` (HTTP/1.1 chunked
-    /// bodies without their chunk framing; the DATA payloads over h2 and HTTP/3).
+    /// Response body bytes received, framing removed (HTTP/1.1 chunked bodies without their
+    /// chunk framing; the DATA payloads over h2 and HTTP/3): the body's bytes before `data`
+    /// decodes them as text, so `data.len()` for a UTF-8 body.
     pub response_body_bytes_received: u64,
     /// The response's protocol framing and control bytes: HTTP/1.1 chunk size lines, chunk
     /// CRLFs, the last chunk and the final CRLF; h2 and HTTP/3 as for `requestFramingBytes`.

@@ -922,9 +922,11 @@ fn several_files_share_one_connection_and_each_gets_a_result() {
     assert_eq!(verdict(&lines[0])["files"][0]["sha256"], sha_a.as_str());
     assert_eq!(lines[1]["errno"], 1101);
     assert_eq!(verdict(&lines[2])["files"][0]["sha256"], sha_b.as_str());
+    let connection = &verdict(&lines[2])["connection"];
     assert_eq!(
-        verdict(&lines[2])["connection"],
-        json!({"id": 1, "request": 2})
+        (&connection["id"], &connection["request"]),
+        (&json!(1), &json!(2)),
+        "{connection}"
     );
     assert_eq!(lines[2]["profile"]["socketReused"], true);
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -170,6 +170,7 @@ pub(crate) enum AckSource {
     Poll,
     /// HTTP/3: when quinn received the ACK that completed the stream (the ACK batch its
     /// congestion controller was told of, see `transport::quic_acks`).
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     Quic,
 }
 

@@ -106,6 +106,7 @@ pub(crate) async fn start(
         initial_connection_window_size: ctx.config.h2_initial_connection_window_size,
         max_send_buffer_size: ctx.config.h2_max_send_buffer_size,
         tls_buffer_limit: ctx.config.tls_buffer_limit,
+        track_acks: ctx.config.track_acknowledgements,
     };
     Ok(Ok(H2Connection::handshake(conn, settings).await?))
 }

@@ -15,12 +15,16 @@ use super::types::{AckTimestamp, KeyOrigin, TcpInfo};
 /// the libc crate.
 const SCM_TSTAMP_ACK: u32 = 2;
 
-/// The flags the brief asks for: software stamps of acknowledgements, keyed by byte offset,
-/// without a copy of the payload.
-pub(crate) const ACK_FLAGS: c_uint = libc::SOF_TIMESTAMPING_TX_ACK
-    | libc::SOF_TIMESTAMPING_SOFTWARE
+/// Reporting flags only: software stamps keyed by byte offset, without a copy of the payload.
+/// No recording flag, so a `send()` is stamped only when its own control message asks for it
+/// ([`send_stamped`]).
+const ACK_REPORT_FLAGS: c_uint = libc::SOF_TIMESTAMPING_SOFTWARE
     | libc::SOF_TIMESTAMPING_OPT_ID
     | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+
+/// The flags the brief asks for: the reporting flags, and every `send()` stamped when the peer
+/// acknowledges it.
+pub(crate) const ACK_FLAGS: c_uint = ACK_REPORT_FLAGS | libc::SOF_TIMESTAMPING_TX_ACK;
 
 /// Room for `struct tcp_info` of any kernel we may meet (232 bytes in 6.x, growing slowly).
 const TCP_INFO_BUF: usize = 512;
@@ -168,11 +172,19 @@ pub(crate) fn set_timestamping(sock: BorrowedFd<'_>, flags: c_uint) -> io::Resul
 }
 
 pub(crate) fn enable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
-    // OPT_ID_TCP (6.2+) starts the counter at the write sequence instead of snd_una; kernels
-    // that do not know it reject the whole call with EINVAL.
-    match set_timestamping(sock, ACK_FLAGS | libc::SOF_TIMESTAMPING_OPT_ID_TCP) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => set_timestamping(sock, ACK_FLAGS),
-        other => other,
+    set_keyed_timestamping(sock, ACK_FLAGS).map(|_| ())
+}
+
+/// `SO_TIMESTAMPING` with `flags`, keyed from the write sequence where the kernel can
+/// (`OPT_ID_TCP`, 6.2+; older kernels reject the whole call with `EINVAL`, and then the counter
+/// starts at `snd_una`). Says which.
+fn set_keyed_timestamping(sock: BorrowedFd<'_>, flags: c_uint) -> io::Result<KeyOrigin> {
+    match set_timestamping(sock, flags | libc::SOF_TIMESTAMPING_OPT_ID_TCP) {
+        Ok(()) => Ok(KeyOrigin::WriteSequence),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            set_timestamping(sock, flags).map(|()| KeyOrigin::Unacknowledged)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -180,21 +192,8 @@ pub(crate) fn disable_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<()> {
     set_timestamping(sock, 0)
 }
 
-/// Reporting flags only: software stamps keyed by byte offset, without payload copies. No
-/// recording flag, so a `send()` is stamped only when its own control message asks for it
-/// ([`send_stamped`]).
-const ACK_REPORT_FLAGS: c_uint = libc::SOF_TIMESTAMPING_SOFTWARE
-    | libc::SOF_TIMESTAMPING_OPT_ID
-    | libc::SOF_TIMESTAMPING_OPT_TSONLY;
-
 pub(crate) fn enable_ack_reporting(sock: BorrowedFd<'_>) -> io::Result<KeyOrigin> {
-    match set_timestamping(sock, ACK_REPORT_FLAGS | libc::SOF_TIMESTAMPING_OPT_ID_TCP) {
-        Ok(()) => Ok(KeyOrigin::WriteSequence),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            set_timestamping(sock, ACK_REPORT_FLAGS).map(|()| KeyOrigin::Unacknowledged)
-        }
-        Err(e) => Err(e),
-    }
+    set_keyed_timestamping(sock, ACK_REPORT_FLAGS)
 }
 
 /// Control-message buffer for one `SO_TIMESTAMPING` flags word, aligned for `cmsghdr`.

@@ -67,9 +67,8 @@ impl AckCounters {
         })
     }
 
-    /// Read the counters and the stamps now and fold them into `book`. Returns the connection's
-    /// smoothed RTT in ms, when the kernel has one.
-    pub(crate) fn poll(&self, book: &TapBook) -> Option<f64> {
+    /// Read the counters and the stamps now and fold them into `book`.
+    pub(crate) fn poll(&self, book: &TapBook) {
         let info = sys::tcp_info(&self.fd).ok();
         let now = Instant::now();
         let mut stamps = self.inbox.take();
@@ -97,8 +96,6 @@ impl AckCounters {
         if let Some(acked) = acked {
             books.acks.acknowledged(acked, now);
         }
-        info.filter(|i| i.rtt_us > 0)
-            .map(|i| i.rtt_us as f64 / 1000.0)
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct H2Settings {
     pub max_send_buffer_size: usize,
     /// rustls' outgoing plaintext limit, when not its default.
     pub tls_buffer_limit: Option<usize>,
+    /// The client tracks acknowledgements: the connection gets the kernel's counters and its
+    /// frame tap places streams' bytes (without, it only times frames).
+    pub track_acks: bool,
 }
 
 /// One HTTP/2 connection and what the profile needs to know about it.
@@ -70,7 +73,10 @@ impl H2Connection {
         {
             tls.get_mut().1.set_buffer_limit(Some(limit));
         }
-        let acks = AckCounters::start(&stream);
+        let acks = settings
+            .track_acks
+            .then(|| AckCounters::start(&stream))
+            .flatten();
         let mut io = FrameTap::new(stream, book.clone());
         if acks.is_some() {
             io = io.tracking_acks();

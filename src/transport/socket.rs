@@ -174,7 +174,7 @@ impl Socket {
 }
 
 /// Whether the socket's current readiness, without waiting, includes "write closed".
-pub(crate) fn write_closed_now(tcp: &TcpStream) -> bool {
+fn write_closed_now(tcp: &TcpStream) -> bool {
     let ready = tcp.ready(Interest::WRITABLE);
     let mut ready = std::pin::pin!(ready);
     let mut cx = Context::from_waker(Waker::noop());

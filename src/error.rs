@@ -62,11 +62,26 @@ pub enum ErrorKind {
     Config,
     /// The client was shut down while the upload was queued or running.
     ClientClosed,
+    /// A proxy URL (given to the client, on the command line or in `*_PROXY` / `ALL_PROXY`)
+    /// does not parse or names a scheme other than `http`, `https`, `socks4a`, `socks5`,
+    /// `socks5h`.
+    InvalidProxy,
+    /// The proxy wants credentials: an HTTP `407` (the detail names the realm, and whether
+    /// credentials were sent), or a SOCKS5 proxy that refused the username and password or
+    /// accepts none of the methods offered.
+    ProxyAuthRequired,
+    /// The proxy did not open the tunnel to the origin: `CONNECT` answered with a non-2xx
+    /// status (named in the detail), or a SOCKS reply code other than success (named).
+    ProxyTunnelFailed,
+    /// The proxy's answer to the tunnel request is not what the protocol allows: not HTTP, a
+    /// `CONNECT` 2xx with a body, a malformed SOCKS reply, or the proxy closed the connection
+    /// during the handshake.
+    InvalidProxyResponse,
 }
 
 impl ErrorKind {
     /// Every kind, in code order (used by docs and tests).
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::InvalidOptions,
         ErrorKind::InvalidUrl,
         ErrorKind::InvalidHeader,
@@ -88,6 +103,10 @@ impl ErrorKind {
         ErrorKind::Abort,
         ErrorKind::Config,
         ErrorKind::ClientClosed,
+        ErrorKind::InvalidProxy,
+        ErrorKind::ProxyAuthRequired,
+        ErrorKind::ProxyTunnelFailed,
+        ErrorKind::InvalidProxyResponse,
     ];
 
     /// The stable numeric code (`errno` in the JSON bridge).
@@ -114,6 +133,10 @@ impl ErrorKind {
             ErrorKind::Abort => 1402,
             ErrorKind::Config => 1501,
             ErrorKind::ClientClosed => 1502,
+            ErrorKind::InvalidProxy => 1004,
+            ErrorKind::ProxyAuthRequired => 1204,
+            ErrorKind::ProxyTunnelFailed => 1205,
+            ErrorKind::InvalidProxyResponse => 1206,
         }
     }
 
@@ -141,6 +164,10 @@ impl ErrorKind {
             ErrorKind::Abort => "abort",
             ErrorKind::Config => "invalid client configuration",
             ErrorKind::ClientClosed => "client closed",
+            ErrorKind::InvalidProxy => "invalid proxy",
+            ErrorKind::ProxyAuthRequired => "proxy authentication required",
+            ErrorKind::ProxyTunnelFailed => "proxy tunnel failed",
+            ErrorKind::InvalidProxyResponse => "invalid proxy response",
         }
     }
 }

@@ -71,6 +71,8 @@ mod options;
 #[forbid(unsafe_code)]
 pub mod proto;
 #[forbid(unsafe_code)]
+pub mod proxy;
+#[forbid(unsafe_code)]
 mod success;
 // The one place with `unsafe`: socket options and kernel interfaces tokio and socket2 lack.
 #[allow(unsafe_code, dead_code)]

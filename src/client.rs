@@ -24,6 +24,7 @@ use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::measure::UploadTrace;
 use crate::options::UploadOptions;
+use crate::proxy::{Proxy, ProxyRules};
 use crate::success::UploadSuccess;
 use crate::task::UploadTask;
 
@@ -155,6 +156,34 @@ impl ClientBuilder {
     /// `TCP_NOTSENT_LOWAT` for the client's sockets (`None`: the kernel default).
     pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
         self.config.notsent_lowat = bytes;
+        self
+    }
+
+    /// Send every request through `proxy`, loopback included, whatever the environment says
+    /// (curl's `-x`). For exemptions, use [`proxy_rules`](Self::proxy_rules) with
+    /// [`ProxyRules::no_proxy`](crate::proxy::ProxyRules::no_proxy).
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.config.proxy = ProxyRules::all(proxy);
+        self
+    }
+
+    /// Which proxy each request goes through (replaces the rules read from the environment).
+    pub fn proxy_rules(mut self, rules: ProxyRules) -> Self {
+        self.config.proxy = rules;
+        self
+    }
+
+    /// Go direct for every request: no proxy, whatever the environment says (curl's
+    /// `--noproxy '*'`).
+    pub fn no_proxy(mut self) -> Self {
+        self.config.proxy = ProxyRules::none();
+        self
+    }
+
+    /// Through an HTTP proxy, tunnel `http://` origins with `CONNECT` too (curl's
+    /// `--proxytunnel`); see [`ClientConfig::proxy_tunnel`](crate::ClientConfig::proxy_tunnel).
+    pub fn proxy_tunnel(mut self, on: bool) -> Self {
+        self.config.proxy_tunnel = on;
         self
     }
 

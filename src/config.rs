@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::dns::HttpDnsConfig;
+use crate::proxy::ProxyRules;
 
 /// The client's settings. Build one with [`Client::builder`](crate::Client::builder).
 #[derive(Debug, Clone)]
@@ -98,6 +99,14 @@ pub struct ClientConfig {
     /// (`docs/performance.md`, "HTTP/3 over QUIC"). Above 6550 datagrams are sent one by one
     /// (no segmentation offload), which measured slower.
     pub quic_max_udp_payload: u16,
+    /// Which proxy each request goes through (`src/proxy/`). `ClientConfig::default()` has
+    /// none; [`Client::builder`](crate::Client::builder) starts from the environment
+    /// ([`ProxyRules::from_env`]), as curl and reqwest do.
+    pub proxy: ProxyRules,
+    /// Through an HTTP proxy, tunnel `http://` origins with `CONNECT` too, instead of sending
+    /// them to the proxy in absolute form (curl's `--proxytunnel`). h2c with prior knowledge
+    /// always tunnels. Default false.
+    pub proxy_tunnel: bool,
 }
 
 impl Default for ClientConfig {
@@ -128,6 +137,8 @@ impl Default for ClientConfig {
             quic_send_window: 16 * 1024 * 1024,
             quic_zero_copy: true,
             quic_max_udp_payload: 4096,
+            proxy: ProxyRules::none(),
+            proxy_tunnel: false,
         }
     }
 }

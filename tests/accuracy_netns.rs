@@ -101,6 +101,7 @@ struct Run {
 
 async fn upload_once(sink: &SinkHandle, file: &std::path::Path, lowat: Option<u32>) -> Run {
     let client = Client::builder()
+        .no_proxy()
         .notsent_lowat(lowat)
         .expect_continue_threshold(None)
         .build()
@@ -225,7 +226,7 @@ async fn two_streams(
     size: usize,
     quic: bool,
 ) -> Vec<StreamRun> {
-    let mut builder = Client::builder();
+    let mut builder = Client::builder().no_proxy();
     builder = match sink.ca_pem() {
         Some(pem) => builder.add_root_certificates_pem(pem.as_bytes()),
         None => builder.http2_prior_knowledge(true),

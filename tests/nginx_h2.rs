@@ -37,6 +37,7 @@ async fn sink_behind_nginx() -> Option<(SinkHandle, Nginx)> {
 
 fn client_trusting(nginx: &Nginx) -> Client {
     Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(nginx.cert_pem())
         .build()
         .expect("client builds")

@@ -89,6 +89,7 @@ async fn uploads_over_http3_to_aioquic_arrive_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (server, ca) = start_server(dir.path());
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(ca.as_bytes())
         // The server is a Python process that has just started: give its handshake time.
         .quic_fallback_after(Duration::from_secs(5))

@@ -26,6 +26,7 @@ const SLACK_MS: f64 = 50.0;
 
 fn client_for(sink: &SinkHandle) -> Client {
     Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .build()
         .unwrap()

@@ -122,7 +122,9 @@ async fn demo(args: Args) -> Result<bool, String> {
     println!();
 
     // One client for all: its pool keeps the TLS connection of step 2 for step 3.
+    // Its own local sinks only: never a proxy from the environment.
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(ca)
         .quic_fallback_after(std::time::Duration::from_secs(2))
         .build()

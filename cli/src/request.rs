@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use uploadfile::proxy::{Proxy, ProxyRules};
 use uploadfile::{read_pem_file, ClientBuilder, UploadError, UploadOptions};
 
 /// Request and client options, flattened into a command's arguments.
@@ -67,6 +68,24 @@ pub struct RequestArgs {
     /// small h2 upload (docs/performance.md)
     #[arg(long)]
     pub no_ack_tracking: bool,
+
+    /// Go through this proxy, for every URL, loopback included (overrides the environment):
+    /// http://, https://, socks4://, socks4a://, socks5://, socks5h:// [user:password@]host[:port]
+    #[arg(short = 'x', long, value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Hosts that go direct, as NO_PROXY lists them (overrides NO_PROXY): names (with their
+    /// subdomains), IP addresses, CIDR ranges, optional :port; '*' turns every proxy off
+    #[arg(long, value_name = "LIST")]
+    pub noproxy: Option<String>,
+
+    /// The proxy's credentials (replacing any in its URL); sent only to the proxy
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub proxy_user: Option<String>,
+
+    /// Through an HTTP proxy, tunnel http:// URLs with CONNECT too (as https:// always are)
+    #[arg(short = 'p', long)]
+    pub proxytunnel: bool,
 }
 
 impl RequestArgs {
@@ -100,7 +119,29 @@ impl RequestArgs {
         if let Some(path) = &self.cacert {
             builder = builder.add_root_certificates_pem(read_pem_file(path)?);
         }
-        Ok(builder)
+        Ok(builder
+            .proxy_rules(self.proxy_rules()?)
+            .proxy_tunnel(self.proxytunnel))
+    }
+
+    /// The proxy rules, as curl reads them: `-x` over the environment (`http_proxy`,
+    /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), `--noproxy` over `NO_PROXY`, `--proxy-user`
+    /// over the URL's credentials.
+    pub fn proxy_rules(&self) -> Result<ProxyRules, UploadError> {
+        let mut rules = match &self.proxy {
+            Some(url) => ProxyRules::all(Proxy::parse(url)?),
+            None => ProxyRules::from_env(),
+        };
+        if let Some(list) = &self.noproxy {
+            rules = rules.no_proxy(list);
+        }
+        if let Some(user_password) = &self.proxy_user {
+            let (user, password) = user_password
+                .split_once(':')
+                .unwrap_or((user_password.as_str(), ""));
+            rules = rules.with_credentials(user, password);
+        }
+        Ok(rules)
     }
 }
 

@@ -61,6 +61,8 @@ fn note(model: &Phases, phase: Phase) -> &'static str {
         } else {
             ""
         }),
+        Phase::Proxy if !model.proxied => "no proxy",
+        Phase::Proxy => reused("absolute-form requests to an http:// proxy: no tunnel"),
         Phase::Tls => match model.transport {
             Transport::PlainTcp => "plain http",
             Transport::Quic => reused("within the QUIC handshake"),
@@ -79,6 +81,7 @@ fn color(phase: Phase) -> u8 {
         Phase::Queue => 90,
         Phase::Dns => 36,
         Phase::Connect => 33,
+        Phase::Proxy => 95,
         Phase::Tls => 35,
         Phase::RequestSent => 34,
         Phase::Acknowledged => 32,

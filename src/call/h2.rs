@@ -9,16 +9,19 @@ use super::context::Context;
 use super::h2_stream::H2Stream;
 use super::multiplexed::{MuxProtocol, StreamInput};
 use super::outcome::{Failure, Response};
+use super::redirect::Hop;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::{ConnectionInfo, Protocol, UploadRecord};
 use crate::transport::h2_conn::{connection_failure, H2Connection, H2Settings};
 use crate::transport::mux_pool::MuxPool;
+use crate::transport::route::Route;
 use crate::transport::{Connection, Origin};
 
 /// HTTP/2 (h2 over TLS by ALPN, or h2c with prior knowledge).
 pub(crate) struct H2;
 
 impl MuxProtocol for H2 {
+    type Key = Route;
     type Conn = H2Connection;
     type Stream = H2Stream;
     /// The server chose HTTP/1.1 by ALPN: the fresh connection, for an HTTP/1.1 exchange.
@@ -26,16 +29,22 @@ impl MuxProtocol for H2 {
     const PROTOCOL: Protocol = Protocol::H2;
     const VERSION: http::Version = http::Version::HTTP_2;
 
-    fn pool(ctx: &Context) -> &MuxPool<H2Connection> {
+    fn pool(ctx: &Context) -> &MuxPool<Route, H2Connection> {
         &ctx.h2.conns
+    }
+
+    /// Direct, or through a proxy's tunnel (never in absolute form: `tcp::wants_h2`).
+    fn key(hop: &Hop) -> Route {
+        hop.route.clone()
     }
 
     async fn connect(
         ctx: &Context,
-        origin: &Origin,
+        route: &Route,
         record: &mut UploadRecord,
     ) -> Result<Result<Arc<H2Connection>, Connection>, UploadError> {
-        let conn = connection::open(ctx, origin, tls_config(ctx, origin), record).await?;
+        let origin = route_origin(route)?;
+        let conn = connection::open(ctx, route, tls_config(ctx, origin), record).await?;
         start(ctx, origin, conn).await
     }
 
@@ -78,6 +87,18 @@ impl MuxProtocol for H2 {
         input: StreamInput<'_>,
     ) -> Result<Response, Failure> {
         super::h2_stream::exchange(conn, stream, input).await
+    }
+}
+
+/// The origin at the end of an HTTP/2 route (absolute-form requests to a proxy are HTTP/1.1,
+/// and never get here).
+fn route_origin(route: &Route) -> Result<&Origin, UploadError> {
+    match route {
+        Route::Direct(origin) | Route::Tunnel { origin, .. } => Ok(origin),
+        Route::Forward { proxy } => Err(UploadError::new(
+            ErrorKind::InvalidOptions,
+            format!("HTTP/2 cannot go in absolute form to the HTTP proxy {proxy}"),
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ use super::connection;
 use super::context::Context;
 use super::multiplexed::{MuxProtocol, StreamInput};
 use super::outcome::{Failure, Response};
+use super::redirect::Hop;
 use crate::error::UploadError;
 use crate::measure::{ConnectStamps, ConnectionInfo, Protocol, UploadRecord};
 use crate::transport::mux_pool::MuxPool;
@@ -23,6 +24,7 @@ use crate::transport::Origin;
 pub(crate) struct H3;
 
 impl MuxProtocol for H3 {
+    type Key = Origin;
     type Conn = QuicConnection;
     type Stream = H3Sender;
     /// Why QUIC cannot carry the hop now (the profile's `quicFallback`); it goes over TCP.
@@ -30,8 +32,13 @@ impl MuxProtocol for H3 {
     const PROTOCOL: Protocol = Protocol::Quic;
     const VERSION: http::Version = http::Version::HTTP_3;
 
-    fn pool(ctx: &Context) -> &MuxPool<QuicConnection> {
+    fn pool(ctx: &Context) -> &MuxPool<Origin, QuicConnection> {
         &ctx.quic.conns
+    }
+
+    /// QUIC never goes through a proxy: the origin itself.
+    fn key(hop: &Hop) -> Origin {
+        hop.target.origin.clone()
     }
 
     /// A new connection when the hop's pooled or raced one could not take its stream: resolve

@@ -18,7 +18,10 @@ use super::redirect::{Hop, Method};
 use crate::error::UploadError;
 use crate::events::TaskShared;
 use crate::measure::{ConnectionUse, Protocol, UploadRecord};
+use crate::proto::http_connect;
 use crate::proto::request::RequestHead;
+use crate::transport::proxy_tunnel;
+use crate::transport::route::Route;
 use crate::transport::Connection;
 
 /// Send the hop over HTTP/1.1; `fresh` is a connection just opened for it (an HTTP/2 attempt
@@ -31,18 +34,15 @@ pub(crate) async fn send(
     record: &mut UploadRecord,
     mut fresh: Option<Connection>,
 ) -> Result<Response, UploadError> {
-    let origin = &hop.target.origin;
+    let route = &hop.route;
     let head = request_head(upload, hop);
     let mut stale_retries = 0;
     loop {
         let (mut conn, reused) = match fresh.take() {
             Some(conn) => (conn, false),
-            None => match ctx.pool.checkout(origin) {
+            None => match ctx.pool.checkout(route) {
                 Some(conn) => (conn, true),
-                None => (
-                    connection::open(ctx, origin, &ctx.tls, record).await?,
-                    false,
-                ),
+                None => (connection::open(ctx, route, &ctx.tls, record).await?, false),
             },
         };
         record.uses_connection(
@@ -76,8 +76,19 @@ pub(crate) async fn send(
         match exchange(&mut conn.stream, input).await {
             Ok(response) => {
                 conn.requests += 1;
+                if let (Route::Forward { proxy }, 407) = (route, response.head.status) {
+                    // The proxy, not the origin, wants credentials (a tunnel's 407 fails
+                    // before the request, in `transport::proxy_tunnel`).
+                    let (reason, realm) = proxy_challenge(&response);
+                    return Err(proxy_tunnel::auth_required(
+                        proxy,
+                        &format!("{} {}", hop.method.as_str(), hop.url),
+                        &reason,
+                        realm.as_deref(),
+                    ));
+                }
                 if response.reusable {
-                    ctx.pool.checkin(origin.clone(), conn);
+                    ctx.pool.checkin(route.clone(), conn);
                 }
                 return Ok(response);
             }
@@ -92,13 +103,46 @@ pub(crate) async fn send(
     }
 }
 
-/// The encoded HTTP/1.1 request head for `hop`.
+/// The encoded HTTP/1.1 request head for `hop`: in origin form, or in absolute form with the
+/// proxy's credentials when it goes to an HTTP proxy (`Route::Forward`).
 pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
-    let headers = upload.request_headers(hop, true);
+    let mut headers = upload.request_headers(hop, true);
+    let absolute;
+    let target = match &hop.route {
+        Route::Forward { proxy } => {
+            if let Some(c) = proxy.credentials() {
+                // The proxy URL's credentials win over a header of the user's own.
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("proxy-authorization"));
+                headers.push((
+                    "Proxy-Authorization".into(),
+                    http_connect::basic_credentials(&c.user, &c.password),
+                ));
+            }
+            let mut url = hop.url.clone();
+            url.set_fragment(None);
+            absolute = url.to_string();
+            absolute.as_str()
+        }
+        _ => hop.target.request_target.as_str(),
+    };
     RequestHead {
         method: hop.method.as_str(),
-        target: &hop.target.request_target,
+        target,
         headers: &headers,
     }
     .encode()
+}
+
+/// The reason phrase of a proxy's `407` and the realm of its challenge, if it named one.
+fn proxy_challenge(response: &Response) -> (String, Option<String>) {
+    let reason = http::StatusCode::from_u16(response.head.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Proxy Authentication Required")
+        .to_string();
+    let realm = response
+        .head
+        .header("proxy-authenticate")
+        .and_then(http_connect::realm_of);
+    (reason, realm)
 }

@@ -116,7 +116,11 @@ async fn upload(
                     format!("more than {max_redirects} redirects"),
                 ));
             }
-            let next = hop.follow(status, location)?;
+            let next = hop.follow(
+                status,
+                location,
+                prepare::routing(&ctx.config, upload.http2),
+            )?;
             record.redirect_followed();
             hop = next;
             continue;
@@ -152,6 +156,19 @@ async fn send_hop(
     record: &mut UploadRecord,
 ) -> Result<Response, UploadError> {
     if upload.quic {
+        if let Some(proxy) = hop.route.proxy() {
+            use crate::measure::{RaceReason, RaceReport, RaceWinner};
+            record.raced(RaceReport::without_race(
+                RaceWinner::Tcp,
+                RaceReason::Proxied,
+            ));
+            record.quic_fell_back(format!(
+                "a proxy is in force ({}), and QUIC cannot go through it (no MASQUE here); TCP \
+                 through the proxy instead",
+                proxy.url()
+            ));
+            return tcp::send(ctx, upload, hop, task, record, None).await;
+        }
         #[cfg(feature = "quic")]
         return race::send(ctx, upload, hop, task, record).await;
         #[cfg(not(feature = "quic"))]

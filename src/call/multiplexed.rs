@@ -21,10 +21,11 @@ use crate::events::TaskShared;
 use crate::measure::{ConnectionInfo, ConnectionUse, Protocol, UploadRecord};
 use crate::proto::multipart::BodyPlan;
 use crate::transport::mux_pool::{Multiplexed, MuxPool};
-use crate::transport::Origin;
 
 /// One multiplexed protocol, as the send loop needs it.
 pub(crate) trait MuxProtocol {
+    /// What the pool keys connections by.
+    type Key: std::hash::Hash + Eq + Clone;
     /// A pooled connection.
     type Conn: Multiplexed;
     /// A stream slot on a connection, ready to carry one request.
@@ -37,13 +38,16 @@ pub(crate) trait MuxProtocol {
     const VERSION: http::Version;
 
     /// The client's pool of these connections.
-    fn pool(ctx: &Context) -> &MuxPool<Self::Conn>;
+    fn pool(ctx: &Context) -> &MuxPool<Self::Key, Self::Conn>;
 
-    /// Make a new connection to `origin` (resolve, connect, handshake: recorded), or decline
-    /// the hop. Called with the origin's connect lock held.
+    /// The pool key of `hop`'s connection.
+    fn key(hop: &Hop) -> Self::Key;
+
+    /// Make a new connection for `key` (resolve, connect, handshake: recorded), or decline
+    /// the hop. Called with the key's connect lock held.
     async fn connect(
         ctx: &Context,
-        origin: &Origin,
+        key: &Self::Key,
         record: &mut UploadRecord,
     ) -> Result<Result<Arc<Self::Conn>, Self::Declined>, UploadError>;
 
@@ -84,22 +88,22 @@ pub(crate) async fn send<P: MuxProtocol>(
     record: &mut UploadRecord,
     mut fresh: Option<Arc<P::Conn>>,
 ) -> Result<MuxOutcome<P::Declined>, UploadError> {
-    let origin = &hop.target.origin;
+    let key = &P::key(hop);
     let pool = P::pool(ctx);
     let mut retried = false;
     loop {
-        let (conn, reused) = match (fresh.take(), pool.get(origin)) {
+        let (conn, reused) = match (fresh.take(), pool.get(key)) {
             (Some(conn), _) => (conn, false),
             (None, Some(conn)) => (conn, true),
             (None, None) => {
-                let lock = pool.connect_lock(origin);
+                let lock = pool.connect_lock(key);
                 let _connecting = lock.lock().await;
-                match pool.get(origin) {
+                match pool.get(key) {
                     // Made by a concurrent upload while this one waited for the lock.
                     Some(conn) => (conn, true),
-                    None => match P::connect(ctx, origin, record).await? {
+                    None => match P::connect(ctx, key, record).await? {
                         Ok(conn) => {
-                            pool.insert(origin.clone(), conn.clone());
+                            pool.insert(key.clone(), conn.clone());
                             (conn, false)
                         }
                         Err(declined) => return Ok(MuxOutcome::Declined(declined)),

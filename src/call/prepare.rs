@@ -18,6 +18,7 @@ use crate::options::UploadOptions;
 use crate::proto::mime::guess_content_type;
 use crate::proto::multipart::{BodyPlan, FileField, FormField};
 use crate::proto::request::{validate_header_name, validate_header_value};
+use crate::transport::route::Routing;
 
 use super::redirect::{Hop, Method};
 
@@ -62,11 +63,16 @@ impl Upload {
     /// first origin; a body-less GET has no `Content-Type` or `Content-Length`.
     pub(crate) fn header_fields(&self, hop: &Hop) -> Vec<(String, String)> {
         let drop_credentials = hop.left_origin;
+        // A `Proxy-Authorization` of the user's own is for an HTTP proxy that reads the request
+        // itself (absolute form); it never goes to an origin, where a proxy would not see it.
+        let to_proxy = hop.route.is_forward();
         let user: Vec<&(String, String)> = self
             .user_headers
             .iter()
             .filter(|(k, _)| {
-                !(drop_credentials && CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+                let k = k.to_ascii_lowercase();
+                !(drop_credentials && CREDENTIAL_HEADERS.contains(&k.as_str()))
+                    && (to_proxy || k != "proxy-authorization")
             })
             .collect();
         let user_has = |name: &str| user.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
@@ -125,7 +131,7 @@ pub(crate) async fn prepare(
             "timeout must be a positive number of milliseconds",
         ));
     }
-    let first_hop = Hop::first(&options.url)?;
+    let first_hop = Hop::first(&options.url, routing(config, options.enable_http2))?;
     let fields = form_fields(options)?;
     let user_headers = user_headers(&options.header)?;
     check_part_name("name", &options.name)?;
@@ -264,6 +270,15 @@ fn file_error(e: &std::io::Error, path: &Path) -> UploadError {
             UploadError::new(ErrorKind::FileNotFound, shown.display().to_string())
         }
         _ => UploadError::new(ErrorKind::FileRead, format!("{}: {e}", shown.display())),
+    }
+}
+
+/// How this client routes the hops of an upload (with `enableHttp2`, h2c with prior knowledge
+/// needs a tunnel through an HTTP proxy: absolute-form requests are HTTP/1.1).
+pub(crate) fn routing(config: &ClientConfig, http2: bool) -> Routing<'_> {
+    Routing {
+        rules: &config.proxy,
+        tunnel_http: config.proxy_tunnel || (http2 && config.http2_prior_knowledge),
     }
 }
 

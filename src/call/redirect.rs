@@ -18,6 +18,7 @@
 use url::Url;
 
 use crate::error::{ErrorKind, UploadError};
+use crate::transport::route::{Route, Routing};
 use crate::transport::target::{parse_url, Target};
 
 /// The request method of one hop: the upload itself, or the GET a 301/302/303 redirect turns
@@ -43,20 +44,24 @@ impl Method {
 pub(crate) struct Hop {
     pub url: Url,
     pub target: Target,
+    /// How the hop's connection reaches its origin (direct, or through which proxy).
+    pub route: Route,
     pub method: Method,
     /// The chain has left the first origin: credentials stay behind.
     pub left_origin: bool,
 }
 
 impl Hop {
-    /// The upload's first request, a POST to `url`.
-    pub(crate) fn first(url: &str) -> Result<Hop, UploadError> {
+    /// The upload's first request, a POST to `url`, routed by `routing`.
+    pub(crate) fn first(url: &str, routing: Routing<'_>) -> Result<Hop, UploadError> {
         let target = parse_url(url)?;
+        let route = Route::choose(routing, &target.origin)?;
         let url =
             Url::parse(url).map_err(|e| UploadError::new(ErrorKind::InvalidUrl, e.to_string()))?;
         Ok(Hop {
             url,
             target,
+            route,
             method: Method::Post,
             left_origin: false,
         })
@@ -74,8 +79,14 @@ impl Hop {
 
     /// The hop a redirect answered with `status` and `location` leads to. Refuses an
     /// https -> http downgrade and any URL this client could not have been given in the first
-    /// place.
-    pub(crate) fn follow(&self, status: u16, location: &str) -> Result<Hop, UploadError> {
+    /// place. The new hop is routed by `routing` (a redirect to another origin may go direct
+    /// where the first went through a proxy, or the other way round).
+    pub(crate) fn follow(
+        &self,
+        status: u16,
+        location: &str,
+        routing: Routing<'_>,
+    ) -> Result<Hop, UploadError> {
         let next = self.url.join(location).map_err(|e| {
             UploadError::new(
                 ErrorKind::RedirectRefused,
@@ -95,6 +106,7 @@ impl Hop {
             )
         })?;
         let left_origin = self.left_origin || target.origin != self.target.origin;
+        let route = Route::choose(routing, &target.origin)?;
         // 307/308 repeat the request, body and all; 301/302/303 turn a POST into a GET without a
         // body, as browsers do.
         let method = if matches!(status, 301..=303) {
@@ -105,6 +117,7 @@ impl Hop {
         Ok(Hop {
             url: next,
             target,
+            route,
             method,
             left_origin,
         })
@@ -117,29 +130,33 @@ mod tests {
 
     #[test]
     fn method_and_origin_follow_the_status_and_the_location() {
-        let first = Hop::first("https://a.example/upload").unwrap();
-        let same = first.follow(307, "/again").unwrap();
+        let first = Hop::first("https://a.example/upload", Routing::direct()).unwrap();
+        let same = first.follow(307, "/again", Routing::direct()).unwrap();
         assert_eq!(same.method, Method::Post);
         assert!(!same.left_origin);
         assert_eq!(same.url.as_str(), "https://a.example/again");
-        let other = same.follow(302, "https://b.example/x").unwrap();
+        let other = same
+            .follow(302, "https://b.example/x", Routing::direct())
+            .unwrap();
         assert_eq!(other.method, Method::Get);
         assert!(other.left_origin);
         // Once left, the chain stays "left", even back on the first origin.
-        let back = other.follow(308, "https://a.example/y").unwrap();
+        let back = other
+            .follow(308, "https://a.example/y", Routing::direct())
+            .unwrap();
         assert!(back.left_origin);
         assert_eq!(back.method, Method::Get);
     }
 
     #[test]
     fn downgrades_and_unusable_urls_are_refused() {
-        let first = Hop::first("https://a.example/upload").unwrap();
+        let first = Hop::first("https://a.example/upload", Routing::direct()).unwrap();
         for location in [
             "http://a.example/x",
             "ftp://a.example/x",
             "https://u:p@a.example/",
         ] {
-            let e = first.follow(307, location).unwrap_err();
+            let e = first.follow(307, location, Routing::direct()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::RedirectRefused, "{location}");
         }
     }

@@ -25,12 +25,13 @@ pub(crate) async fn send(
     mut fresh: Option<Connection>,
 ) -> Result<Response, UploadError> {
     let origin = &hop.target.origin;
-    if wants_h2(ctx, upload, origin) {
+    // Absolute-form requests to an HTTP proxy are HTTP/1.1.
+    if wants_h2(ctx, upload, origin) && !hop.route.is_forward() {
         let first = match fresh.take() {
             None => None,
             Some(conn) => match h2::start(ctx, origin, conn).await? {
                 Ok(conn) => {
-                    ctx.h2.conns.insert(origin.clone(), conn.clone());
+                    ctx.h2.conns.insert(hop.route.clone(), conn.clone());
                     Some(conn)
                 }
                 Err(http1) => {

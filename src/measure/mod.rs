@@ -40,7 +40,7 @@ pub use profile::{Profile, ProfileExtensions, Protocol};
 pub(crate) use record::UploadRecord;
 pub(crate) use stamps::{
     AckSource, BodyTransfer, ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource,
-    ExchangeReport, ExchangeStamps, ResolveStamps, StreamStamps,
+    ExchangeReport, ExchangeStamps, ProxyFacts, ProxyStamps, ResolveStamps, StreamStamps,
 };
 // Without the `quic` feature only the "QUIC unavailable" report is made.
 #[cfg_attr(not(feature = "quic"), allow(unused_imports))]

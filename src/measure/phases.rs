@@ -10,7 +10,8 @@
 //! |---|---|---|
 //! | queue | `queueStart` | `queueEnd` |
 //! | DNS | `domainLookUpStart` | `domainLookUpEnd` |
-//! | connect | `connectStart` | `SSLconnectionStart` over TLS on TCP; `connectEnd` on plain TCP and over QUIC |
+//! | connect | `connectStart` | through a proxy `profileExtensions.proxyConnectEnd`; else `SSLconnectionStart` over TLS on TCP; `connectEnd` on plain TCP and over QUIC |
+//! | proxy | `profileExtensions.proxyConnectEnd` | `proxyTunnelEnd` (the tunnel is open), or `proxySSLconnectionEnd` for absolute-form requests to an `https://` proxy |
 //! | TLS | `SSLconnectionStart` | `SSLconnectionEnd` (inside connect over QUIC) |
 //! | request sent | `requestStart` | `requestEnd` |
 //! | acknowledged | `requestEnd` | `profileExtensions.bodyAckedEnd` |
@@ -38,6 +39,10 @@
 //!   TLS 1.3 handshake (`connectStart = SSLconnectionStart`, `SSLconnectionEnd = connectEnd`):
 //!   there is no transport part to split off. Connect is that handshake and TLS is the same span;
 //!   this is the first overlap, and [`Phases::transport`] says when it applies.
+//! - **Through a proxy, connect is the TCP connection to the proxy, and proxy is the rest of
+//!   the way to a usable tunnel**: the TLS with an `https://` proxy and the `CONNECT` or SOCKS
+//!   handshake. TLS with the origin (inside the tunnel) stays TLS. Without the extensions the
+//!   proxy's steps cannot be told apart and connect runs as without a proxy.
 //! - **A reused connection keeps its empty spans.** On a connection from the pool the profile
 //!   puts DNS, connect and TLS at `fetchStart` (zero length). The model reports them as they are
 //!   and says [`Phases::reused`]: a waterfall shows why they are empty, and statistics over many
@@ -134,8 +139,12 @@ pub enum Phase {
     Queue,
     /// The resolver call for the connection's host.
     Dns,
-    /// Opening the connection: TCP up to the TLS handshake, or the whole QUIC handshake.
+    /// Opening the connection: TCP up to the TLS handshake, or the whole QUIC handshake;
+    /// through a proxy, the TCP connection to the proxy.
     Connect,
+    /// Through a proxy: from its TCP connection to the usable tunnel (TLS with an `https://`
+    /// proxy, the `CONNECT` or SOCKS handshake).
+    Proxy,
     /// The TLS handshake (over QUIC, the QUIC handshake itself).
     Tls,
     /// Writing the request: its first byte to its last body byte.
@@ -150,13 +159,14 @@ pub enum Phase {
 
 impl Phase {
     /// How many phases there are.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// Every phase, in order.
     pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Queue,
         Phase::Dns,
         Phase::Connect,
+        Phase::Proxy,
         Phase::Tls,
         Phase::RequestSent,
         Phase::Acknowledged,
@@ -176,6 +186,7 @@ impl Phase {
             Phase::Queue => "queue",
             Phase::Dns => "dns",
             Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
             Phase::Tls => "tls",
             Phase::RequestSent => "requestSent",
             Phase::Acknowledged => "acknowledged",
@@ -191,6 +202,7 @@ impl Phase {
             Phase::Queue => "queue",
             Phase::Dns => "DNS",
             Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
             Phase::Tls => "TLS",
             Phase::RequestSent => "request sent",
             Phase::Acknowledged => "acknowledged",
@@ -206,6 +218,10 @@ impl Phase {
             Phase::Dns => "domainLookUpStart -> domainLookUpEnd",
             Phase::Connect => {
                 "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC"
+            }
+            Phase::Proxy => {
+                "profileExtensions.proxyConnectEnd -> proxyTunnelEnd, or proxySSLconnectionEnd \
+                 for absolute-form requests to an https:// proxy"
             }
             Phase::Tls => "SSLconnectionStart -> SSLconnectionEnd",
             Phase::RequestSent => "requestStart -> requestEnd",
@@ -262,6 +278,8 @@ pub struct Phases {
     pub dns: DnsLookup,
     /// Plain TCP, TLS over TCP or QUIC.
     pub transport: Transport,
+    /// The connection goes through a proxy (`profileExtensions.isProxyConnection`).
+    pub proxied: bool,
     /// `bodyAckedEnd` is known (non-zero, and the body was completely sent). `false` over HTTP/2,
     /// without extensions, and wherever the transport could not tell.
     pub acknowledgement_reported: bool,
@@ -311,7 +329,11 @@ pub fn phases(profile: &Profile, extensions: Option<&ProfileExtensions>) -> Phas
     } else {
         Transport::PlainTcp
     };
+    let proxy_connect_end = extensions.map_or(0.0, |e| e.proxy_connect_end);
+    let proxy_ready =
+        extensions.map_or(0.0, |e| e.proxy_tunnel_end.max(e.proxy_ssl_connection_end));
     let connect_end = match transport {
+        _ if proxy_connect_end > 0.0 => proxy_connect_end,
         Transport::TlsOverTcp => p.ssl_connection_start,
         Transport::PlainTcp | Transport::Quic => p.connect_end,
     };
@@ -338,6 +360,7 @@ pub fn phases(profile: &Profile, extensions: Option<&ProfileExtensions>) -> Phas
     spans[Phase::Queue.index()] = span(p.queue_start, p.queue_end);
     spans[Phase::Dns.index()] = span(p.domain_look_up_start, p.domain_look_up_end);
     spans[Phase::Connect.index()] = span(p.connect_start, connect_end);
+    spans[Phase::Proxy.index()] = span(proxy_connect_end, proxy_ready);
     spans[Phase::Tls.index()] = match transport {
         Transport::PlainTcp => None,
         Transport::TlsOverTcp | Transport::Quic => {
@@ -358,6 +381,7 @@ pub fn phases(profile: &Profile, extensions: Option<&ProfileExtensions>) -> Phas
         reused: p.socket_reused,
         dns,
         transport,
+        proxied: extensions.is_some_and(|e| e.is_proxy_connection),
         acknowledgement_reported: acked.is_some(),
         body_incomplete: p.request_start > 0.0 && p.request_end == 0.0,
         early_response,

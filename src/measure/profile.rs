@@ -233,6 +233,41 @@ pub struct ProfileExtensions {
     pub tcp_attempt_outcome: String,
     /// Why the TCP attempt failed (empty otherwise).
     pub tcp_attempt_error: String,
+    /// The request went through a proxy (Apple's `isProxyConnection`); `peerIP`/`port` are
+    /// then the proxy's.
+    pub is_proxy_connection: bool,
+    /// `"http"`, `"https"`, `"socks4"`, `"socks4a"`, `"socks5"`, `"socks5h"`; empty without a
+    /// proxy.
+    pub proxy_kind: String,
+    /// The proxy's URL, without credentials; empty without a proxy.
+    pub proxy_url: String,
+    /// `"tunnel"` (`CONNECT`, SOCKS) or `"forward"` (absolute-form requests to an HTTP proxy);
+    /// empty without a proxy.
+    pub proxy_mode: String,
+    /// The TCP connection to the proxy was established (ms since epoch; 0 without a proxy, or
+    /// on a reused connection). It started at `connectStart`.
+    pub proxy_connect_end: f64,
+    /// The TLS handshake with an `https://` proxy began (0 otherwise).
+    #[serde(rename = "proxySSLconnectionStart")]
+    pub proxy_ssl_connection_start: f64,
+    /// The TLS handshake with an `https://` proxy completed (0 otherwise).
+    #[serde(rename = "proxySSLconnectionEnd")]
+    pub proxy_ssl_connection_end: f64,
+    /// The tunnel request's first byte was written (the `CONNECT` head, the SOCKS greeting; 0
+    /// otherwise).
+    pub proxy_tunnel_start: f64,
+    /// The proxy's final answer to it was read (0 otherwise).
+    pub proxy_tunnel_end: f64,
+    /// The status of the proxy's answer to `CONNECT` (0 otherwise).
+    pub proxy_connect_status: u16,
+    /// The SOCKS5 authentication the proxy chose: `"none"` or `"username/password"`; empty
+    /// otherwise.
+    pub proxy_socks_auth: String,
+    /// Who resolved the origin's name through a proxy: `"client"` (`socks4://`, `socks5://`)
+    /// or `"proxy"`; empty without a proxy.
+    pub origin_resolved_by: String,
+    /// The TLS version negotiated with an `https://` proxy; empty otherwise.
+    pub proxy_tls_version: String,
 }
 
 #[cfg(test)]

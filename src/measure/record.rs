@@ -13,8 +13,8 @@ use super::clock;
 use super::profile::{Profile, ProfileExtensions, Protocol};
 use super::quality::{NetworkQualityEstimator, QualityEstimate};
 use super::stamps::{
-    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, RaceReason,
-    RaceReport, RaceWinner, ResolveStamps,
+    ConnectStamps, ConnectionInfo, ConnectionUse, DnsSource, ExchangeReport, ProxyFacts,
+    ProxyStamps, RaceReason, RaceReport, RaceWinner, ResolveStamps,
 };
 use super::timeline::Timeline;
 use super::trace::UploadTrace;
@@ -33,6 +33,8 @@ pub(crate) struct UploadRecord {
     quic_fallback: Option<String>,
     /// How `enableQuic` chose this hop's transport.
     race: Option<RaceReport>,
+    /// The steps through a proxy of the connection this hop opened (none on a reused one).
+    proxy_stamps: Option<ProxyStamps>,
     /// Where each fold is also reported as it happens (feature `tracing`; nothing without it).
     trace: UploadTrace,
 }
@@ -50,6 +52,7 @@ impl UploadRecord {
             redirects: 0,
             quic_fallback: None,
             race: None,
+            proxy_stamps: None,
             trace: UploadTrace::none(),
         }
     }
@@ -81,6 +84,7 @@ impl UploadRecord {
         self.exchange = None;
         self.quic_fallback = None;
         self.race = None;
+        self.proxy_stamps = None;
     }
 
     /// Name resolution returned: what it stamped, and which step answered.
@@ -94,6 +98,7 @@ impl UploadRecord {
     pub(crate) fn connected(&mut self, stamps: &ConnectStamps) {
         self.timeline.connected(stamps);
         self.trace.connected(stamps);
+        self.proxy_stamps = stamps.proxy;
     }
 
     /// The request goes on this connection; `retries`: connections given up for this hop
@@ -128,6 +133,7 @@ impl UploadRecord {
     /// forgotten, the next one records its own.
     pub(crate) fn forget_connection(&mut self) {
         self.timeline.forget_connection();
+        self.proxy_stamps = None;
         self.trace.retry();
     }
 
@@ -136,6 +142,7 @@ impl UploadRecord {
     #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     pub(crate) fn forget_connect(&mut self) {
         self.timeline.forget_connect();
+        self.proxy_stamps = None;
     }
 
     /// Why `enableQuic` did not carry this hop. A hop whose race QUIC had won but whose QUIC
@@ -360,6 +367,34 @@ impl UploadRecord {
             body_zero_copy_bytes: report.body.zero_copy_bytes,
             body_uncached_reads: report.body.uncached_reads,
             quic_fallback: self.quic_fallback.clone().unwrap_or_default(),
+            ..self.proxy_extensions(info.and_then(|i| i.proxy.as_ref()), reused)
+        }
+    }
+
+    /// The proxy's fields of the extensions (empty / 0 without a proxy; its stamps 0 on a
+    /// reused connection), with the race's.
+    fn proxy_extensions(&self, facts: Option<&ProxyFacts>, reused: bool) -> ProfileExtensions {
+        let Some(facts) = facts else {
+            return self.race_extensions();
+        };
+        let stamps = match self.proxy_stamps {
+            Some(stamps) if !reused => stamps,
+            _ => ProxyStamps::default(),
+        };
+        ProfileExtensions {
+            is_proxy_connection: true,
+            proxy_kind: facts.kind.to_string(),
+            proxy_url: facts.url.clone(),
+            proxy_mode: facts.mode.to_string(),
+            proxy_connect_end: ms(stamps.proxy_connect_end),
+            proxy_ssl_connection_start: ms(stamps.proxy_ssl_connection_start),
+            proxy_ssl_connection_end: ms(stamps.proxy_ssl_connection_end),
+            proxy_tunnel_start: ms(stamps.proxy_tunnel_start),
+            proxy_tunnel_end: ms(stamps.proxy_tunnel_end),
+            proxy_connect_status: facts.connect_status,
+            proxy_socks_auth: facts.socks_auth.to_string(),
+            origin_resolved_by: facts.origin_resolved_by.to_string(),
+            proxy_tls_version: facts.tls_version.clone(),
             ..self.race_extensions()
         }
     }
@@ -435,6 +470,7 @@ mod tests {
                 tls_version: if tls { "TLSv1.3".into() } else { String::new() },
                 cipher_suite: String::new(),
                 alpn: String::new(),
+                proxy: None,
             }),
             protocol: Protocol::Http11,
             reused,

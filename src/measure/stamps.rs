@@ -71,6 +71,50 @@ pub(crate) struct ConnectStamps {
     pub ssl_connection_start: Option<Instant>,
     /// The TLS handshake completed (`SSLconnectionEnd`).
     pub ssl_connection_end: Option<Instant>,
+    /// Through a proxy: its own steps (`connect_start` is then when the TCP connection to the
+    /// proxy started, `connect_end` when the tunnel, and the origin's TLS in it, were ready).
+    pub proxy: Option<ProxyStamps>,
+}
+
+/// What the steps through a proxy measured, named as `profileExtensions` names them. Steps that
+/// did not happen (no TLS to an `http://` proxy, no tunnel for absolute-form requests) are
+/// `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ProxyStamps {
+    /// The TCP connection to the proxy was established (`proxyConnectEnd`).
+    pub proxy_connect_end: Option<Instant>,
+    /// Just before the TLS handshake with an `https://` proxy began
+    /// (`proxySSLconnectionStart`).
+    pub proxy_ssl_connection_start: Option<Instant>,
+    /// That handshake completed (`proxySSLconnectionEnd`).
+    pub proxy_ssl_connection_end: Option<Instant>,
+    /// Just before the first byte of the tunnel request (the `CONNECT` head, the SOCKS
+    /// greeting) was written (`proxyTunnelStart`).
+    pub proxy_tunnel_start: Option<Instant>,
+    /// The read that completed the proxy's final answer (the `CONNECT` 2xx head, the SOCKS
+    /// reply) (`proxyTunnelEnd`).
+    pub proxy_tunnel_end: Option<Instant>,
+}
+
+/// What a connection through a proxy is, fixed when it was opened (`profileExtensions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProxyFacts {
+    /// `"http"`, `"https"`, `"socks4"`, `"socks4a"`, `"socks5"`, `"socks5h"` (`proxyKind`).
+    pub kind: &'static str,
+    /// The proxy's URL without credentials (`proxyUrl`).
+    pub url: String,
+    /// `"tunnel"` (`CONNECT` or SOCKS) or `"forward"` (absolute-form requests) (`proxyMode`).
+    pub mode: &'static str,
+    /// The status of the proxy's answer to `CONNECT`; 0 otherwise (`proxyConnectStatus`).
+    pub connect_status: u16,
+    /// The SOCKS5 authentication the proxy chose: `"none"`, `"username/password"`; empty
+    /// otherwise (`proxySocksAuth`).
+    pub socks_auth: &'static str,
+    /// Who resolved the origin's name: `"client"` (`socks4://`, `socks5://`) or `"proxy"`
+    /// (`originResolvedBy`).
+    pub origin_resolved_by: &'static str,
+    /// The TLS version with an `https://` proxy; empty otherwise (`proxyTlsVersion`).
+    pub tls_version: String,
 }
 
 /// What the profile reports about the connection that carried a request, fixed when it was
@@ -93,6 +137,8 @@ pub(crate) struct ConnectionInfo {
     pub cipher_suite: String,
     /// The ALPN protocol the server chose; empty if none.
     pub alpn: String,
+    /// The proxy the connection goes through, if any (`peer` is then the proxy's address).
+    pub proxy: Option<ProxyFacts>,
 }
 
 /// How a request used its connection (`socketReused` and the connection extensions).
@@ -298,6 +344,8 @@ pub(crate) enum RaceReason {
     BrokenOrigin,
     /// QUIC was not tried: an `http://` URL, or a build without the `quic` feature.
     Unavailable,
+    /// QUIC was not tried: a proxy is in force, and no proxy here carries QUIC (no MASQUE).
+    Proxied,
 }
 
 impl RaceReason {
@@ -312,6 +360,7 @@ impl RaceReason {
             RaceReason::Failed => "quic-failed",
             RaceReason::BrokenOrigin => "quic-broken-origin",
             RaceReason::Unavailable => "quic-unavailable",
+            RaceReason::Proxied => "quic-proxied",
         }
     }
 }

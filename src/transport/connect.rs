@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::happy_eyeballs;
@@ -43,64 +46,23 @@ pub(crate) async fn connect(
     id: u64,
     params: ConnectParams,
 ) -> Result<(Connection, ConnectStamps), UploadError> {
-    let won = happy_eyeballs::connect(addrs, params.attempt_delay)
-        .await
-        .map_err(|e| UploadError::new(ErrorKind::Connect, e))?;
+    let tcp = open_tcp(addrs, params, id).await?;
     let mut stamps = ConnectStamps {
         // connectStart: just before the winning attempt's connect (happy_eyeballs).
-        connect_start: Some(won.started),
+        connect_start: Some(tcp.started),
         ..ConnectStamps::default()
     };
-    let (tcp, peer, attempts) = (won.stream, won.peer, won.attempts);
-    tcp.set_nodelay(true)
-        .map_err(|e| UploadError::new(ErrorKind::Connect, format!("TCP_NODELAY: {e}")))?;
-    if let Some(lowat) = params.notsent_lowat {
-        // Best effort: keeps written bytes close to the network (see `sys`); not fatal where
-        // the kernel lacks it.
-        let _ = crate::sys::set_notsent_lowat(&tcp, lowat);
-    }
-
-    let mut info = ConnectionInfo {
-        id,
-        peer,
-        // localAddress, localPort: the address the kernel bound the connected socket to.
-        local: tcp.local_addr().ok(),
-        attempts,
-        tls_version: String::new(),
-        cipher_suite: String::new(),
-        alpn: String::new(),
-    };
+    let mut info = tcp.info;
     let stream = if origin.tls {
-        let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
-            UploadError::new(ErrorKind::InvalidUrl, format!("{}: {e}", origin.host))
-        })?;
-        stamps.ssl_connection_start = Some(Instant::now()); // SSLconnectionStart
-        let tls_stream = TlsConnector::from(tls.clone())
-            .connect(name, Socket::new(tcp))
+        let done = tls_handshake(tls, &origin.host, Socket::new(tcp.stream))
             .await
-            .map_err(|e| {
-                let why = super::tls::handshake_failure(&origin.host, &e);
-                UploadError::new(ErrorKind::Tls, format!("{why} ({origin})"))
-            })?;
-        stamps.ssl_connection_end = Some(Instant::now()); // SSLconnectionEnd
-        let session = tls_stream.get_ref().1;
-        info.tls_version = session
-            .protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .replace("TLSv1_", "TLSv1.");
-        info.cipher_suite = session
-            .negotiated_cipher_suite()
-            .and_then(|c| c.suite().as_str())
-            .unwrap_or_default()
-            .to_string();
-        info.alpn = session
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default();
-        Stream::Tls(Box::new(tls_stream))
+            .map_err(|why| UploadError::new(ErrorKind::Tls, format!("{why} ({origin})")))?;
+        stamps.ssl_connection_start = Some(done.start); // SSLconnectionStart
+        stamps.ssl_connection_end = Some(done.end); // SSLconnectionEnd
+        done.facts.fill(&mut info);
+        Stream::Tls(Box::new(done.stream))
     } else {
-        Stream::Plain(Socket::new(tcp))
+        Stream::Plain(Socket::new(tcp.stream))
     };
     stamps.connect_end = Some(Instant::now()); // connectEnd
     let conn = Connection {
@@ -110,4 +72,117 @@ pub(crate) async fn connect(
         idle_since: Instant::now(),
     };
     Ok((conn, stamps))
+}
+
+/// A TCP connection just established, with what the profile reports about it so far.
+pub(crate) struct OpenedTcp {
+    pub stream: TcpStream,
+    /// Just before the winning attempt's `connect`.
+    pub started: Instant,
+    /// Peer, local address and attempts; no TLS facts, no proxy yet.
+    pub info: ConnectionInfo,
+}
+
+/// Connect to one of `addrs` (Happy Eyeballs) and set the client's socket options.
+pub(crate) async fn open_tcp(
+    addrs: &[SocketAddr],
+    params: ConnectParams,
+    id: u64,
+) -> Result<OpenedTcp, UploadError> {
+    let won = happy_eyeballs::connect(addrs, params.attempt_delay)
+        .await
+        .map_err(|e| UploadError::new(ErrorKind::Connect, e))?;
+    let tcp = won.stream;
+    tcp.set_nodelay(true)
+        .map_err(|e| UploadError::new(ErrorKind::Connect, format!("TCP_NODELAY: {e}")))?;
+    if let Some(lowat) = params.notsent_lowat {
+        // Best effort: keeps written bytes close to the network (see `sys`); not fatal where
+        // the kernel lacks it.
+        let _ = crate::sys::set_notsent_lowat(&tcp, lowat);
+    }
+    let info = ConnectionInfo {
+        id,
+        peer: won.peer,
+        // localAddress, localPort: the address the kernel bound the connected socket to.
+        local: tcp.local_addr().ok(),
+        attempts: won.attempts,
+        tls_version: String::new(),
+        cipher_suite: String::new(),
+        alpn: String::new(),
+        proxy: None,
+    };
+    Ok(OpenedTcp {
+        stream: tcp,
+        started: won.started,
+        info,
+    })
+}
+
+/// What a TLS handshake negotiated, as the profile names it.
+pub(crate) struct TlsFacts {
+    /// `"TLSv1.3"` etc.
+    pub version: String,
+    pub cipher_suite: String,
+    pub alpn: String,
+}
+
+impl TlsFacts {
+    /// Report these as the connection's TLS (the origin's).
+    pub(crate) fn fill(self, info: &mut ConnectionInfo) {
+        info.tls_version = self.version;
+        info.cipher_suite = self.cipher_suite;
+        info.alpn = self.alpn;
+    }
+}
+
+/// A completed TLS handshake: the stream, its stamps and what it negotiated.
+pub(crate) struct TlsDone<S> {
+    pub stream: TlsStream<S>,
+    /// Just before the handshake began.
+    pub start: Instant,
+    /// The handshake completed.
+    pub end: Instant,
+    pub facts: TlsFacts,
+}
+
+/// Run a TLS handshake with `host` over `io`; on failure, why (without the origin: the
+/// caller names what it was connecting to).
+pub(crate) async fn tls_handshake<S>(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    io: S,
+) -> Result<TlsDone<S>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
+    let start = Instant::now();
+    let stream = TlsConnector::from(tls.clone())
+        .connect(name, io)
+        .await
+        .map_err(|e| super::tls::handshake_failure(host, &e))?;
+    let end = Instant::now();
+    let session = stream.get_ref().1;
+    let facts = TlsFacts {
+        version: session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .replace("TLSv1_", "TLSv1."),
+        cipher_suite: session
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or_default()
+            .to_string(),
+        alpn: session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default(),
+    };
+    Ok(TlsDone {
+        stream,
+        start,
+        end,
+        facts,
+    })
 }

@@ -18,6 +18,7 @@ use super::ack_counters::AckCounters;
 use super::connect::Connection;
 use super::frame_tap::{FrameTap, TapBook};
 use super::mux_pool::{Multiplexed, MuxPool};
+use super::route::Route;
 use super::target::Origin;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::ConnectionInfo;
@@ -68,10 +69,8 @@ impl H2Connection {
         let book = TapBook::new();
         let tcp_fd = conn.stream.tcp_fd().ok();
         let mut stream = conn.stream;
-        if let (super::stream::Stream::Tls(tls), Some(limit)) =
-            (&mut stream, settings.tls_buffer_limit)
-        {
-            tls.get_mut().1.set_buffer_limit(Some(limit));
+        if let Some(limit) = settings.tls_buffer_limit {
+            stream.set_tls_buffer_limit(limit);
         }
         let acks = settings
             .track_acks
@@ -216,7 +215,7 @@ impl Multiplexed for H2Connection {
 /// HTTP/1.1.
 #[derive(Default)]
 pub(crate) struct H2Pool {
-    pub conns: MuxPool<H2Connection>,
+    pub conns: MuxPool<Route, H2Connection>,
     /// Origins whose server answered ALPN with HTTP/1.1: no point waiting on the lock.
     http1_only: Mutex<std::collections::HashSet<Origin>>,
 }

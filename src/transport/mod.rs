@@ -14,6 +14,7 @@ pub(crate) mod happy_eyeballs;
 pub(crate) mod httpdns;
 pub(crate) mod mux_pool;
 pub(crate) mod pool;
+pub(crate) mod proxy_tunnel;
 #[cfg(feature = "quic")]
 pub(crate) mod quic_acks;
 #[cfg(feature = "quic")]
@@ -23,6 +24,7 @@ pub(crate) mod quic_glue;
 #[cfg(feature = "quic")]
 pub(crate) mod quic_tls;
 pub(crate) mod resolve;
+pub(crate) mod route;
 pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod target;

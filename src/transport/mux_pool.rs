@@ -10,9 +10,8 @@
 //! and find the connection when they get the lock.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use super::target::Origin;
 
 /// A pooled multiplexed connection.
 pub(crate) trait Multiplexed {
@@ -20,14 +19,15 @@ pub(crate) trait Multiplexed {
     fn is_usable(&self) -> bool;
 }
 
-/// One multiplexed connection per origin.
-pub(crate) struct MuxPool<C> {
-    conns: Mutex<HashMap<Origin, Arc<C>>>,
-    /// Held while a connection to the origin is being made.
-    connecting: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+/// One multiplexed connection per key `K`: the route for HTTP/2 (an origin through a proxy's
+/// tunnel is not the same connection as the origin direct), the origin for HTTP/3.
+pub(crate) struct MuxPool<K, C> {
+    conns: Mutex<HashMap<K, Arc<C>>>,
+    /// Held while a connection for the key is being made.
+    connecting: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl<C> Default for MuxPool<C> {
+impl<K, C> Default for MuxPool<K, C> {
     fn default() -> Self {
         MuxPool {
             conns: Mutex::default(),
@@ -41,9 +41,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<C: Multiplexed> MuxPool<C> {
+impl<K: Hash + Eq + Clone, C: Multiplexed> MuxPool<K, C> {
     /// The usable connection to `origin`, if there is one (an unusable one is dropped here).
-    pub(crate) fn get(&self, origin: &Origin) -> Option<Arc<C>> {
+    pub(crate) fn get(&self, origin: &K) -> Option<Arc<C>> {
         let mut conns = lock(&self.conns);
         match conns.get(origin) {
             Some(c) if c.is_usable() => Some(c.clone()),
@@ -56,7 +56,7 @@ impl<C: Multiplexed> MuxPool<C> {
     }
 
     /// The lock to hold while connecting to `origin`.
-    pub(crate) fn connect_lock(&self, origin: &Origin) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn connect_lock(&self, origin: &K) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.connecting)
             .entry(origin.clone())
             .or_default()
@@ -65,7 +65,7 @@ impl<C: Multiplexed> MuxPool<C> {
 
     /// Make `conn` the origin's connection, unless a usable one is already there (see the
     /// module docs).
-    pub(crate) fn insert(&self, origin: Origin, conn: Arc<C>) {
+    pub(crate) fn insert(&self, origin: K, conn: Arc<C>) {
         let mut conns = lock(&self.conns);
         match conns.get(&origin) {
             Some(existing) if existing.is_usable() => {}

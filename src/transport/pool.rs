@@ -1,4 +1,5 @@
-//! The keep-alive pool: idle HTTP/1.1 connections per origin.
+//! The keep-alive pool: idle HTTP/1.1 connections per route (an origin direct, an origin through
+//! a proxy's tunnel, or an HTTP proxy taking absolute-form requests).
 //!
 //! A connection goes back only after a clean, complete exchange whose response allowed
 //! keep-alive. Checkout takes the most recently used connection (warmest), drops those idle
@@ -16,10 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::connect::Connection;
-use super::target::Origin;
+use super::route::Route;
 
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Origin, Vec<Connection>>>,
+    idle: Mutex<HashMap<Route, Vec<Connection>>>,
     idle_timeout: Duration,
     max_idle_per_origin: usize,
 }
@@ -34,7 +35,7 @@ impl Pool {
     }
 
     /// A live idle connection to `origin`, if there is one.
-    pub(crate) fn checkout(&self, origin: &Origin) -> Option<Connection> {
+    pub(crate) fn checkout(&self, origin: &Route) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(origin)?;
         let now = Instant::now();
@@ -58,13 +59,13 @@ impl Pool {
     /// Whether an idle connection to `origin` is held (not checked for liveness: checkout does
     /// that).
     #[cfg_attr(not(feature = "quic"), allow(dead_code))]
-    pub(crate) fn has_idle(&self, origin: &Origin) -> bool {
+    pub(crate) fn has_idle(&self, origin: &Route) -> bool {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.get(origin).is_some_and(|list| !list.is_empty())
     }
 
     /// Return a connection after a clean exchange.
-    pub(crate) fn checkin(&self, origin: Origin, mut conn: Connection) {
+    pub(crate) fn checkin(&self, origin: Route, mut conn: Connection) {
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(origin).or_default();

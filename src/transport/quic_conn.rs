@@ -186,7 +186,7 @@ impl Multiplexed for QuicConnection {
 /// progress, the origins where QUIC failed, and the round-trip times seen per origin.
 #[derive(Default)]
 pub(crate) struct QuicPool {
-    pub conns: MuxPool<QuicConnection>,
+    pub conns: MuxPool<Origin, QuicConnection>,
     broken: Mutex<HashMap<Origin, Broken>>,
     /// One UDP endpoint per address family, made on first use.
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
@@ -454,6 +454,7 @@ impl QuicPool {
                         ssl_connection_start: Some(start),
                         ssl_connection_end: Some(end),
                         connect_end: Some(end),
+                        proxy: None,
                     },
                     cipher_suite: suite_name(suite.get().copied()),
                     ack_log,
@@ -554,6 +555,7 @@ pub(crate) fn connection_info(
         tls_version: "TLSv1.3".to_string(),
         cipher_suite,
         alpn: "h3".to_string(),
+        proxy: None,
     }
 }
 

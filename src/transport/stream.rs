@@ -1,4 +1,4 @@
-//! A connected byte stream: plain TCP or TLS over TCP.
+//! A connected byte stream: plain TCP, TLS over TCP, or TLS inside a proxy's TLS.
 //!
 //! Both run on a [`Socket`], which counts the TCP bytes written and stamps chosen sends (see its
 //! docs). Also where a socket's reactor registration is renewed. The `TX_ACK` timestamps behind
@@ -20,10 +20,13 @@ use tokio_rustls::client::TlsStream;
 
 use super::socket::Socket;
 
-/// Plain TCP or TLS over TCP, behind one `AsyncRead + AsyncWrite`.
+/// Plain TCP, TLS over TCP, or TLS inside TLS (an `https://` origin through the `CONNECT`
+/// tunnel of an `https://` proxy), behind one `AsyncRead + AsyncWrite`.
 pub(crate) enum Stream {
     Plain(Socket),
     Tls(Box<TlsStream<Socket>>),
+    /// The origin's TLS session over the proxy's.
+    TlsInTls(Box<TlsStream<TlsStream<Socket>>>),
 }
 
 impl Stream {
@@ -37,6 +40,22 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
+            Stream::TlsInTls(s) => s.get_ref().0.get_ref().0,
+        }
+    }
+
+    /// Plain TCP: the only stream `sendfile` and `MSG_MORE` can write to.
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
+
+    /// Set rustls' limit on buffered outgoing plaintext of the session the requests are written
+    /// to (the origin's, inside a proxy's); nothing on plain TCP.
+    pub(crate) fn set_tls_buffer_limit(&mut self, limit: usize) {
+        match self {
+            Stream::Plain(_) => {}
+            Stream::Tls(s) => s.get_mut().1.set_buffer_limit(Some(limit)),
+            Stream::TlsInTls(s) => s.get_mut().1.set_buffer_limit(Some(limit)),
         }
     }
 
@@ -45,6 +64,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_mut().0,
+            Stream::TlsInTls(s) => s.get_mut().0.get_mut().0,
         }
     }
 
@@ -54,6 +74,10 @@ impl Stream {
         match self {
             Stream::Plain(_) => false,
             Stream::Tls(s) => s.get_ref().1.wants_write(),
+            Stream::TlsInTls(s) => {
+                let (outer, inner) = s.get_ref();
+                inner.wants_write() || outer.get_ref().1.wants_write()
+            }
         }
     }
 
@@ -85,6 +109,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::TlsInTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -98,6 +123,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::TlsInTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -109,6 +135,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::TlsInTls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -116,6 +143,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::TlsInTls(s) => s.is_write_vectored(),
         }
     }
 
@@ -123,6 +151,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::TlsInTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -130,6 +159,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::TlsInTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

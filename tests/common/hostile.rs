@@ -147,7 +147,7 @@ impl HostileServer {
         &self,
         configure: impl FnOnce(uploadfile::ClientBuilder) -> uploadfile::ClientBuilder,
     ) -> uploadfile::Client {
-        let mut b = uploadfile::Client::builder();
+        let mut b = uploadfile::Client::builder().no_proxy();
         if let Some(pem) = &self.ca_pem {
             b = b.add_root_certificates_pem(pem.as_bytes());
         }

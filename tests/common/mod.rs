@@ -27,7 +27,7 @@ pub async fn sink(tls: bool) -> SinkHandle {
 
 /// A client that trusts the sink's CA (if any).
 pub fn client_for(sink: &SinkHandle) -> Client {
-    let mut b = Client::builder();
+    let mut b = Client::builder().no_proxy();
     if let Some(pem) = sink.ca_pem() {
         b = b.add_root_certificates_pem(pem.as_bytes());
     }

@@ -155,7 +155,7 @@ async fn agreement(tls: bool) {
     let url = common_url(&sink);
     for _ in 0..20 {
         // A new client per upload: every phase happens, on a fresh connection.
-        let mut b = Client::builder();
+        let mut b = Client::builder().no_proxy();
         if let Some(pem) = sink.ca_pem() {
             b = b.add_root_certificates_pem(pem.as_bytes());
         }
@@ -255,6 +255,7 @@ async fn injected_delays_are_recovered_within_2ms() {
     for _ in 0..3 {
         for (sink, out) in [(&plain_tls, &mut base), (&held_tls, &mut held)] {
             let client = Client::builder()
+                .no_proxy()
                 .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
                 .build()
                 .unwrap();
@@ -272,6 +273,7 @@ async fn injected_delays_are_recovered_within_2ms() {
     // DNS answering after 50 ms.
     let sink = Sink::start(SinkConfig::default()).await.unwrap();
     let client = Client::builder()
+        .no_proxy()
         .resolver(
             StaticResolver::new()
                 .with_host("slow-dns.test", ["127.0.0.1".parse().unwrap()])
@@ -289,7 +291,7 @@ async fn injected_delays_are_recovered_within_2ms() {
     // sink's own clock says how long it really waited (a loaded machine can make the injector
     // late); our phase must match that within 2 ms, and the nominal 200 ms within 2 ms plus the
     // injector's own lateness.
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let (p, e, v) = upload(&client, &sink.url("/upload?delay_ms=200"), &file).await;
     let (t, _) = sink_side(&sink, &v);
     let applied = ms(t.response_head_written_at.unwrap()) - ms(t.body_end_at.unwrap());
@@ -338,7 +340,7 @@ async fn the_eleventh_upload_waits_in_the_queue() {
     let sink = Sink::start(SinkConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 1000);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     assert_eq!(client.config().max_concurrent_uploads, 10);
     let slow = sink.url("/upload?delay_ms=300");
     let tasks: Vec<_> = (0..11)

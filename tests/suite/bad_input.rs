@@ -19,7 +19,13 @@ fn untouched() -> (TcpListener, String) {
 
 /// Run `options` and require `kind`, the original's message form, and no connection.
 async fn refused(options: UploadOptions, kind: ErrorKind, listener: &TcpListener, case: &str) {
-    let err = Client::new().upload_file(options).await.expect_err(case);
+    let err = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .upload_file(options)
+        .await
+        .expect_err(case);
     assert_eq!(err.kind(), kind, "{case}: {err}");
     let msg = err.err_msg();
     assert!(

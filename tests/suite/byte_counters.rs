@@ -51,6 +51,7 @@ impl Wire {
 
     fn builder(self, sink: &SinkHandle) -> ClientBuilder {
         let mut b = Client::builder()
+            .no_proxy()
             .http2_prior_knowledge(self == Wire::H2c)
             .quic_fallback_after(Duration::from_secs(5));
         if let Some(pem) = sink.ca_pem() {
@@ -287,7 +288,11 @@ async fn a_chunked_response_after_100_continue_counts_heads_trailers_and_chunk_f
     let file = make_file(dir.path(), "a.bin", 1024 * 1024 + 1);
     let res = tokio::time::timeout(
         Duration::from_secs(30),
-        Client::new().upload_file(UploadOptions::new(url, &file, "file")),
+        Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .upload_file(UploadOptions::new(url, &file, "file")),
     )
     .await
     .expect("no hang")

@@ -33,6 +33,7 @@ const MID_BODY: usize = 200 * 1024;
 
 fn client() -> Client {
     Client::builder()
+        .no_proxy()
         .http2_prior_knowledge(true)
         .build()
         .unwrap()

@@ -382,7 +382,7 @@ async fn forbidden_headers_are_refused_before_any_byte() {
 #[tokio::test]
 async fn unknown_ca_is_refused() {
     let sink = sink(true).await;
-    let client = Client::builder().build().unwrap(); // webpki roots only
+    let client = Client::builder().no_proxy().build().unwrap(); // webpki roots only
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
     let err = client
@@ -485,7 +485,7 @@ async fn tls_server_closes_idle_pooled_connection() {
 
 async fn early_response(tls: bool) {
     let sink = sink(tls).await;
-    let mut builder = Client::builder().expect_continue_threshold(None);
+    let mut builder = Client::builder().no_proxy().expect_continue_threshold(None);
     if let Some(pem) = sink.ca_pem() {
         builder = builder.add_root_certificates_pem(pem.as_bytes());
     }
@@ -614,7 +614,11 @@ async fn the_default_client_works_from_any_runtime() {
 #[tokio::test]
 async fn response_larger_than_the_cap_fails_cleanly() {
     let sink = sink(false).await;
-    let client = Client::builder().max_response_body(1000).build().unwrap();
+    let client = Client::builder()
+        .no_proxy()
+        .max_response_body(1000)
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
     let err = client
@@ -636,7 +640,10 @@ async fn connection_refused() {
     drop(listener);
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
-    let err = Client::new()
+    let err = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(
             format!("http://127.0.0.1:{port}/"),
             &file,
@@ -686,6 +693,7 @@ async fn profile_off_skips_the_profile_and_progress_counts_written_bytes() {
 async fn request_header_reports_what_was_sent() {
     let sink = sink(false).await;
     let client = Client::builder()
+        .no_proxy()
         .expect_continue_threshold(Some(1000))
         .build()
         .unwrap();

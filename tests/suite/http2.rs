@@ -16,6 +16,7 @@ fn h2_options(url: String, file: &std::path::Path) -> UploadOptions {
 
 fn h2c_client() -> Client {
     Client::builder()
+        .no_proxy()
         .http2_prior_knowledge(true)
         .build()
         .unwrap()
@@ -96,7 +97,10 @@ async fn prior_knowledge_h2c_over_plain_http() {
     );
     assert_eq!(res.profile.unwrap().protocol, "h2");
     // Without prior knowledge, plain http stays HTTP/1.1.
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(h2_options(sink.url("/upload"), &file))
         .await
         .unwrap();
@@ -308,6 +312,7 @@ async fn each_concurrent_stream_gets_its_own_acknowledged_end_and_progress() {
 async fn without_ack_tracking_progress_counts_written_bytes() {
     let sink = sink(true).await;
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .track_acknowledgements(false)
         .build()

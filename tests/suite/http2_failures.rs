@@ -80,6 +80,7 @@ async fn handle(mut body: RecvStream, mut respond: SendResponse<Bytes>, act: Act
 
 fn client() -> Client {
     Client::builder()
+        .no_proxy()
         .http2_prior_knowledge(true)
         .build()
         .unwrap()

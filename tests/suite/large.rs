@@ -20,6 +20,7 @@ async fn sparse_file_over_2_gib_arrives_whole() {
     .await
     .unwrap();
     let client = Client::builder()
+        .no_proxy()
         .expect_continue_threshold(None)
         .build()
         .unwrap();

@@ -15,7 +15,7 @@ async fn abort_from_inside_a_progress_listener() {
     let sink = sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 32 * 1024 * 1024);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let task = client.upload_file(UploadOptions::new(sink.url("/upload"), &file, "file"));
     let handle = task.handle();
     let calls = Arc::new(Mutex::new(0u32));
@@ -46,7 +46,7 @@ async fn a_task_dropped_without_being_awaited_still_uploads() {
     let sink = sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 4 * 1024 * 1024);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     drop(client.upload_file(UploadOptions::new(sink.url("/upload"), &file, "file")));
     // As in the original, the upload runs whether or not anyone awaits its result.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -66,7 +66,7 @@ async fn uploads_in_flight_finish_when_the_client_is_dropped() {
     let sink = sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 8 * 1024 * 1024);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let tasks: Vec<_> = (0..3)
         .map(|_| client.upload_file(UploadOptions::new(sink.url("/upload"), &file, "file")))
         .collect();

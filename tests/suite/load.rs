@@ -30,7 +30,7 @@ async fn a_thousand_concurrent_uploads_queue_and_all_complete() {
     let sink = sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.txt", 4096);
-    let client = Client::new(); // 10 uploads in flight at most
+    let client = Client::builder().no_proxy().build().unwrap(); // 10 uploads in flight at most
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
             client.upload_file(UploadOptions::new(
@@ -127,7 +127,7 @@ async fn mixed_outcomes_leave_no_descriptors_or_memory_behind() {
         }
     };
     // Warm up (runtime threads, the pool, TLS-free allocations), then take the baseline.
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     for i in 0..25 {
         run(client.clone(), i).await;
     }
@@ -135,7 +135,7 @@ async fn mixed_outcomes_leave_no_descriptors_or_memory_behind() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (fds0, rss0) = (open_fds(), rss_kib());
 
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let mut samples = Vec::new();
     for (n, chunk) in (0..rounds).collect::<Vec<_>>().chunks(10).enumerate() {
         if n * 10 % (rounds / 4).max(10) == 0 {

@@ -28,6 +28,7 @@ fn quic_options(url: String, file: &std::path::Path) -> UploadOptions {
 
 fn quic_client(sink: &SinkHandle) -> Client {
     Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .quic_fallback_after(Duration::from_millis(300))
         .build()
@@ -280,7 +281,7 @@ async fn no_udp_listener_falls_back_to_tcp_and_the_origin_is_remembered() {
 #[tokio::test]
 async fn quic_is_not_tried_for_plain_http() {
     let sink = sink(false).await;
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 1000);
     let res = client
@@ -301,6 +302,7 @@ async fn a_refused_certificate_over_quic_falls_back_and_fails_with_the_tls_reaso
     let sink = h3_sink().await;
     // This client does not trust the sink's CA.
     let client = Client::builder()
+        .no_proxy()
         .quic_fallback_after(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -481,6 +483,7 @@ async fn an_origin_that_answers_quic_wins_the_race_every_time() {
     let file = make_file(dir.path(), "a.bin", 10_000);
     let client_of = || {
         Client::builder()
+            .no_proxy()
             .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
             .build()
             .unwrap()
@@ -659,6 +662,7 @@ async fn a_quic_handshake_that_completes_after_tcp_won_is_pooled_for_the_next_up
         return;
     }
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .build()
         .unwrap();

@@ -19,7 +19,10 @@ async fn chunked_response_with_trailers_is_decoded() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.txt", 100);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(url, &file, "file"))
         .await
         .unwrap();
@@ -51,7 +54,7 @@ async fn close_delimited_response_ends_at_eof() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.txt", 100);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let task = client.upload_file(UploadOptions::new(url, &file, "file"));
     let server_done = tokio::spawn(async move { server.await.unwrap() });
     let res = task.await.unwrap();
@@ -73,7 +76,7 @@ async fn http10_response_without_keep_alive_is_not_pooled() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.txt", 100);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let res = client
         .upload_file(UploadOptions::new(url, &file, "file"))
         .await
@@ -94,6 +97,7 @@ async fn body_is_sent_after_the_continue_wait_when_no_100_comes() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 2 * 1024 * 1024);
     let client = Client::builder()
+        .no_proxy()
         .expect_continue_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -124,6 +128,7 @@ async fn expect_continue_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 2 * 1024 * 1024);
     let client = Client::builder()
+        .no_proxy()
         .expect_continue_threshold(None)
         .build()
         .unwrap();
@@ -164,7 +169,7 @@ async fn a_pooled_connection_dropped_after_our_check_is_replaced_once() {
     });
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 1000);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let first = client
         .upload_file(UploadOptions::new(url.clone(), &file, "file"))
         .await
@@ -192,7 +197,10 @@ async fn garbage_response_is_invalid_response() {
     let (url, _server) = serve(vec![b"SSH-2.0-OpenSSH_9.2\r\n\r\n"], false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
-    let err = Client::new()
+    let err = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(url, &file, "file"))
         .await
         .unwrap_err();
@@ -203,6 +211,7 @@ async fn garbage_response_is_invalid_response() {
 async fn idle_timeout_expires_pooled_connections() {
     let sink = common::sink(false).await;
     let client = Client::builder()
+        .no_proxy()
         .pool_idle_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
@@ -224,7 +233,7 @@ async fn idle_timeout_expires_pooled_connections() {
 #[tokio::test]
 async fn connection_close_from_the_server_is_honoured() {
     let sink = common::sink(false).await;
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
     client

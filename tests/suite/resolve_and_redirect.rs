@@ -21,6 +21,7 @@ async fn an_injected_dns_delay_is_recovered_and_the_cache_hides_the_second_looku
     let sink = common::sink(false).await;
     let port = sink.addr().port();
     let client = Client::builder()
+        .no_proxy()
         .resolver(
             StaticResolver::new()
                 .with_host("upload.test", [ip("127.0.0.1")])
@@ -69,7 +70,10 @@ async fn an_ip_literal_needs_no_lookup() {
     let sink = common::sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(sink.url("/upload"), &file, "file"))
         .await
         .unwrap();
@@ -84,6 +88,7 @@ async fn a_failing_resolver_is_a_dns_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
     let err = Client::builder()
+        .no_proxy()
         .resolver(StaticResolver::new())
         .build()
         .unwrap()
@@ -130,6 +135,7 @@ async fn httpdns_answers_and_fills_its_fields() {
     let (endpoint, server) =
         httpdns_server("127.0.0.1;10.255.255.1", Duration::from_millis(30)).await;
     let client = Client::builder()
+        .no_proxy()
         .resolver(StaticResolver::new()) // would fail: HTTPDNS must answer
         .httpdns(HttpDnsConfig::new(endpoint))
         .build()
@@ -171,6 +177,7 @@ async fn a_failing_httpdns_falls_back_to_the_resolver_and_the_profile_shows_both
         l.local_addr().unwrap()
     };
     let client = Client::builder()
+        .no_proxy()
         .resolver(
             StaticResolver::new()
                 .with_host("fallback.test", [ip("127.0.0.1")])
@@ -203,6 +210,7 @@ async fn a_failing_httpdns_falls_back_to_the_resolver_and_the_profile_shows_both
     // An empty HTTPDNS answer (unknown host) falls back too.
     let (endpoint, _server) = httpdns_server("", Duration::ZERO).await;
     let client = Client::builder()
+        .no_proxy()
         .resolver(StaticResolver::new().with_host("fallback.test", [ip("127.0.0.1")]))
         .httpdns(HttpDnsConfig::new(endpoint))
         .build()
@@ -244,6 +252,7 @@ async fn happy_eyeballs_starts_ipv4_after_250ms_when_ipv6_hangs() {
         return;
     };
     let client = Client::builder()
+        .no_proxy()
         .resolver(StaticResolver::new().with_host("dual.test", [ip("::1"), ip("127.0.0.1")]))
         .build()
         .unwrap();
@@ -289,6 +298,7 @@ async fn happy_eyeballs_prefers_ipv6_when_it_works() {
     .await
     .unwrap();
     let client = Client::builder()
+        .no_proxy()
         .resolver(StaticResolver::new().with_host("dual.test", [ip("127.0.0.1"), ip("::1")]))
         .build()
         .unwrap();
@@ -317,7 +327,10 @@ async fn a_307_resends_the_whole_body_and_sets_the_redirect_fields() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 50_000);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(url, &file, "file").header("Authorization", "Bearer t"))
         .await
         .unwrap();
@@ -361,7 +374,10 @@ async fn a_303_turns_into_a_get_without_body() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 5000);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(url, &file, "file"))
         .await
         .unwrap();
@@ -393,7 +409,10 @@ async fn a_cross_origin_redirect_drops_credentials_and_leaves_the_redirect_field
     let (url, _first) = serve(vec![location.as_bytes()], false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 5000);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(
             UploadOptions::new(url, &file, "file")
                 .header("Authorization", "Bearer secret")
@@ -432,6 +451,7 @@ async fn redirect_limits_and_downgrades() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "a.bin", 10);
     let err = Client::builder()
+        .no_proxy()
         .max_redirects(3)
         .build()
         .unwrap()
@@ -447,6 +467,7 @@ async fn redirect_limits_and_downgrades() {
     )
     .await;
     let res = Client::builder()
+        .no_proxy()
         .max_redirects(0)
         .build()
         .unwrap()
@@ -495,7 +516,10 @@ async fn a_307_from_the_sink_verifies_the_resent_file() {
     let sink = common::sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "photo.jpg", 200_000);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(UploadOptions::new(
             sink.url("/upload?redirect=307&to=%2Fupload%3Fok%3D1"),
             &file,

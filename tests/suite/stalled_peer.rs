@@ -108,7 +108,11 @@ async fn stalled_upload_waits_quietly(answered: usize, zero_copy: bool) {
     // Far more than loopback's socket buffers hold, so the writer must wait.
     let big = make_file(dir.path(), "big.bin", 64 * 1024 * 1024);
     let (url, release, server) = stall_after(answered).await;
-    let client = Client::builder().zero_copy(zero_copy).build().unwrap();
+    let client = Client::builder()
+        .no_proxy()
+        .zero_copy(zero_copy)
+        .build()
+        .unwrap();
     for _ in 0..answered {
         let res = client
             .upload_file(UploadOptions::new(url.clone(), &small, "file"))

@@ -213,6 +213,7 @@ async fn upload(
 
 fn trusting(ca: &Ca) -> Client {
     Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(ca.pem())
         .build()
         .unwrap()
@@ -394,12 +395,13 @@ async fn a_supplied_verifier_replaces_the_default_one_which_stays_on_otherwise()
     let pinned = Pinned::new(self_signed.chain[0].clone());
     let server = TlsServer::start(self_signed).await;
 
-    let default = Client::new();
+    let default = Client::builder().no_proxy().build().unwrap();
     let err = upload(&default, &server, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     assert!(err.detail().contains("self-signed"), "{err}");
 
     let client = Client::builder()
+        .no_proxy()
         .dangerous_certificate_verifier(pinned.clone())
         .build()
         .unwrap();
@@ -424,6 +426,7 @@ async fn a_supplied_verifier_decides_alone() {
     let server = TlsServer::start(valid_leaf(&["127.0.0.1"], Some(&ca))).await;
     let other = valid_leaf(&["127.0.0.1"], None);
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(ca.pem())
         .dangerous_certificate_verifier(Pinned::new(other.chain[0].clone()))
         .build()

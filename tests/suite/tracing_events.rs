@@ -326,6 +326,7 @@ fn collector() -> (Collector, tracing::subscriber::DefaultGuard) {
 
 fn client_for(sink: &SinkHandle) -> Client {
     Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .quic_fallback_after(Duration::from_secs(5))
         .build()
@@ -426,7 +427,7 @@ async fn failures_are_events_with_their_err_msg() {
     let (collected, _guard) = collector();
     let dir = tempfile::tempdir().unwrap();
     let file = common::make_file(dir.path(), "a.bin", 1024);
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
 
     // Nothing listens on the port: connect fails.
     let port = {
@@ -530,6 +531,7 @@ async fn a_quic_fallback_is_an_event_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = common::make_file(dir.path(), "a.bin", 64 * 1024);
     let client = Client::builder()
+        .no_proxy()
         .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
         .quic_fallback_after(Duration::from_millis(300))
         .build()

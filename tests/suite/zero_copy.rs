@@ -22,7 +22,7 @@ async fn plain_http_sends_the_file_with_sendfile() {
     // Larger than one residency window, so several sendfile windows are checked.
     let file = make_file(dir.path(), "a.bin", 20 * 1024 * 1024 + 123);
     // The default.
-    let client = Client::new();
+    let client = Client::builder().no_proxy().build().unwrap();
     let res = client
         .upload_file(options(sink.url("/upload"), &file))
         .await
@@ -44,7 +44,7 @@ async fn zero_copy_off_and_tls_use_buffered_reads() {
     for tls in [false, true] {
         let sink = sink(tls).await;
         // Over TLS, zero copy on (the default) or not, the body is buffered.
-        let mut builder = Client::builder().zero_copy(tls);
+        let mut builder = Client::builder().no_proxy().zero_copy(tls);
         if let Some(pem) = sink.ca_pem() {
             builder = builder.add_root_certificates_pem(pem.as_bytes());
         }
@@ -72,7 +72,11 @@ async fn an_empty_file_goes_out_on_either_path() {
     let file = make_file(dir.path(), "empty.txt", 0);
     for zero_copy in [true, false] {
         let sink = sink(false).await;
-        let client = Client::builder().zero_copy(zero_copy).build().unwrap();
+        let client = Client::builder()
+            .no_proxy()
+            .zero_copy(zero_copy)
+            .build()
+            .unwrap();
         let res = client
             .upload_file(options(sink.url("/upload"), &file))
             .await
@@ -148,7 +152,7 @@ async fn upload_while(
     .unwrap();
     let file = make_file(dir, "changes.bin", 64 * 1024 * 1024);
     let original_sha = sha256_file(&file);
-    let mut builder = Client::builder().zero_copy(zero_copy);
+    let mut builder = Client::builder().no_proxy().zero_copy(zero_copy);
     if let Some(pem) = sink.ca_pem() {
         builder = builder.add_root_certificates_pem(pem.as_bytes());
     }
@@ -324,7 +328,7 @@ fn cold_next_to_hot(zero_copy: bool) {
         let hot = make_file(dir.path(), "hot.bin", 1024 * 1024);
         make_cold(&cold);
         let _ = std::fs::read(&hot).unwrap();
-        let client = Client::builder().zero_copy(zero_copy).build().unwrap();
+        let client = Client::builder().no_proxy().zero_copy(zero_copy).build().unwrap();
         let hot_path = if zero_copy { "sendfile" } else { "read" };
         // The ticker: the longest gap between its wake-ups while the uploads run.
         let running = Arc::new(AtomicBool::new(true));
@@ -385,7 +389,10 @@ async fn a_file_within_one_chunk_goes_with_the_head_not_by_sendfile() {
     let sink = sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "small.bin", 4096);
-    let res = Client::new()
+    let res = Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
         .upload_file(options(sink.url("/upload"), &file))
         .await
         .unwrap();

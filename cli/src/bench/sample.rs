@@ -85,6 +85,7 @@ impl Row {
                 let counted = match phase {
                     Phase::Dns => " (new connections with a lookup)",
                     Phase::Connect => " (new connections)",
+                    Phase::Proxy => " (new connections through a proxy)",
                     Phase::Tls => " (new TLS connections)",
                     _ => "",
                 };

@@ -71,13 +71,13 @@ pub(crate) async fn exchange(
 ) -> Result<Response, Failure> {
     let plan = input.body.map(|(plan, _)| plan);
     let total_body = plan.map_or(0, |p| p.content_length());
-    let is_tls = matches!(stream, Stream::Tls(_));
+    let is_tls = !stream.is_plain();
     // A reused connection whose last exchange's ack timestamps left tokio's readiness stuck
     // at "write closed" (transport::stream's module docs) gets a fresh registration; a
     // failure here means the socket is unusable, which the first write reports.
     let _ = stream.renew_stale_registration();
-    if let (Stream::Tls(tls), Some(limit)) = (&mut *stream, input.tls_buffer_limit) {
-        tls.get_mut().1.set_buffer_limit(Some(limit));
+    if let Some(limit) = input.tls_buffer_limit {
+        stream.set_tls_buffer_limit(limit);
     }
     let mut acks = if input.track_acks {
         AckTracker::new(stream)

@@ -12,22 +12,20 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf, Ready};
 use tokio::net::{tcp, TcpStream};
-use tokio_rustls::client::TlsStream;
 
 use crate::sys;
-use crate::transport::socket::Socket;
 use crate::transport::stream::Stream;
 
 /// The read half.
 pub(crate) enum WireRead<'a> {
     Plain(tcp::ReadHalf<'a>),
-    Tls(tokio::io::ReadHalf<&'a mut TlsStream<Socket>>),
+    Tls(tokio::io::ReadHalf<&'a mut Stream>),
 }
 
 /// The write half.
 pub(crate) enum WireWrite<'a> {
     Plain(tcp::WriteHalf<'a>),
-    Tls(tokio::io::WriteHalf<&'a mut TlsStream<Socket>>),
+    Tls(tokio::io::WriteHalf<&'a mut Stream>),
 }
 
 /// Split a connection for one exchange.
@@ -37,8 +35,9 @@ pub(crate) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
             let (r, w) = socket.tcp_mut().split();
             (WireRead::Plain(r), WireWrite::Plain(w))
         }
-        Stream::Tls(tls) => {
-            let (r, w) = tokio::io::split(tls.as_mut());
+        // TLS (inside a proxy's TLS or not): one session for both directions.
+        tls => {
+            let (r, w) = tokio::io::split(tls);
             (WireRead::Tls(r), WireWrite::Tls(w))
         }
     }

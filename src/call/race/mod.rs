@@ -52,6 +52,7 @@ use crate::measure::{
     AttemptOutcome, ConnectStamps, RaceReason, RaceReport, RaceWinner, UploadRecord,
 };
 use crate::transport::quic_conn::{AttemptState, QuicConnection};
+use crate::transport::route::Route;
 use crate::transport::{connect, Connection, Origin};
 use rule::{Event, HeadStartInputs, Next, Race};
 
@@ -301,10 +302,12 @@ async fn tcp_side(
     addrs: &[SocketAddr],
     h2: bool,
 ) -> Result<TcpReady, UploadError> {
+    // The race runs only without a proxy: the origin's direct route.
+    let route = Route::Direct(origin.clone());
     let pooled = if h2 {
-        ctx.h2.conns.get(origin).is_some()
+        ctx.h2.conns.get(&route).is_some()
     } else {
-        ctx.pool.has_idle(origin)
+        ctx.pool.has_idle(&route)
     };
     if pooled {
         return Ok(TcpReady::Pooled);

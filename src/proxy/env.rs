@@ -30,7 +30,9 @@ pub(crate) struct EnvProxies {
 /// One proxy variable that was set.
 #[derive(Debug, Clone)]
 pub(crate) struct EnvProxy {
-    /// The variable's name, as spelled in the environment (`HTTPS_PROXY`).
+    /// The variable's name, as spelled in the environment (`HTTPS_PROXY`). Its parse error
+    /// already names it; this is for whoever reports where a proxy came from.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub var: &'static str,
     /// Its URL parsed, or why it does not parse (`invalid proxy`, the detail starting with the
     /// variable's name and never showing credentials).

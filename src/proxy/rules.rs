@@ -143,7 +143,8 @@ impl ProxyRules {
         port: u16,
     ) -> Result<Option<Proxy>, UploadError> {
         if self
-            .exemptions()
+            .no_proxy
+            .as_ref()
             .is_some_and(|list| list.matches(host, port))
         {
             return Ok(None);
@@ -151,10 +152,17 @@ impl ProxyRules {
         let proxy = match &self.source {
             Source::None => None,
             Source::Explicit(proxy) => Some(proxy.clone()),
-            Source::Env(env) => match env.for_scheme(tls) {
-                None => None,
-                Some(var) => Some(var.proxy.clone()?),
-            },
+            Source::Env(env) => {
+                // An explicit list replaces NO_PROXY (and has been applied above).
+                let var = match self.no_proxy {
+                    Some(_) => env.for_scheme(tls),
+                    None => env.for_request(tls, host, port),
+                };
+                match var {
+                    None => None,
+                    Some(var) => Some(var.proxy.clone()?),
+                }
+            }
         };
         Ok(proxy.map(|proxy| match &self.credentials {
             Some(c) => proxy.with_credentials(c.user.clone(), c.password.clone()),

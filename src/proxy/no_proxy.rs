@@ -284,6 +284,9 @@ mod tests {
             ("127.0.0.1", "localhost", 80, false),
             ("127.0.0.1.", "127.0.0.1", 80, true),
             ("10.0.0.1", "10.0.0.1.example.com", 80, false),
+            // a name entry is no suffix of an address (no `.0.1` in `10.0.0.1`)
+            ("0.1", "10.0.0.1", 80, false),
+            ("0.0.1", "10.0.0.1", 80, false),
             // CIDR edges
             ("10.0.0.0/8", "10.0.0.0", 80, true),
             ("10.0.0.0/8", "10.255.255.255", 80, true),
@@ -387,6 +390,65 @@ mod tests {
             NoProxy::parse("Example.COM,10.0.0.0/8"),
             NoProxy::parse(" example.com  10.1.2.3/8 ")
         );
+    }
+
+    #[test]
+    fn odd_input_is_kept_or_dropped_never_a_panic() {
+        let lists = [
+            "[",
+            "]",
+            "[]",
+            "[]:",
+            "[]:80",
+            ":",
+            "::",
+            ":80",
+            "/",
+            "/8",
+            "1.2.3.4/",
+            "[::1]/",
+            "[::1]/x",
+            "[::1]]",
+            "[[::1]]",
+            "*:80",
+            "*.*",
+            "..",
+            ".:80",
+            "a:b:c",
+            "é.example",
+            "ÉXAMPLE.com",
+            "\u{3000}a\u{3000}",
+            "1.2.3.4:",
+            "1.2.3.4:-1",
+            "300.1.1.1",
+            "1.2.3.4/8/8",
+            "::1/-1",
+            "%",
+            "\0",
+        ];
+        let hosts = [
+            "",
+            ".",
+            "a",
+            "é.example",
+            "::1",
+            "[::1]",
+            "1.2.3.4",
+            "[",
+            "]",
+        ];
+        for list in lists {
+            let parsed = NoProxy::parse(list);
+            assert!(!parsed.is_all(), "{list:?}");
+            for host in hosts {
+                for port in [0, 80, u16::MAX] {
+                    let _ = parsed.matches(host, port);
+                }
+            }
+        }
+        // Non-ASCII names compare byte for byte (lower-casing is ASCII-only, as curl's).
+        assert!(NoProxy::parse("é.example").matches("www.é.example", 1));
+        assert!(!NoProxy::parse("É.example").matches("é.example", 1));
     }
 
     #[test]

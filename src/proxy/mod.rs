@@ -19,6 +19,9 @@
 mod proxy_url;
 
 pub use proxy_url::{Proxy, ProxyScheme};
+mod env;
+mod no_proxy;
 mod rules;
 
+pub use no_proxy::NoProxy;
 pub use rules::ProxyRules;

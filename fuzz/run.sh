@@ -19,7 +19,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
-TARGETS=(response_decoder multipart_roundtrip options_json h1_exchange whole_upload)
+TARGETS=(response_decoder multipart_roundtrip options_json h1_exchange whole_upload proxy_replies)
 which="${1:-all}"
 secs="${2:-60}"
 export RUSTC_BOOTSTRAP=1

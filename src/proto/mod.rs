@@ -100,10 +100,14 @@ pub mod h1_exchange;
 pub(crate) mod h2_frames;
 #[cfg(feature = "quic")]
 pub(crate) mod h3_frames;
+pub(crate) mod http_connect;
 pub mod mime;
 pub mod multipart;
+#[doc(hidden)]
+pub mod proxy_fuzz;
 pub mod request;
 pub mod response;
+pub(crate) mod socks;
 pub(crate) mod tcp_acks;
 #[cfg(feature = "quic")]
 pub(crate) mod tls_hello;

@@ -28,13 +28,28 @@ use crate::proxy::{Proxy, ProxyRules};
 use crate::success::UploadSuccess;
 use crate::task::UploadTask;
 
-/// Builds a [`Client`].
-#[derive(Default)]
+/// Builds a [`Client`]. It starts from [`ClientConfig::default`] with the proxies of the
+/// environment ([`ProxyRules::from_env`]: `http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`,
+/// `NO_PROXY`, as curl reads them); [`no_proxy`](Self::no_proxy) turns them off.
 pub struct ClientBuilder {
     config: ClientConfig,
     root_pems: Vec<Vec<u8>>,
     resolver: Option<Arc<dyn Resolve>>,
     verifier: Option<Arc<dyn ServerCertVerifier>>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            config: ClientConfig {
+                proxy: ProxyRules::from_env(),
+                ..ClientConfig::default()
+            },
+            root_pems: Vec::new(),
+            resolver: None,
+            verifier: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClientBuilder {

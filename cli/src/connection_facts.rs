@@ -43,6 +43,24 @@ pub fn render_connection(p: &Profile, ext: Option<&ProfileExtensions>, indent: &
                 ext.upload_throughput_kbps / 1000.0
             );
         }
+        if ext.is_proxy_connection {
+            let mut proxy = format!("through the proxy {} ({}", ext.proxy_url, ext.proxy_mode);
+            if ext.proxy_connect_status > 0 {
+                let _ = write!(proxy, ", CONNECT {}", ext.proxy_connect_status);
+            }
+            if !ext.proxy_socks_auth.is_empty() {
+                let _ = write!(proxy, ", SOCKS auth {}", ext.proxy_socks_auth);
+            }
+            if !ext.proxy_tls_version.is_empty() {
+                let _ = write!(proxy, ", {} to the proxy", ext.proxy_tls_version);
+            }
+            let _ = write!(
+                proxy,
+                "; origin name resolved by the {})",
+                ext.origin_resolved_by
+            );
+            more.push(proxy);
+        }
         if !ext.tls_version.is_empty() {
             let mut tls = format!("{} {}", ext.tls_version, ext.cipher_suite)
                 .trim_end()

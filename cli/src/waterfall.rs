@@ -32,10 +32,11 @@ pub struct Row {
 }
 
 /// The rows of one upload's phases (`uploadfile::phases::phases` of its profile and
-/// extensions).
+/// extensions); the proxy row only for a connection through a proxy.
 pub fn rows(model: &Phases) -> Vec<Row> {
     model
         .iter()
+        .filter(|(phase, _)| *phase != Phase::Proxy || model.proxied)
         .map(|(phase, span)| Row {
             name: phase.label(),
             span,
@@ -62,6 +63,7 @@ fn note(model: &Phases, phase: Phase) -> &'static str {
             ""
         }),
         Phase::Proxy if !model.proxied => "no proxy",
+        Phase::Proxy if model.span(Phase::Proxy).is_some() => "",
         Phase::Proxy => reused("absolute-form requests to an http:// proxy: no tunnel"),
         Phase::Tls => match model.transport {
             Transport::PlainTcp => "plain http",
@@ -252,7 +254,8 @@ mod tests {
         // The spans are the library's phases (their values are tested there, in
         // `uploadfile::phases`, on this same profile), every one present on a fresh upload.
         let model = phases(&p, Some(&e));
-        for (row, phase) in rows.iter().zip(Phase::ALL) {
+        let shown = Phase::ALL.into_iter().filter(|&p| p != Phase::Proxy);
+        for (row, phase) in rows.iter().zip(shown) {
             assert_eq!(row.name, phase.label());
             assert_eq!(row.span, model.span(phase), "{}", row.name);
             assert!(row.span.is_some(), "{}", row.name);
@@ -302,6 +305,25 @@ mod tests {
         assert!(rows[4].note.contains("not completely sent"));
         assert!(rows[5].span.is_none() && rows[5].note.contains("not reported"));
         assert!(rows[6].span.is_none() && rows[6].note.contains("before the body"));
+    }
+
+    #[test]
+    fn a_proxied_connection_has_a_proxy_row() {
+        let (p, mut e) = fresh_tls();
+        e.is_proxy_connection = true;
+        e.proxy_connect_end = p.connect_start + 0.1;
+        e.proxy_tunnel_end = p.ssl_connection_start;
+        let rows = rows(&phases(&p, Some(&e)));
+        assert_eq!(rows[3].name, "proxy");
+        assert_eq!(
+            rows[3].span,
+            Some((p.connect_start + 0.1, p.ssl_connection_start))
+        );
+        assert_eq!(rows[2].span, Some((p.connect_start, p.connect_start + 0.1)));
+        // Absolute-form requests to an http:// proxy: the row says why it is empty.
+        e.proxy_tunnel_end = 0.0;
+        let rows = super::rows(&phases(&p, Some(&e)));
+        assert!(rows[3].span.is_none() && rows[3].note.contains("absolute-form"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Through a proxy, the name resolved (and recorded as `domainLookUp*`) is the proxy's; with
 //! `socks4://` and `socks5://` the origin's name is resolved here too, right after, and the
-//! DNS phase spans both. Every other kind of proxy resolves the origin's name itself
+//! DNS phase spans both (`dnsSource` is the origin's when the proxy is an IP literal). Every other kind of proxy resolves the origin's name itself
 //! (`profileExtensions.originResolvedBy`).
 
 use std::net::SocketAddr;
@@ -66,15 +66,20 @@ pub(crate) async fn open(
         Route::Forward { proxy } => (proxy, None),
         Route::Tunnel { proxy, origin } => (proxy, Some(origin)),
     };
-    let (proxy_addrs, mut stamps, source) = lookup(ctx, proxy.host(), proxy.port())
+    let (proxy_addrs, mut stamps, mut source) = lookup(ctx, proxy.host(), proxy.port())
         .await
         .map_err(|e| proxy_tunnel::about_proxy(e, proxy))?;
     let target = match target {
         None => ProxyTarget::Forward,
         Some(origin) if proxy.scheme().proxy_resolves_origin() => ProxyTarget::Name(origin),
         Some(origin) => {
-            let (addrs, origin_stamps, _) = lookup(ctx, &origin.host, origin.port).await?;
+            let (addrs, origin_stamps, origin_source) =
+                lookup(ctx, &origin.host, origin.port).await?;
             stamps = spanning(stamps, origin_stamps);
+            if source == DnsSource::Literal {
+                // The proxy is an IP literal: the lookup made was the origin's.
+                source = origin_source;
+            }
             let addr = pick_origin_address(proxy, origin, &addrs)?;
             ProxyTarget::Addr(origin, addr)
         }

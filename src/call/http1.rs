@@ -15,7 +15,7 @@ use super::http1_exchange::{exchange, ExchangeInput};
 use super::outcome::Response;
 use super::prepare::Upload;
 use super::redirect::{Hop, Method};
-use crate::error::UploadError;
+use crate::error::{ErrorKind, UploadError};
 use crate::events::TaskShared;
 use crate::measure::{ConnectionUse, Protocol, UploadRecord};
 use crate::proto::http_connect;
@@ -35,7 +35,7 @@ pub(crate) async fn send(
     mut fresh: Option<Connection>,
 ) -> Result<Response, UploadError> {
     let route = &hop.route;
-    let head = request_head(upload, hop);
+    let head = request_head(upload, hop)?;
     let mut stale_retries = 0;
     loop {
         let (mut conn, reused) = match fresh.take() {
@@ -104,8 +104,9 @@ pub(crate) async fn send(
 }
 
 /// The encoded HTTP/1.1 request head for `hop`: in origin form, or in absolute form with the
-/// proxy's credentials when it goes to an HTTP proxy (`Route::Forward`).
-pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
+/// proxy's credentials when it goes to an HTTP proxy (`Route::Forward`). Fails only on
+/// credentials `Basic` cannot carry (a `:` in the user name, control characters).
+pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Result<Bytes, UploadError> {
     let mut headers = upload.request_headers(hop, true);
     let absolute;
     let target = match &hop.route {
@@ -113,10 +114,10 @@ pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
             if let Some(c) = proxy.credentials() {
                 // The proxy URL's credentials win over a header of the user's own.
                 headers.retain(|(k, _)| !k.eq_ignore_ascii_case("proxy-authorization"));
-                headers.push((
-                    "Proxy-Authorization".into(),
-                    http_connect::basic_credentials(&c.user, &c.password),
-                ));
+                let basic = http_connect::basic_credentials(&c.user, &c.password).map_err(|e| {
+                    UploadError::new(ErrorKind::InvalidProxy, format!("{}: {e}", proxy.url()))
+                })?;
+                headers.push(("Proxy-Authorization".into(), basic));
             }
             let mut url = hop.url.clone();
             url.set_fragment(None);
@@ -125,12 +126,12 @@ pub(crate) fn request_head(upload: &Upload, hop: &Hop) -> Bytes {
         }
         _ => hop.target.request_target.as_str(),
     };
-    RequestHead {
+    Ok(RequestHead {
         method: hop.method.as_str(),
         target,
         headers: &headers,
     }
-    .encode()
+    .encode())
 }
 
 /// The reason phrase of a proxy's `407` and the realm of its challenge, if it named one.

@@ -452,6 +452,7 @@ mod tests {
                 "queue",
                 "DNS",
                 "connect",
+                "proxy",
                 "TLS",
                 "request sent",
                 "acknowledged",
@@ -466,6 +467,7 @@ mod tests {
                 "queue",
                 "dns",
                 "connect",
+                "proxy",
                 "tls",
                 "requestSent",
                 "acknowledged",
@@ -501,8 +503,12 @@ mod tests {
         );
         assert!(close(ph.duration(Phase::Response), 8.0));
         assert_eq!(ph.total(), Some((T0, T0 + 20.0)));
-        // No overlap: each phase starts at or after the end of the one before it.
-        let spans: Vec<Span> = ph.iter().map(|(_, s)| s.unwrap()).collect();
+        // No overlap: each phase starts at or after the end of the one before it. Every phase
+        // but proxy happened.
+        assert_eq!(ph.span(Phase::Proxy), None);
+        assert!(!ph.proxied);
+        let spans: Vec<Span> = ph.iter().filter_map(|(_, s)| s).collect();
+        assert_eq!(spans.len(), Phase::COUNT - 1);
         for pair in spans.windows(2) {
             assert!(pair[1].0 >= pair[0].1, "{pair:?}");
         }
@@ -515,6 +521,40 @@ mod tests {
         assert_eq!(ph.dns, DnsLookup::Timed);
         assert!(ph.acknowledgement_reported && !ph.reused);
         assert!(!ph.body_incomplete && !ph.early_response);
+    }
+
+    #[test]
+    fn through_a_proxy_connect_is_the_tcp_to_the_proxy_and_proxy_runs_to_the_tunnel() {
+        // An https:// origin through an https:// proxy's CONNECT tunnel.
+        let (p, mut ext) = fresh_tls();
+        ext.is_proxy_connection = true;
+        ext.proxy_connect_end = p.connect_start + 0.1;
+        ext.proxy_ssl_connection_start = p.connect_start + 0.1;
+        ext.proxy_ssl_connection_end = p.connect_start + 0.15;
+        ext.proxy_tunnel_start = p.connect_start + 0.15;
+        ext.proxy_tunnel_end = p.ssl_connection_start;
+        let ph = phases(&p, Some(&ext));
+        assert!(ph.proxied);
+        assert!(close(ph.duration(Phase::Connect), 0.1));
+        assert!(close(ph.duration(Phase::Proxy), 0.15));
+        assert!(close(ph.duration(Phase::Tls), 2.25));
+        let spans: Vec<Span> = ph.iter().filter_map(|(_, s)| s).collect();
+        assert_eq!(spans.len(), Phase::COUNT);
+        for pair in spans.windows(2) {
+            assert!(pair[1].0 >= pair[0].1, "{pair:?}");
+        }
+        // Absolute-form requests to an http:// proxy: no tunnel, no proxy span; connect is the
+        // TCP connection to the proxy.
+        let (mut p, mut ext) = fresh_tls();
+        p.ssl_connection_start = 0.0;
+        p.ssl_connection_end = 0.0;
+        p.connect_end = p.connect_start + 0.25;
+        ext.is_proxy_connection = true;
+        ext.proxy_connect_end = p.connect_end;
+        let ph = phases(&p, Some(&ext));
+        assert!(close(ph.duration(Phase::Connect), 0.25));
+        assert_eq!(ph.span(Phase::Proxy), None);
+        assert_eq!(ph.span(Phase::Tls), None);
     }
 
     #[test]

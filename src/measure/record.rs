@@ -498,6 +498,7 @@ mod tests {
             ssl_connection_start: at(b, 4),
             ssl_connection_end: at(b, 6),
             connect_end: at(b, 6),
+            proxy: None,
         });
         r.uses_connection(connection(false, true), 0);
         r.exchanged(ExchangeReport {

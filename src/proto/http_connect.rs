@@ -637,6 +637,13 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
+/// The realm of one `Proxy-Authenticate` field value (the first `Basic` challenge's, else the
+/// first realm given), sanitized as in [`ConnectOutcome::Refused`]: for a `407` answering an
+/// absolute-form request, which comes back as an ordinary response.
+pub(crate) fn realm_of(value: &str) -> Option<String> {
+    challenges(std::iter::once(value)).0
+}
+
 /// The realm and the schemes of `Proxy-Authenticate` field values (RFC 9110 §11.6.1:
 /// `challenge = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`, several challenges in one
 /// field separated by commas, or in several fields). Tolerant: what does not parse is skipped.

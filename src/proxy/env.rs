@@ -108,7 +108,15 @@ mod tests {
         const HS: &str = "http://hs:2";
         const A: &str = "socks5h://a:3";
         // (variables, tls, host, port, the variable used or None for direct)
-        let cases: &[(&[(&str, &str)], bool, &str, u16, Option<&str>)] = &[
+        // (variables, tls, host, port, the variable that applies)
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            bool,
+            &'a str,
+            u16,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (&[], true, "example.com", 443, None),
             (&[], false, "example.com", 80, None),
             // the scheme's own variable

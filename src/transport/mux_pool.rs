@@ -88,6 +88,7 @@ impl<K: Hash + Eq + Clone, C: Multiplexed> MuxPool<K, C> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::target::Origin;
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_usable_connection_stays_and_an_unusable_one_is_replaced_and_dropped() {
-        let pool = MuxPool::<Conn>::default();
+        let pool = MuxPool::<Origin, Conn>::default();
         let first = Arc::new(Conn(AtomicBool::new(true)));
         pool.insert(origin(), first.clone());
         let second = Arc::new(Conn(AtomicBool::new(true)));
@@ -125,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_connect_lock_per_origin() {
-        let pool = MuxPool::<Conn>::default();
+        let pool = MuxPool::<Origin, Conn>::default();
         let a = pool.connect_lock(&origin());
         let _held = a.lock().await;
         let b = pool.connect_lock(&origin());

@@ -235,7 +235,14 @@ where
     let mut buf = vec![0u8; READ_CHUNK];
     let mut received = 0usize;
     loop {
-        let n = read_some(io, &mut buf, proxy, "SOCKS", received).await?;
+        let n = match io.read(&mut buf).await {
+            Ok(0) => {
+                let e = handshake.closed();
+                return Err(socks_failure(proxy, origin, e.category(), &e.to_string()));
+            }
+            Ok(n) => n,
+            Err(e) => return Err(io_failure(proxy, "SOCKS", received, &e)),
+        };
         let end = Instant::now(); // proxyTunnelEnd, if this read completes the reply
         received += n;
         let step = handshake
@@ -297,20 +304,9 @@ where
         received += n;
         match decoder.receive(&buf[..n]) {
             Ok(None) => {}
-            Ok(Some(ConnectOutcome::Established {
-                status, leftover, ..
-            })) => {
-                if !leftover.is_empty() {
-                    return Err(UploadError::new(
-                        ErrorKind::InvalidProxyResponse,
-                        format!(
-                            "the proxy {} sent {} bytes after its {status} answer to CONNECT \
-                             {authority} (a CONNECT response has no body)",
-                            proxy.url(),
-                            leftover.len()
-                        ),
-                    ));
-                }
+            Ok(Some(ConnectOutcome::Established { status, .. })) => {
+                // Bytes after the 2xx head in the same read are the decoder's error (a
+                // CONNECT response has no body, and nothing from the origin is due yet).
                 return Ok((TunnelStamps { start, end }, status));
             }
             Ok(Some(ConnectOutcome::Refused {
@@ -429,28 +425,6 @@ async fn write_all<S: AsyncWrite + Unpin>(
         io.flush().await
     };
     written.await.map_err(|e| io_failure(proxy, during, 0, &e))
-}
-
-/// One read of the proxy's answer; EOF is an error (the handshake is not complete).
-async fn read_some<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut [u8],
-    proxy: &Proxy,
-    during: &str,
-    received: usize,
-) -> Result<usize, UploadError> {
-    match io.read(buf).await {
-        Ok(0) => Err(UploadError::new(
-            ErrorKind::InvalidProxyResponse,
-            format!(
-                "the proxy {} closed the connection during the {during} handshake ({received} \
-                 bytes of its answer received)",
-                proxy.url()
-            ),
-        )),
-        Ok(n) => Ok(n),
-        Err(e) => Err(io_failure(proxy, during, received, &e)),
-    }
 }
 
 fn io_failure(proxy: &Proxy, during: &str, received: usize, e: &std::io::Error) -> UploadError {

@@ -55,11 +55,11 @@ impl Route {
             None => Route::Direct(origin.clone()),
             Some(proxy) if proxy.scheme().is_http() && !origin.tls && !routing.tunnel_http => {
                 Route::Forward {
-                    proxy: Arc::new(proxy.clone()),
+                    proxy: Arc::new(proxy),
                 }
             }
             Some(proxy) => Route::Tunnel {
-                proxy: Arc::new(proxy.clone()),
+                proxy: Arc::new(proxy),
                 origin: origin.clone(),
             },
         })

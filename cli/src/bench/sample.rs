@@ -413,6 +413,7 @@ mod tests {
                 "queue",
                 "dns",
                 "connect",
+                "proxy",
                 "tls",
                 "requestSent",
                 "acknowledged",

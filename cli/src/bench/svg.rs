@@ -34,6 +34,7 @@ const SEGMENTS: [(Phase, &str, &str); Phase::COUNT] = [
     (Phase::Queue, "queue", "#cbd5e1"),
     (Phase::Dns, "dns", "#14b8a6"),
     (Phase::Connect, "connect", "#f59e0b"),
+    (Phase::Proxy, "proxy", "#a855f7"),
     (Phase::Tls, "tls", "#a855f7"),
     (Phase::RequestSent, "sent", "#3b82f6"),
     (Phase::Acknowledged, "ack", "#1e3a8a"),

@@ -284,6 +284,8 @@ fn fill_quic(report: &mut RaceReport, state: &AttemptState) {
 }
 
 /// A TCP connection ready to carry the hop.
+// One per race, moved straight on: boxing the fresh connection would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum TcpReady {
     /// A pooled connection to the origin is there (HTTP/2, or an idle HTTP/1.1 one): the TCP
     /// send path takes it.

@@ -201,6 +201,9 @@ impl Squid {
                         last_error = log;
                         continue;
                     }
+                    if let Some(reason) = not_allowed_here(&log) {
+                        return Err(format!("squid cannot run here: {reason}"));
+                    }
                     panic!(
                         "squid did not start; its config:\n{}\nits log:\n{log}",
                         std::fs::read_to_string(&conf).unwrap_or_default()
@@ -437,6 +440,9 @@ impl Dante {
                     if log.contains("Address already in use") {
                         last_error = log;
                         continue;
+                    }
+                    if let Some(reason) = not_allowed_here(&log) {
+                        return Err(format!("danted cannot run here: {reason}"));
                     }
                     panic!(
                         "danted did not start; its config:\n{}\nits log:\n{log}",
@@ -760,6 +766,16 @@ impl Daemon {
                 namespaced = true;
             }
         }
+        // Temporary files too stay in the kit's directory (danted makes some, and unlinks them
+        // at once); the daemon may have dropped to another user by then.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let tmp = d.join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+            cmd.env("TMPDIR", &tmp);
+        }
         cmd.current_dir(d)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -909,6 +925,17 @@ fn socks5_answers(port: u16) -> bool {
     }
     let mut reply = [0u8; 2];
     s.read_exact(&mut reply).is_ok() && reply[0] == 5
+}
+
+/// The namespaces or mounts a kit needs are refused here (a container without
+/// `CAP_SYS_ADMIN`, a user namespace that forbids mounts): the failing line of the log.
+fn not_allowed_here(log: &str) -> Option<String> {
+    log.lines()
+        .find(|l| {
+            (l.contains("unshare") || l.contains("mount"))
+                && (l.contains("Operation not permitted") || l.contains("Permission denied"))
+        })
+        .map(|l| l.trim().to_string())
 }
 
 fn kit_dir(name: &str) -> Result<tempfile::TempDir, String> {

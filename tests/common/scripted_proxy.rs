@@ -82,7 +82,8 @@ pub enum Act {
     CheckSocksAuth { user: String, password: String },
     /// Write the RFC 1929 status reply `[1, status]`.
     WriteSocksAuthStatus(u8),
-    /// Read a SOCKS5 request (command, address type, address, port) and record the target.
+    /// Read a SOCKS5 request (command, address type, address, port) and record the target. An
+    /// unknown address type is answered with reply 8 ("address type not supported"), and ends.
     ReadSocksRequest,
     /// Read a SOCKS4 or SOCKS4a request (command, port, address, user id, host name) and record
     /// the target.
@@ -94,7 +95,8 @@ pub enum Act {
     /// connected, `403` if the target was not allowed, `502` if it failed (and end).
     ReplyConnect,
     /// Well-behaved SOCKS5 reply: 0 (with the bound address) if connected, else 2 (not
-    /// allowed), 5 (refused), 6 (timed out) or 1 (any other failure), and end.
+    /// allowed), 5 (refused), 6 (timed out), 7 (a command other than CONNECT) or 1 (any other
+    /// failure), and end.
     ReplySocks,
     /// Well-behaved SOCKS4 reply: 90 if connected, else 91 (and end).
     ReplySocks4,
@@ -566,6 +568,7 @@ enum Upstream {
     Refused,
     TimedOut,
     Failed,
+    CommandNotSupported,
 }
 
 /// The connection's state between acts.
@@ -709,7 +712,19 @@ impl Session {
                         let a: [u8; 16] = self.take(16).await?.try_into().unwrap();
                         Host::Ipv6(Ipv6Addr::from(a))
                     }
-                    other => return Err(format!("SOCKS5 request with address type {other}")),
+                    other => {
+                        // The address's length is unknown: answer "address type not supported"
+                        // (8) as a SOCKS5 server does, and end.
+                        {
+                            let mut log = self.log.lock().unwrap();
+                            log.socks_version = Some(head[0]);
+                            log.socks_command = Some(head[1]);
+                            log.connect_error = Some(format!("address type {other}"));
+                        }
+                        self.write_reply(&socks5_reply(8, None)).await?;
+                        let _ = self.conn.shutdown().await;
+                        return Ok(Flow::End);
+                    }
                 };
                 let p = self.take(2).await?;
                 let mut log = self.log.lock().unwrap();
@@ -741,9 +756,19 @@ impl Session {
                 });
             }
             Act::ConnectTarget => {
-                let target = self.log.lock().unwrap().target.clone();
+                let (target, command) = {
+                    let log = self.log.lock().unwrap();
+                    (log.target.clone(), log.socks_command)
+                };
                 let target = target.ok_or("ConnectTarget before any target was read")?;
-                self.upstream = self.connect(&target).await;
+                // Only SOCKS's CONNECT (1) is served: BIND and UDP ASSOCIATE are not.
+                self.upstream = if command.is_some_and(|c| c != 1) {
+                    self.log.lock().unwrap().connect_error =
+                        Some(format!("command {} not supported", command.unwrap()));
+                    Upstream::CommandNotSupported
+                } else {
+                    self.connect(&target).await
+                };
             }
             Act::ReplyConnect => {
                 let reply: &[u8] = match &self.upstream {
@@ -765,6 +790,7 @@ impl Session {
                     Upstream::NotAllowed => (2, None),
                     Upstream::Refused => (5, None),
                     Upstream::TimedOut => (6, None),
+                    Upstream::CommandNotSupported => (7, None),
                     Upstream::None | Upstream::Failed => (1, None),
                 };
                 self.write_reply(&socks5_reply(code, bound)).await?;

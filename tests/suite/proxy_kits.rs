@@ -393,9 +393,17 @@ async fn post_through_tunnel(io: impl Io, sink: &SinkHandle, extra: &[String]) -
     assert_verified(&res)
 }
 
-/// After the kit's guard dropped: no process of it is alive, its directory is gone.
-fn assert_stopped(mark: &ProcessMark) {
-    let left = leftovers(mark);
+/// Drop a kit's guard: before, its processes are visible (so the check below can see them);
+/// after, none is alive and its directory is gone.
+fn drop_and_check(kit: impl Sized, mark: ProcessMark) {
+    let running = leftovers(&mark);
+    assert!(
+        !running.is_empty(),
+        "no process of the kit can be seen: {mark:?}"
+    );
+    eprintln!("{} processes of the kit are running", running.len());
+    drop(kit);
+    let left = leftovers(&mark);
     assert!(left.is_empty(), "processes left behind: {left:#?}");
     assert!(!mark.dir.exists(), "{} is left behind", mark.dir.display());
 }
@@ -427,8 +435,7 @@ async fn squid_tunnels_connect_to_plain_and_tls_sinks() {
         );
     }
     let mark = squid.processes();
-    drop(squid);
-    assert_stopped(&mark);
+    drop_and_check(squid, mark);
     eprintln!("squid test took {:?}", started.elapsed());
 }
 
@@ -465,6 +472,8 @@ async fn squid_forwards_absolute_form_requests() {
         &format!("POST {} ", sink.url("/upload")),
         Duration::from_secs(3),
     );
+    let mark = squid.processes();
+    drop_and_check(squid, mark);
 }
 
 #[tokio::test]
@@ -524,6 +533,16 @@ async fn squid_basic_auth() {
     .await;
     let v = assert_verified(&res);
     assert!(v["headers"].get("proxy-authorization").is_none(), "{v}");
+    // Squid and its basic_ncsa_auth helper.
+    let mark = squid.processes();
+    assert!(
+        leftovers(&mark)
+            .iter()
+            .any(|p| p.contains("basic_ncsa_auth")),
+        "{:#?}",
+        leftovers(&mark)
+    );
+    drop_and_check(squid, mark);
 }
 
 // --- danted ------------------------------------------------------------------------------------
@@ -551,8 +570,7 @@ async fn dante_socks5_without_auth() {
         bounded("POST through danted", post_through_tunnel(io, &sink, &[])).await;
     }
     let mark = dante.processes();
-    drop(dante);
-    assert_stopped(&mark);
+    drop_and_check(dante, mark);
     eprintln!("dante test took {:?}", started.elapsed());
 }
 
@@ -611,8 +629,7 @@ async fn dante_socks5_username_password() {
     assert!(log.contains("password authentication failed"), "{log}");
 
     let mark = dante.processes();
-    drop(dante);
-    assert_stopped(&mark);
+    drop_and_check(dante, mark);
     assert_eq!(
         std::fs::read("/etc/passwd").unwrap_or_default(),
         passwd_before
@@ -647,8 +664,7 @@ async fn microsocks_socks5_without_auth() {
         .await;
     }
     let mark = ms.processes();
-    drop(ms);
-    assert_stopped(&mark);
+    drop_and_check(ms, mark);
 }
 
 #[tokio::test]
@@ -693,8 +709,7 @@ async fn microsocks_socks5_user_password() {
         "{log}"
     );
     let mark = ms.processes();
-    drop(ms);
-    assert_stopped(&mark);
+    drop_and_check(ms, mark);
 }
 
 // --- the scripted proxy's presets --------------------------------------------------------------
@@ -1025,6 +1040,34 @@ async fn scripted_proxy_never_leaves_the_machine() {
     )
     .await;
     assert_eq!(res.status, 502);
+}
+
+/// SOCKS5 requests the well-behaved preset does not serve get the reply codes that say so:
+/// BIND (7, command not supported) and an unknown address type (8).
+#[tokio::test]
+async fn scripted_socks5_refuses_what_it_does_not_serve() {
+    let proxy = ScriptedProxy::start(vec![presets::socks5_no_auth()]).await;
+    for (request, code) in [
+        (&[5u8, 2, 0, 1, 127, 0, 0, 1, 0, 80][..], 7u8),
+        (&[5, 1, 0, 9][..], 8),
+    ] {
+        let mut s = tcp(proxy.addr.port()).await;
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        let mut choice = [0u8; 2];
+        bounded("greeting", s.read_exact(&mut choice))
+            .await
+            .unwrap();
+        assert_eq!(choice, [5, 0]);
+        s.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        bounded("reply", s.read_to_end(&mut reply)).await.unwrap();
+        assert_eq!(reply, [5, code, 0, 1, 0, 0, 0, 0, 0, 0], "{request:?}");
+    }
+    assert_eq!(proxy.log(0).socks_command, Some(2));
+    assert!(proxy
+        .logs()
+        .iter()
+        .all(|l| l.finished && l.bytes_to_origin == 0));
 }
 
 /// The hostile acts do what they say: garbage then close, reset, a silent proxy, a SOCKS reply

@@ -15,6 +15,10 @@
 mod common;
 #[path = "../common/h2_script.rs"]
 mod h2_script;
+#[path = "../common/proxies.rs"]
+mod proxies;
+#[path = "../common/scripted_proxy.rs"]
+mod scripted_proxy;
 
 mod accuracy;
 mod bad_input;
@@ -27,6 +31,7 @@ mod http2_failures;
 mod large;
 mod lifecycle;
 mod load;
+mod proxy_kits;
 mod quic;
 mod raw_server;
 mod resolve_and_redirect;

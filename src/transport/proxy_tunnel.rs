@@ -394,10 +394,17 @@ fn socks_failure(
     what: &str,
 ) -> UploadError {
     let (kind, what) = match category {
-        SocksErrorCategory::Refused => (
-            ErrorKind::ProxyTunnelFailed,
-            format!("refused to connect to {}: {what}", authority(origin)),
-        ),
+        SocksErrorCategory::Refused => {
+            // "the SOCKS5 proxy refused the tunnel: <reply by name> (reply code N)", said of
+            // this proxy and this origin.
+            let reply = what
+                .split_once("refused the tunnel: ")
+                .map_or(what, |(_, reply)| reply);
+            (
+                ErrorKind::ProxyTunnelFailed,
+                format!("refused the tunnel to {}: {reply}", authority(origin)),
+            )
+        }
         SocksErrorCategory::Auth => (ErrorKind::ProxyAuthRequired, what.to_string()),
         SocksErrorCategory::Protocol => (ErrorKind::InvalidProxyResponse, what.to_string()),
         SocksErrorCategory::Input => (ErrorKind::InvalidProxy, what.to_string()),

@@ -36,6 +36,7 @@ mod quic;
 mod raw_server;
 mod resolve_and_redirect;
 mod stalled_peer;
+mod through_proxies;
 mod tls_verification;
 #[cfg(feature = "tracing")]
 mod tracing_events;

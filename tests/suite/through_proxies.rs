@@ -69,7 +69,11 @@ async fn upload_through(proxy_url: &str, way: Way, kind: &str, mode: &str) -> Pr
     // The origin got its own Authorization, and no Proxy-Authorization.
     assert_eq!(v["headers"]["authorization"], "Bearer origin-only");
     assert!(v["headers"].get("proxy-authorization").is_none(), "{v}");
-    let protocol = if matches!(way, Way::H2) { "h2" } else { "http1.1" };
+    let protocol = if matches!(way, Way::H2) {
+        "h2"
+    } else {
+        "http1.1"
+    };
     let p = res.profile.as_ref().unwrap();
     assert_eq!(p.protocol, protocol, "{way:?} through {proxy_url}");
     let x = check_proxy_phases(&res, kind, mode, !matches!(way, Way::Plain));
@@ -346,7 +350,10 @@ async fn credentials_go_to_the_proxy_only() {
             .unwrap_or_else(|e| panic!("{}", e.err_msg()));
         assert_eq!(res.status_code, 200);
         let log = proxy.log(0);
-        assert_eq!(log.header(0, "proxy-authorization").as_deref(), Some(&*basic));
+        assert_eq!(
+            log.header(0, "proxy-authorization").as_deref(),
+            Some(&*basic)
+        );
         let v = verdict(&res);
         assert!(v["headers"].get("proxy-authorization").is_none(), "{v}");
         assert_eq!(v["headers"]["authorization"], "Bearer origin-only");
@@ -355,8 +362,14 @@ async fn credentials_go_to_the_proxy_only() {
             assert!(log.header(0, "authorization").is_none(), "{:?}", log.heads);
         } else {
             // Absolute form, and the forwarded request lost the proxy's header.
-            assert!(log.heads[0].starts_with("POST http://127.0.0.1:"), "{:?}", log.heads);
-            assert!(!log.origin_heads[0].to_ascii_lowercase().contains("proxy-authorization"));
+            assert!(
+                log.heads[0].starts_with("POST http://127.0.0.1:"),
+                "{:?}",
+                log.heads
+            );
+            assert!(!log.origin_heads[0]
+                .to_ascii_lowercase()
+                .contains("proxy-authorization"));
         }
         // The requestHeader the upload reports has no proxy credential either.
         assert!(res
@@ -390,7 +403,10 @@ async fn one_pooled_connection_to_an_http_proxy_serves_two_origins() {
     assert_eq!(proxy.accepted(), 1);
     let x = second.profile_extensions.unwrap();
     assert!(x.is_proxy_connection);
-    assert_eq!(x.proxy_connect_end, 0.0, "no proxy stamps on a reused connection");
+    assert_eq!(
+        x.proxy_connect_end, 0.0,
+        "no proxy stamps on a reused connection"
+    );
 }
 
 /// What a hostile proxy case expects.
@@ -515,7 +531,7 @@ fn hostile_cases(port_hint: &str) -> Vec<Hostile> {
             ],
             kind: ErrorKind::ProxyTunnelFailed,
             prefix: format!(
-                "uploadFile:fail proxy tunnel failed: the proxy socks5://127.0.0.1:{port_hint} refused to connect to"
+                "uploadFile:fail proxy tunnel failed: the proxy socks5://127.0.0.1:{port_hint} refused the tunnel to localhost:"
             ),
         });
     }
@@ -550,9 +566,16 @@ async fn hostile_proxies_fail_each_with_its_own_message() {
         let took = started.elapsed();
         let msg = e.err_msg();
         assert_eq!(e.kind(), case.kind, "{}: {msg}", case.name);
-        assert!(msg.starts_with(&prefix), "{}:\n {msg}\n expected {prefix}", case.name);
+        assert!(
+            msg.starts_with(&prefix),
+            "{}:\n {msg}\n expected {prefix}",
+            case.name
+        );
         if case.scheme == "socks5" && case.kind == ErrorKind::ProxyTunnelFailed {
-            assert!(msg.ends_with(case.name), "{}: {msg}", case.name);
+            assert!(
+                msg.contains(&format!(": {} (reply code", case.name)),
+                "{msg}"
+            );
         }
         assert!(!msg.contains("hunter2") && !msg.contains(USER), "{msg}");
         assert!(took < Duration::from_secs(2), "{}: {took:?}", case.name);
@@ -657,7 +680,11 @@ async fn an_https_proxy_carries_tls_inside_tls() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls);
-    assert!(e.err_msg().contains("(the proxy https://localhost:"), "{}", e.err_msg());
+    assert!(
+        e.err_msg().contains("(the proxy https://localhost:"),
+        "{}",
+        e.err_msg()
+    );
 }
 
 /// `NO_PROXY`-style exemptions on explicit rules: an exempt host goes direct.
@@ -667,7 +694,8 @@ async fn an_exempt_host_goes_direct() {
     let sink = common::sink(false).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "f.bin", 4096);
-    let rules = ProxyRules::all(Proxy::parse(&proxy.url).unwrap()).no_proxy("localhost, 127.0.0.0/8");
+    let rules =
+        ProxyRules::all(Proxy::parse(&proxy.url).unwrap()).no_proxy("localhost, 127.0.0.0/8");
     let res = Client::builder()
         .proxy_rules(rules)
         .build()

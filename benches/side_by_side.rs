@@ -14,7 +14,8 @@
 //! - `SBS_CONC_COUNT` 64 KiB uploads per run with 64 in flight (default 2048);
 //! - `SBS_RSS_MIB` the large upload of the memory rows (default 4096 = 4 GiB, sparse);
 //! - `SBS_RSS_PROTOS` the protocols of the memory rows: `plain,tls,h2,h3` (default `plain,h2`);
-//! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss,quic` (default all);
+//! - `SBS_ONLY` a comma list of parts: `plain,tls,h2,small,concurrent,rss,quic,proxy` (default
+//!   all);
 //! - `SBS_OUT` where to write the markdown report (default `TARGET/side_by_side.md`);
 //! - `SBS_BASELINE_OURS` a `peer-ours` binary built from another commit (e.g. before a
 //!   refactor: `git worktree add /tmp/base <commit>` and `cargo build --release --manifest-path
@@ -57,12 +58,17 @@
 //! in the same rounds, and `peer-ours` over h3 with one QUIC setting changed per row (chunks
 //! copied into quinn; `quic_max_udp_payload` 1200, 1452, 6000, 65527; `quic_send_window` 10 and
 //! 64 MiB):
-//! the sink runs with `--tls --h3` for the h3 rows.
+//! the sink runs with `--tls --h3` for the h3 rows; 8. (issue 14) the large file over TLS
+//! through a private squid's `CONNECT` tunnel (`tests/common/proxies.rs`), ours (`-x`, or
+//! `HTTPS_PROXY` for `peer-ours`) against `curl -x`.
 //!
 //! This is a measurement, not a test: it asserts nothing about speed.
 
 #[path = "util/mod.rs"]
 mod util;
+// The private squid of the proxy tests (part 8).
+#[path = "../tests/common/proxies.rs"]
+mod proxies;
 
 use std::collections::BTreeSet;
 use std::error::Error;
@@ -299,6 +305,7 @@ enum Part {
     Concurrent,
     Rss,
     Quic,
+    Proxy,
 }
 
 impl Part {
@@ -311,6 +318,7 @@ impl Part {
             Part::Concurrent,
             Part::Rss,
             Part::Quic,
+            Part::Proxy,
         ]
     }
 
@@ -323,9 +331,11 @@ impl Part {
             "concurrent" => Part::Concurrent,
             "rss" => Part::Rss,
             "quic" => Part::Quic,
+            "proxy" => Part::Proxy,
             other => {
                 return Err(format!(
-                    "SBS_ONLY: unknown part {other:?} (plain,tls,h2,small,concurrent,rss,quic)"
+                    "SBS_ONLY: unknown part {other:?} \
+                     (plain,tls,h2,small,concurrent,rss,quic,proxy)"
                 )
                 .into())
             }
@@ -570,6 +580,9 @@ struct Work {
     file_len: u64,
     count: usize,
     concurrency: usize,
+    /// Through this proxy (part 8: a private squid, `CONNECT`): `-x` for the CLI and curl,
+    /// `HTTPS_PROXY` for `peer-ours` (whose client takes the environment's proxies).
+    proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -614,6 +627,10 @@ fn command_for(
         if let Some(ca) = ca {
             c.arg("--cacert").arg(ca);
         }
+        c.env_remove("HTTPS_PROXY").env_remove("https_proxy");
+        if let Some(proxy) = &work.proxy {
+            c.env("HTTPS_PROXY", proxy);
+        }
         c
     };
     match who {
@@ -651,6 +668,10 @@ fn command_for(
             if ctx.cli_no_expect {
                 c.arg(CLI_NO_EXPECT_FLAG);
             }
+            match &work.proxy {
+                Some(proxy) => c.args(["-x", proxy]),
+                None => c.args(["--noproxy", "*"]),
+            };
             c
         }
         Who::Curl => {
@@ -667,7 +688,13 @@ fn curl_config(work: &Work, url: &str, ca: Option<&Path>) -> String {
     let mut block = String::new();
     let _ = writeln!(block, "url = \"{url}\"");
     let _ = writeln!(block, "form = \"file=@{}\"", work.file.display());
-    block.push_str("header = \"Expect:\"\nnoproxy = \"*\"\n");
+    block.push_str("header = \"Expect:\"\n");
+    match &work.proxy {
+        Some(proxy) => {
+            let _ = writeln!(block, "proxy = \"{proxy}\"");
+        }
+        None => block.push_str("noproxy = \"*\"\n"),
+    }
     block.push_str(if work.proto == Proto::H2 {
         "http2\n"
     } else {
@@ -1112,6 +1139,7 @@ fn large_part(
         file_len: files.big_len,
         count: 1,
         concurrency: 1,
+        proxy: None,
     };
     let what = format!("{number}. {}, {}", size_label(files.big_len), proto.label());
     eprintln!("side_by_side: part {what}");
@@ -1126,6 +1154,42 @@ fn large_part(
     Ok(())
 }
 
+/// Part 8 (issue 14): the large file over TLS through a private squid's `CONNECT` tunnel, ours
+/// against `curl -x`. Skipped, with a note, where squid is not installed.
+fn proxy_part(ctx: &Ctx, table: &mut Table, files: &Files) -> Result<(), BoxError> {
+    let squid = match proxies::Squid::start(proxies::SquidOptions::default()) {
+        Ok(squid) => squid,
+        Err(why) => {
+            table.notes.push(format!("part 8 skipped: {why}"));
+            return Ok(());
+        }
+    };
+    let clients = vec![ctx.ours(), Who::Curl, ctx.ours_extra()];
+    let work = Work {
+        proto: Proto::Tls,
+        file: files.big.clone(),
+        file_len: files.big_len,
+        count: 1,
+        concurrency: 1,
+        proxy: Some(squid.url()),
+    };
+    let what = format!(
+        "8. {}, HTTP/1.1 + TLS through squid `CONNECT` ({})",
+        size_label(files.big_len),
+        squid.version()
+    );
+    eprintln!("side_by_side: part {what}");
+    warm(&files.big)?;
+    let rounds = interleaved(ctx, &what, &clients, &work)?;
+    table.add_rounds(ctx, &what, &clients, &work, &rounds);
+    let tunnels = squid.access_log().matches("CONNECT ").count();
+    table.notes.push(format!(
+        "part 8: squid logged {tunnels} `CONNECT` tunnels (every run of every client goes \
+         through it)"
+    ));
+    Ok(())
+}
+
 fn small_part(ctx: &Ctx, table: &mut Table, files: &Files, count: usize) -> Result<(), BoxError> {
     let clients = ctx.with_baseline(vec![Who::PeerOurs, Who::Curl, Who::Reqwest, Who::Raw]);
     for proto in [Proto::Plain, Proto::Tls] {
@@ -1135,6 +1199,7 @@ fn small_part(ctx: &Ctx, table: &mut Table, files: &Files, count: usize) -> Resu
             file_len: SMALL_SIZE,
             count,
             concurrency: 1,
+            proxy: None,
         };
         let what = format!(
             "4. {count} × 4 KiB sequential, one connection, {}",
@@ -1160,6 +1225,7 @@ fn concurrent_part(
         file_len: CONC_SIZE,
         count,
         concurrency: CONCURRENCY,
+        proxy: None,
     };
     let what = format!("5. {count} × 64 KiB, {CONCURRENCY} in flight, h2");
     eprintln!("side_by_side: part {what}");
@@ -1178,6 +1244,7 @@ fn quic_part(ctx: &Ctx, table: &mut Table, files: &Files) -> Result<(), BoxError
         file_len: files.big_len,
         count: 1,
         concurrency: 1,
+        proxy: None,
     };
     let ours = ctx.ours();
     let mut entries = vec![
@@ -1236,6 +1303,7 @@ fn rss_part(ctx: &Ctx, table: &mut Table, files: &Files, protos: &[Proto]) -> Re
             file_len: RSS_SMALL,
             count: 1,
             concurrency: 1,
+            proxy: None,
         };
         let large = Work {
             file: big.clone(),
@@ -1422,6 +1490,7 @@ fn bench() -> Result<(), BoxError> {
             Part::Concurrent => concurrent_part(&ctx, &mut table, &files, conc_count)?,
             Part::Rss => rss_part(&ctx, &mut table, &files, &rss_protos)?,
             Part::Quic => quic_part(&ctx, &mut table, &files)?,
+            Part::Proxy => proxy_part(&ctx, &mut table, &files)?,
         }
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -217,7 +217,8 @@ impl Phase {
             Phase::Queue => "queueStart -> queueEnd",
             Phase::Dns => "domainLookUpStart -> domainLookUpEnd",
             Phase::Connect => {
-                "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC"
+                "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC \
+                 (profileExtensions.proxyConnectEnd through a proxy)"
             }
             Phase::Proxy => {
                 "profileExtensions.proxyConnectEnd -> proxyTunnelEnd, or proxySSLconnectionEnd \

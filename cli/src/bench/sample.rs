@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(Row::Phase(Phase::Server).label(), "server");
         assert_eq!(
             Row::Phase(Phase::Connect).between(),
-            "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC (new connections)"
+            "connectStart -> SSLconnectionStart, or connectEnd on plain http and QUIC (profileExtensions.proxyConnectEnd through a proxy) (new connections)"
         );
         assert_eq!(Row::Total.between(), "invokeStart -> responseEnd");
     }

@@ -17,7 +17,7 @@ fn json(stdout: &[u8]) -> Value {
 /// Every phase that happened has min ≤ p50 ≤ p90 ≤ p99 ≤ max.
 fn assert_ordered_percentiles(v: &Value) {
     let phases = v["phases"].as_object().expect("phases");
-    assert_eq!(phases.len(), 9, "{phases:?}");
+    assert_eq!(phases.len(), 10, "{phases:?}");
     for (name, p) in phases {
         if p["count"] == 0 {
             assert!(p["p50"].is_null(), "{name}: {p}");

@@ -4,7 +4,10 @@
 //! `cargo test -p uploadfile-cli --test suite bench::`.
 
 mod common;
+#[path = "../../../tests/common/proxies.rs"]
+mod proxies;
 
 mod bench;
 mod call;
 mod cli;
+mod proxy_env;

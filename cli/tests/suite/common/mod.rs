@@ -78,10 +78,27 @@ impl Drop for TestSink {
     }
 }
 
-/// The `uploadfile` binary, stopped after 60 s at most.
+/// The proxy variables of the environment (curl's names, both cases).
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// The `uploadfile` binary, stopped after 60 s at most, without the proxy variables of the
+/// environment the tests run in (the tests talk to their own local sinks; `proxy_env` sets the
+/// variables it tests).
 pub fn uploadfile() -> Command {
     let mut cmd = cargo_bin_cmd!("uploadfile");
     cmd.timeout(Duration::from_secs(60));
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

@@ -542,9 +542,16 @@ fn hostile_cases(port_hint: &str) -> Vec<Hostile> {
 /// proxy sees the client close its connection (nothing left open), no credential in the message.
 #[tokio::test]
 async fn hostile_proxies_fail_each_with_its_own_message() {
+    // It counts the process's descriptors: alone in a process, so that only its own count.
+    if common::alone::ran_in_child(
+        "through_proxies::hostile_proxies_fail_each_with_its_own_message",
+    ) {
+        return;
+    }
     let sink = common::sink(true).await;
     let dir = tempfile::tempdir().unwrap();
     let file = make_file(dir.path(), "f.bin", 4096);
+    let fds_before = open_fds();
     // Each case on a proxy of its own (the port goes in the message).
     for case in hostile_cases("{P}") {
         let proxy = ScriptedProxy::start(vec![case.script.clone()]).await;
@@ -591,6 +598,16 @@ async fn hostile_proxies_fail_each_with_its_own_message() {
             case.name
         );
     }
+    // Every client, proxy and connection of the cases is gone: no descriptor left behind.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while open_fds() > fds_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open_fds(), fds_before, "descriptors left open");
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
 /// A proxy that accepts and never answers holds the upload until its timeout, no longer.

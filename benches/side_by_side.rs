@@ -1464,7 +1464,7 @@ fn bench() -> Result<(), BoxError> {
     };
     let large = parts
         .iter()
-        .any(|p| matches!(p, Part::Plain | Part::Tls | Part::H2 | Part::Quic));
+        .any(|p| matches!(p, Part::Plain | Part::Tls | Part::H2 | Part::Quic | Part::Proxy));
     if large {
         write_file(&files.big, big_len)?;
     }

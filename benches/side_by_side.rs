@@ -1462,9 +1462,12 @@ fn bench() -> Result<(), BoxError> {
             .then(|| dir.join(format!("sparse-{rss_mib}MiB.bin"))),
         rss_big_len: rss_mib * MIB,
     };
-    let large = parts
-        .iter()
-        .any(|p| matches!(p, Part::Plain | Part::Tls | Part::H2 | Part::Quic | Part::Proxy));
+    let large = parts.iter().any(|p| {
+        matches!(
+            p,
+            Part::Plain | Part::Tls | Part::H2 | Part::Quic | Part::Proxy
+        )
+    });
     if large {
         write_file(&files.big, big_len)?;
     }

@@ -77,6 +77,13 @@ async fn upload_through(proxy_url: &str, way: Way, kind: &str, mode: &str) -> Pr
     let p = res.profile.as_ref().unwrap();
     assert_eq!(p.protocol, protocol, "{way:?} through {proxy_url}");
     let x = check_proxy_phases(&res, kind, mode, !matches!(way, Way::Plain));
+    let ready = x.proxy_tunnel_end.max(x.proxy_ssl_connection_end);
+    eprintln!(
+        "{kind} {way:?}: TCP to the proxy {:.3} ms, the proxy's steps {:.3} ms, origin TLS {:.3} ms",
+        x.proxy_connect_end - p.connect_start,
+        if ready > 0.0 { ready - x.proxy_connect_end } else { 0.0 },
+        p.ssl_connection_end - p.ssl_connection_start
+    );
     // The connection's peer is the proxy.
     let proxy = Proxy::parse(proxy_url).unwrap();
     assert_eq!(p.port, proxy.port());

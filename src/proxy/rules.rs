@@ -46,7 +46,7 @@ enum Source {
     /// One proxy for every destination.
     Explicit(Proxy),
     /// The environment's variables, as read when the rules were made.
-    Env(EnvProxies),
+    Env(Box<EnvProxies>),
 }
 
 impl ProxyRules {
@@ -90,7 +90,7 @@ impl ProxyRules {
     /// As [`from_env`](ProxyRules::from_env), the variables read through `get`.
     pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> ProxyRules {
         ProxyRules {
-            source: Source::Env(EnvProxies::read(get)),
+            source: Source::Env(Box::new(EnvProxies::read(get))),
             ..ProxyRules::default()
         }
     }

@@ -102,20 +102,21 @@ mod tests {
         })
     }
 
+    /// Variables set, whether the request is `https://`, its host and port, and the variable
+    /// whose proxy it takes (`None`: direct).
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        bool,
+        &'static str,
+        u16,
+        Option<&'static str>,
+    );
+
     #[test]
     fn which_variable_each_request_takes() {
         const H: &str = "http://h:1";
         const HS: &str = "http://hs:2";
         const A: &str = "socks5h://a:3";
-        // (variables, tls, host, port, the variable used or None for direct)
-        // (variables, tls, host, port, the variable that applies)
-        type Case<'a> = (
-            &'a [(&'a str, &'a str)],
-            bool,
-            &'a str,
-            u16,
-            Option<&'a str>,
-        );
         let cases: &[Case] = &[
             (&[], true, "example.com", 443, None),
             (&[], false, "example.com", 80, None),

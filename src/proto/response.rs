@@ -583,7 +583,7 @@ fn header_value(raw: &[u8]) -> String {
     }
 }
 
-pub(super) fn httparse_reason(e: httparse::Error) -> &'static str {
+pub(crate) fn httparse_reason(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid character in a header name",
         httparse::Error::HeaderValue => "invalid character in a header value",

@@ -9,8 +9,11 @@
 //! written next, which read is `responseStart`, whether the connection may be
 //! reused), the bytes an HTTP/2 connection moves into per-stream records
 //! (`h2_frames`, crate-internal), and an HTTP/3 request stream's bytes into
-//! what its frames carried (`h3_frames`, crate-internal). The async drivers
-//! around it move the bytes, take the instants and do what the core decides.
+//! what its frames carried (`h3_frames`, crate-internal). The handshakes that
+//! open a tunnel through a proxy are here too (crate-internal): SOCKS4, 4a and
+//! 5 with RFC 1929 credentials (`socks`), and the HTTP `CONNECT` request and
+//! its answer (`http_connect`). The async drivers around it move the bytes,
+//! take the instants and do what the core decides.
 //!
 //! # Why sans-IO
 //!

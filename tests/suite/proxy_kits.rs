@@ -372,6 +372,17 @@ async fn tcp(port: u16) -> TcpStream {
         .expect("connect to the proxy")
 }
 
+/// A connection to a real proxy; a failure shows the proxy's log.
+async fn to_kit(port: u16, log: impl FnOnce() -> String) -> TcpStream {
+    match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "connect to the proxy on port {port}: {e}; its log:\n{}",
+            log()
+        ),
+    }
+}
+
 /// `host:port` of the sink as a `CONNECT` authority or `Host`.
 fn authority(sink: &SinkHandle) -> String {
     format!("127.0.0.1:{}", sink.addr().port())
@@ -424,7 +435,11 @@ async fn squid_tunnels_connect_to_plain_and_tls_sinks() {
         let sink = common::sink(tls).await;
         let (io, res) = bounded(
             "CONNECT",
-            http_connect(tcp(squid.port()).await, &authority(&sink), None),
+            http_connect(
+                to_kit(squid.port(), || squid.cache_log()).await,
+                &authority(&sink),
+                None,
+            ),
         )
         .await;
         assert_eq!(res.status, 200, "{}", res.head);
@@ -443,7 +458,7 @@ async fn squid_tunnels_connect_to_plain_and_tls_sinks() {
 async fn squid_forwards_absolute_form_requests() {
     let squid = start_or_skip!(Squid::start(SquidOptions::default()));
     let sink = common::sink(false).await;
-    let mut io = tcp(squid.port()).await;
+    let mut io = to_kit(squid.port(), || squid.cache_log()).await;
     let res = bounded(
         "forward POST",
         post(
@@ -488,7 +503,11 @@ async fn squid_basic_auth() {
     for auth in [None, Some((user, "wrong"))] {
         let (_, res) = bounded(
             "CONNECT without valid credentials",
-            http_connect(tcp(squid.port()).await, &authority(&sink), auth),
+            http_connect(
+                to_kit(squid.port(), || squid.cache_log()).await,
+                &authority(&sink),
+                auth,
+            ),
         )
         .await;
         assert_eq!(res.status, 407, "{}", res.head);
@@ -503,7 +522,7 @@ async fn squid_basic_auth() {
     let (io, res) = bounded(
         "CONNECT with credentials",
         http_connect(
-            tcp(squid.port()).await,
+            to_kit(squid.port(), || squid.cache_log()).await,
             &authority(&sink),
             Some((user, password)),
         ),
@@ -516,7 +535,7 @@ async fn squid_basic_auth() {
 
     // Forwarding with credentials: the origin never sees them.
     let plain = common::sink(false).await;
-    let mut io = tcp(squid.port()).await;
+    let mut io = to_kit(squid.port(), || squid.cache_log()).await;
     let proxy_auth = format!(
         "Proxy-Authorization: Basic {}",
         base64(format!("{user}:{password}").as_bytes())
@@ -564,9 +583,12 @@ async fn dante_socks5_without_auth() {
         Dest::Ipv4(Ipv4Addr::LOCALHOST, port),
         Dest::Name("localhost", port),
     ] {
-        let io = bounded("SOCKS5", socks5(tcp(dante.port()).await, dest, None))
-            .await
-            .expect("danted opens the tunnel");
+        let io = bounded(
+            "SOCKS5",
+            socks5(to_kit(dante.port(), || dante.log()).await, dest, None),
+        )
+        .await
+        .expect("danted opens the tunnel");
         bounded("POST through danted", post_through_tunnel(io, &sink, &[])).await;
     }
     let mark = dante.processes();
@@ -591,7 +613,11 @@ async fn dante_socks5_username_password() {
 
     let io = bounded(
         "SOCKS5 with credentials",
-        socks5(tcp(dante.port()).await, dest(), Some((user, password))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some((user, password)),
+        ),
     )
     .await
     .expect("danted opens the tunnel");
@@ -599,7 +625,11 @@ async fn dante_socks5_username_password() {
 
     let wrong = bounded(
         "SOCKS5 with a wrong password",
-        socks5(tcp(dante.port()).await, dest(), Some((user, "wrong"))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some((user, "wrong")),
+        ),
     )
     .await
     .err();
@@ -610,7 +640,11 @@ async fn dante_socks5_username_password() {
     );
     let unknown = bounded(
         "SOCKS5 as an unknown user",
-        socks5(tcp(dante.port()).await, dest(), Some(("root", password))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some(("root", password)),
+        ),
     )
     .await
     .err();
@@ -620,7 +654,7 @@ async fn dante_socks5_username_password() {
     );
     let none = bounded(
         "SOCKS5 offering no auth",
-        socks5(tcp(dante.port()).await, dest(), None),
+        socks5(to_kit(dante.port(), || dante.log()).await, dest(), None),
     )
     .await
     .err();
@@ -654,9 +688,12 @@ async fn microsocks_socks5_without_auth() {
         Dest::Ipv4(Ipv4Addr::LOCALHOST, port),
         Dest::Name("localhost", port),
     ] {
-        let io = bounded("SOCKS5", socks5(tcp(ms.port()).await, dest, None))
-            .await
-            .expect("microsocks opens the tunnel");
+        let io = bounded(
+            "SOCKS5",
+            socks5(to_kit(ms.port(), || ms.log()).await, dest, None),
+        )
+        .await
+        .expect("microsocks opens the tunnel");
         bounded(
             "POST through microsocks",
             post_through_tunnel(io, &sink, &[]),
@@ -677,7 +714,11 @@ async fn microsocks_socks5_user_password() {
     let dest = || Dest::Ipv4(Ipv4Addr::LOCALHOST, sink.addr().port());
     let io = bounded(
         "SOCKS5 with credentials",
-        socks5(tcp(ms.port()).await, dest(), Some((user, password))),
+        socks5(
+            to_kit(ms.port(), || ms.log()).await,
+            dest(),
+            Some((user, password)),
+        ),
     )
     .await
     .expect("microsocks opens the tunnel");
@@ -688,7 +729,11 @@ async fn microsocks_socks5_user_password() {
     .await;
     let wrong = bounded(
         "SOCKS5 with a wrong password",
-        socks5(tcp(ms.port()).await, dest(), Some((user, "wrong"))),
+        socks5(
+            to_kit(ms.port(), || ms.log()).await,
+            dest(),
+            Some((user, "wrong")),
+        ),
     )
     .await
     .err();
@@ -698,7 +743,7 @@ async fn microsocks_socks5_user_password() {
     );
     let none = bounded(
         "SOCKS5 offering no auth",
-        socks5(tcp(ms.port()).await, dest(), None),
+        socks5(to_kit(ms.port(), || ms.log()).await, dest(), None),
     )
     .await
     .err();

@@ -759,11 +759,15 @@ async fn microsocks_socks5_user_password() {
 
 // --- the scripted proxy's presets --------------------------------------------------------------
 
-/// The proxy saw the connection in order: accepted, first byte, replied.
+/// The proxy saw the connection in order: accepted, first byte, reply begun, reply written.
 fn assert_stamps_in_order(log: &crate::scripted_proxy::ConnLog) {
     let first = log.first_byte.expect("first byte stamped");
     let replied = log.replied.expect("reply stamped");
-    assert!(log.accepted <= first && first <= replied, "{log:#?}");
+    let written = log.reply_written.expect("reply's write stamped");
+    assert!(
+        log.accepted <= first && first <= replied && replied <= written,
+        "{log:#?}"
+    );
 }
 
 #[tokio::test]
@@ -1006,6 +1010,56 @@ async fn scripted_https_proxy_carries_tls_inside_tls() {
     assert_eq!(res.status, 200);
     bounded("POST, TLS in TLS", post_through_tunnel(io, &sink, &[])).await;
     assert_stamps_in_order(&proxy.ended_log(0, STEP).await);
+}
+
+/// On a thread of its own, the proxy's stamps fall where the client saw them happen: the
+/// accept between the client's connect and its reading the answer, the first byte after the
+/// client began to write, the reply before the client read it.
+#[tokio::test]
+async fn scripted_proxy_stamps_agree_with_the_client() {
+    let proxy = ScriptedProxy::start_with(
+        ProxyOptions {
+            own_thread: true,
+            ..ProxyOptions::default()
+        },
+        vec![presets::socks5_no_auth()],
+    )
+    .await;
+    let sink = common::sink(false).await;
+    let before_connect = Instant::now();
+    let mut s = tcp(proxy.addr.port()).await;
+    let before_write = Instant::now();
+    s.write_all(&[5, 1, 0]).await.unwrap();
+    let mut choice = [0u8; 2];
+    bounded("greeting", s.read_exact(&mut choice))
+        .await
+        .unwrap();
+    let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    req.extend_from_slice(&sink.addr().port().to_be_bytes());
+    s.write_all(&req).await.unwrap();
+    let mut reply = [0u8; 10];
+    bounded("reply", s.read_exact(&mut reply)).await.unwrap();
+    let after_reply = Instant::now();
+    assert_eq!(reply[1], 0);
+    bounded("POST", post_through_tunnel(s, &sink, &[])).await;
+    let log = proxy.ended_log(0, STEP).await;
+    assert_stamps_in_order(&log);
+    let (accepted, first, replied) = (log.accepted, log.first_byte.unwrap(), log.replied.unwrap());
+    assert!(
+        before_connect <= accepted && accepted <= after_reply,
+        "{log:#?}"
+    );
+    assert!(before_write <= first, "{log:#?}");
+    assert!(replied <= after_reply, "{log:#?}");
+    eprintln!(
+        "client: connect at +0, reply read at {:?}; proxy: accept {:?}, first byte {:?}, \
+         reply {:?} to {:?}",
+        after_reply - before_connect,
+        accepted - before_connect,
+        first - before_connect,
+        replied - before_connect,
+        log.reply_written.unwrap() - before_connect
+    );
 }
 
 /// The proxy refuses what is not on this machine, as a proxy's rules would, and connects to

@@ -34,10 +34,14 @@
 //! killed outright takes its proxies with it (`unshare --kill-child` passes that on to the
 //! namespace). Start a kit from the test's own thread, not from a spawned task.
 //!
+//! Temporary files stay in the kit's directory too (`TMPDIR` is its `tmp/`, world-writable and
+//! sticky, as the daemon may have changed user when it makes one; the directory itself is
+//! `0711`). Under `strace -f`, the kits wrote nowhere else.
+//!
 //! `start` answers `Err(reason)` only when the proxy cannot be had here (the program is missing,
-//! root is needed and this is not root): the caller prints `skipped: <reason>` and returns. Any
-//! other failure (a configuration the proxy rejects, no readiness in time) panics with the
-//! proxy's log.
+//! root is needed and this is not root, namespaces or mounts are refused as in an unprivileged
+//! container): the caller prints `skipped: <reason>` and returns. Any other failure (a
+//! configuration the proxy rejects, no readiness in time) panics with the proxy's log.
 //!
 //! Passwords are stored as SHA-256-crypt (`$5$`, computed here with `sha2`): libxcrypt's `crypt`,
 //! which both squid's `basic_ncsa_auth` and danted call, accepts it, and it needs no `htpasswd`

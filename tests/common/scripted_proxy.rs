@@ -13,8 +13,10 @@
 //! check that `Proxy-Authorization` reached the proxy and `Authorization` did not), the SOCKS
 //! methods, credentials and target, what it passed on to the origin (the forwarded heads, the
 //! first bytes relayed), and the `Instant`s of the accept, the first byte read and the answer to
-//! the tunnel request, for comparing with the client's profile
-//! (`uploadfile::clock::epoch_ms(Instant)` maps them to the profile's milliseconds).
+//! the tunnel request (before and after its write), for comparing with the client's profile
+//! (`uploadfile::clock::epoch_ms(Instant)` maps them to the profile's milliseconds). For that
+//! comparison, run the proxy on a thread of its own ([`ProxyOptions::own_thread`]), so that its
+//! stamps do not wait for the test's runtime.
 //!
 //! The proxy never reaches beyond the machine: a target is connected to only if it is a loopback
 //! address, `localhost`, or a name the test mapped to a loopback address

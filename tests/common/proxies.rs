@@ -34,10 +34,14 @@
 //! killed outright takes its proxies with it (`unshare --kill-child` passes that on to the
 //! namespace). Start a kit from the test's own thread, not from a spawned task.
 //!
+//! Temporary files stay in the kit's directory too (`TMPDIR` is its `tmp/`, world-writable and
+//! sticky, as the daemon may have changed user when it makes one; the directory itself is
+//! `0711`). Under `strace -f`, the kits wrote nowhere else.
+//!
 //! `start` answers `Err(reason)` only when the proxy cannot be had here (the program is missing,
-//! root is needed and this is not root): the caller prints `skipped: <reason>` and returns. Any
-//! other failure (a configuration the proxy rejects, no readiness in time) panics with the
-//! proxy's log.
+//! root is needed and this is not root, namespaces or mounts are refused as in an unprivileged
+//! container): the caller prints `skipped: <reason>` and returns. Any other failure (a
+//! configuration the proxy rejects, no readiness in time) panics with the proxy's log.
 //!
 //! Passwords are stored as SHA-256-crypt (`$5$`, computed here with `sha2`): libxcrypt's `crypt`,
 //! which both squid's `basic_ncsa_auth` and danted call, accepts it, and it needs no `htpasswd`
@@ -173,14 +177,17 @@ impl Squid {
             let mut daemon = Some(daemon);
             let ready_line = format!("local=127.0.0.1:{port} ");
             let outcome = wait_ready(daemon.as_mut().unwrap(), || {
-                // A bare connection would show in squid's access log as an error; its own log
-                // names the port once it listens.
+                // Squid's log names the port once it has bound it (so it is squid's, not another
+                // process's that took it after `free_port`); it logs that before it listens, so
+                // the kernel's socket table must show the listener too. A probing connection
+                // would show in squid's access log as an error.
                 std::fs::read_to_string(d.join("cache.log"))
                     .map(|log| {
                         log.contains("Accepting HTTP Socket connections")
                             && log.contains(&ready_line)
                     })
                     .unwrap_or(false)
+                    && listening_on_loopback(port)
             });
             match outcome {
                 Ok(()) => {
@@ -936,6 +943,20 @@ fn not_allowed_here(log: &str) -> Option<String> {
                 && (l.contains("Operation not permitted") || l.contains("Permission denied"))
         })
         .map(|l| l.trim().to_string())
+}
+
+/// A socket listens on 127.0.0.1:`port` (the kernel's table, `/proc/net/tcp`).
+fn listening_on_loopback(port: u16) -> bool {
+    // `sl local_address rem_address st ...`: the address in hex, little-endian; 0A = LISTEN.
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|table| {
+            table.lines().skip(1).any(|line| {
+                let mut fields = line.split_whitespace().skip(1);
+                fields.next() == Some(local.as_str()) && fields.nth(1) == Some("0A")
+            })
+        })
+        .unwrap_or(false)
 }
 
 fn kit_dir(name: &str) -> Result<tempfile::TempDir, String> {

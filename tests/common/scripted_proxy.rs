@@ -13,8 +13,10 @@
 //! check that `Proxy-Authorization` reached the proxy and `Authorization` did not), the SOCKS
 //! methods, credentials and target, what it passed on to the origin (the forwarded heads, the
 //! first bytes relayed), and the `Instant`s of the accept, the first byte read and the answer to
-//! the tunnel request, for comparing with the client's profile
-//! (`uploadfile::clock::epoch_ms(Instant)` maps them to the profile's milliseconds).
+//! the tunnel request (before and after its write), for comparing with the client's profile
+//! (`uploadfile::clock::epoch_ms(Instant)` maps them to the profile's milliseconds). For that
+//! comparison, run the proxy on a thread of its own ([`ProxyOptions::own_thread`]), so that its
+//! stamps do not wait for the test's runtime.
 //!
 //! The proxy never reaches beyond the machine: a target is connected to only if it is a loopback
 //! address, `localhost`, or a name the test mapped to a loopback address
@@ -155,10 +157,14 @@ pub struct ConnLog {
     pub accepted: Instant,
     /// When the first byte from the client was read (after the TLS handshake, for TLS).
     pub first_byte: Option<Instant>,
-    /// When the answer to the tunnel request was written: the `CONNECT` response (or 407), the
-    /// final SOCKS reply (or the refusal of the method or credentials), [`Act::Reply`], or the
-    /// first forwarded request written to the origin.
+    /// When the proxy began to write its answer to the tunnel request: the `CONNECT` response
+    /// (or 407), the final SOCKS reply (or the refusal of the method or credentials),
+    /// [`Act::Reply`], or the first forwarded request to the origin. Taken before the write, so
+    /// the client cannot have read the answer earlier.
     pub replied: Option<Instant>,
+    /// When that write returned (the answer was in the kernel's hands; TLS: encrypted and
+    /// written). The client may read the answer before this instant.
+    pub reply_written: Option<Instant>,
     /// Each act performed, with the time it completed.
     pub events: Vec<(String, Instant)>,
     /// HTTP request heads the proxy read, as they came.
@@ -197,6 +203,7 @@ impl ConnLog {
             accepted,
             first_byte: None,
             replied: None,
+            reply_written: None,
             events: Vec::new(),
             heads: Vec::new(),
             socks_version: None,
@@ -235,6 +242,11 @@ pub struct ProxyOptions {
     pub lifetime: Duration,
     /// Names the proxy resolves itself (each to a loopback address), besides `localhost`.
     pub hosts: Vec<(String, IpAddr)>,
+    /// Run on a thread of its own (its own single-threaded runtime) rather than as a task of
+    /// the test's runtime: its stamps are then taken when the kernel hands it the connection or
+    /// the bytes, not when the test's runtime gets round to it (for comparing them with the
+    /// client's profile within a millisecond).
+    pub own_thread: bool,
 }
 
 impl Default for ProxyOptions {
@@ -243,6 +255,7 @@ impl Default for ProxyOptions {
             tls: false,
             lifetime: CONNECTION_LIFETIME,
             hosts: Vec::new(),
+            own_thread: false,
         }
     }
 }
@@ -257,12 +270,33 @@ pub struct ScriptedProxy {
     pub ca_pem: Option<String>,
     accepted: Arc<AtomicUsize>,
     logs: Arc<Mutex<Vec<Arc<Mutex<ConnLog>>>>>,
-    task: tokio::task::JoinHandle<()>,
+    runner: Runner,
+}
+
+/// Where the accept loop runs.
+enum Runner {
+    /// A task of the test's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread with a runtime of its own, stopped by dropping the sender.
+    Thread {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
 }
 
 impl Drop for ScriptedProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        match &mut self.runner {
+            Runner::Task(task) => task.abort(),
+            Runner::Thread { stop, thread } => {
+                // The thread's runtime ends its block_on, and dropping the runtime drops every
+                // connection's task: a prompt join.
+                drop(stop.take());
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+        }
     }
 }
 
@@ -281,7 +315,9 @@ impl ScriptedProxy {
                 "the scripted proxy resolves names to loopback addresses only: {name} -> {ip}"
             );
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A std listener: it is registered with whichever runtime runs the accept loop.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (acceptor, ca_pem) = if options.tls {
             let (acceptor, pem) = tls_acceptor();
@@ -296,21 +332,53 @@ impl ScriptedProxy {
         };
         let accepted = Arc::new(AtomicUsize::new(0));
         let logs: Arc<Mutex<Vec<Arc<Mutex<ConnLog>>>>> = Arc::default();
-        let task = tokio::spawn(accept_loop(
-            listener,
-            acceptor,
-            Arc::new(options),
-            scripts,
-            accepted.clone(),
-            logs.clone(),
-        ));
+        let own_thread = options.own_thread;
+        let run = {
+            let (accepted, logs) = (accepted.clone(), logs.clone());
+            async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                accept_loop(
+                    listener,
+                    acceptor,
+                    Arc::new(options),
+                    scripts,
+                    accepted,
+                    logs,
+                )
+                .await
+            }
+        };
+        let runner = if own_thread {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name("scripted-proxy".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        tokio::select! {
+                            () = run => {}
+                            _ = stopped => {}
+                        }
+                    });
+                })
+                .unwrap();
+            Runner::Thread {
+                stop: Some(stop),
+                thread: Some(thread),
+            }
+        } else {
+            Runner::Task(tokio::spawn(run))
+        };
         ScriptedProxy {
             url,
             addr,
             ca_pem,
             accepted,
             logs,
-            task,
+            runner,
         }
     }
 
@@ -908,10 +976,11 @@ impl Session {
         self.conn.flush().await.map_err(|e| format!("flush: {e}"))
     }
 
-    /// Write the answer to the tunnel request and stamp it.
+    /// Write the answer to the tunnel request, stamped before and after.
     async fn write_reply(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.write(bytes).await?;
         self.log.lock().unwrap().replied = Some(Instant::now());
+        self.write(bytes).await?;
+        self.log.lock().unwrap().reply_written = Some(Instant::now());
         Ok(())
     }
 
@@ -1075,16 +1144,21 @@ impl Session {
                 origin = Some((target, origin_w));
             }
             let (_, origin_w) = origin.as_mut().unwrap();
+            let first_reply = {
+                let mut l = log.lock().unwrap();
+                l.origin_heads.push(rewritten.clone());
+                let first = l.replied.is_none();
+                if first {
+                    l.replied = Some(Instant::now());
+                }
+                first
+            };
             origin_w
                 .write_all(rewritten.as_bytes())
                 .await
                 .map_err(|e| format!("forward to origin: {e}"))?;
-            {
-                let mut l = log.lock().unwrap();
-                if l.replied.is_none() {
-                    l.replied = Some(Instant::now());
-                }
-                l.origin_heads.push(rewritten.clone());
+            if first_reply {
+                log.lock().unwrap().reply_written = Some(Instant::now());
             }
             record_to_origin(&log, rewritten.as_bytes());
             reader.copy_body(&head, origin_w).await?;
@@ -1114,13 +1188,18 @@ async fn answer_and_close(
     log: &Mutex<ConnLog>,
 ) {
     let mut w = client_w.lock().await;
-    let _ = w.write_all(answer).await;
-    let _ = w.flush().await;
-    {
+    let first = {
         let mut l = log.lock().unwrap();
-        if l.replied.is_none() {
+        let first = l.replied.is_none();
+        if first {
             l.replied = Some(Instant::now());
         }
+        first
+    };
+    let _ = w.write_all(answer).await;
+    let _ = w.flush().await;
+    if first {
+        log.lock().unwrap().reply_written = Some(Instant::now());
     }
     let _ = w.shutdown().await;
 }

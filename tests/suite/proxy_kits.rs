@@ -372,6 +372,17 @@ async fn tcp(port: u16) -> TcpStream {
         .expect("connect to the proxy")
 }
 
+/// A connection to a real proxy; a failure shows the proxy's log.
+async fn to_kit(port: u16, log: impl FnOnce() -> String) -> TcpStream {
+    match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "connect to the proxy on port {port}: {e}; its log:\n{}",
+            log()
+        ),
+    }
+}
+
 /// `host:port` of the sink as a `CONNECT` authority or `Host`.
 fn authority(sink: &SinkHandle) -> String {
     format!("127.0.0.1:{}", sink.addr().port())
@@ -420,19 +431,27 @@ async fn squid_tunnels_connect_to_plain_and_tls_sinks() {
         squid.url(),
         started.elapsed()
     );
+    // The TLS sink by name, as a client tunnelling to https://localhost:PORT asks for it
+    // (squid resolves it from /etc/hosts).
     for tls in [false, true] {
         let sink = common::sink(tls).await;
+        let target = if tls {
+            format!("localhost:{}", sink.addr().port())
+        } else {
+            authority(&sink)
+        };
         let (io, res) = bounded(
             "CONNECT",
-            http_connect(tcp(squid.port()).await, &authority(&sink), None),
+            http_connect(
+                to_kit(squid.port(), || squid.cache_log()).await,
+                &target,
+                None,
+            ),
         )
         .await;
         assert_eq!(res.status, 200, "{}", res.head);
         bounded("POST through squid", post_through_tunnel(io, &sink, &[])).await;
-        squid.access_log_with(
-            &format!("CONNECT {} ", authority(&sink)),
-            Duration::from_secs(3),
-        );
+        squid.access_log_with(&format!("CONNECT {target} "), Duration::from_secs(3));
     }
     let mark = squid.processes();
     drop_and_check(squid, mark);
@@ -443,7 +462,7 @@ async fn squid_tunnels_connect_to_plain_and_tls_sinks() {
 async fn squid_forwards_absolute_form_requests() {
     let squid = start_or_skip!(Squid::start(SquidOptions::default()));
     let sink = common::sink(false).await;
-    let mut io = tcp(squid.port()).await;
+    let mut io = to_kit(squid.port(), || squid.cache_log()).await;
     let res = bounded(
         "forward POST",
         post(
@@ -488,7 +507,11 @@ async fn squid_basic_auth() {
     for auth in [None, Some((user, "wrong"))] {
         let (_, res) = bounded(
             "CONNECT without valid credentials",
-            http_connect(tcp(squid.port()).await, &authority(&sink), auth),
+            http_connect(
+                to_kit(squid.port(), || squid.cache_log()).await,
+                &authority(&sink),
+                auth,
+            ),
         )
         .await;
         assert_eq!(res.status, 407, "{}", res.head);
@@ -503,7 +526,7 @@ async fn squid_basic_auth() {
     let (io, res) = bounded(
         "CONNECT with credentials",
         http_connect(
-            tcp(squid.port()).await,
+            to_kit(squid.port(), || squid.cache_log()).await,
             &authority(&sink),
             Some((user, password)),
         ),
@@ -516,7 +539,7 @@ async fn squid_basic_auth() {
 
     // Forwarding with credentials: the origin never sees them.
     let plain = common::sink(false).await;
-    let mut io = tcp(squid.port()).await;
+    let mut io = to_kit(squid.port(), || squid.cache_log()).await;
     let proxy_auth = format!(
         "Proxy-Authorization: Basic {}",
         base64(format!("{user}:{password}").as_bytes())
@@ -564,9 +587,12 @@ async fn dante_socks5_without_auth() {
         Dest::Ipv4(Ipv4Addr::LOCALHOST, port),
         Dest::Name("localhost", port),
     ] {
-        let io = bounded("SOCKS5", socks5(tcp(dante.port()).await, dest, None))
-            .await
-            .expect("danted opens the tunnel");
+        let io = bounded(
+            "SOCKS5",
+            socks5(to_kit(dante.port(), || dante.log()).await, dest, None),
+        )
+        .await
+        .expect("danted opens the tunnel");
         bounded("POST through danted", post_through_tunnel(io, &sink, &[])).await;
     }
     let mark = dante.processes();
@@ -591,7 +617,11 @@ async fn dante_socks5_username_password() {
 
     let io = bounded(
         "SOCKS5 with credentials",
-        socks5(tcp(dante.port()).await, dest(), Some((user, password))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some((user, password)),
+        ),
     )
     .await
     .expect("danted opens the tunnel");
@@ -599,7 +629,11 @@ async fn dante_socks5_username_password() {
 
     let wrong = bounded(
         "SOCKS5 with a wrong password",
-        socks5(tcp(dante.port()).await, dest(), Some((user, "wrong"))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some((user, "wrong")),
+        ),
     )
     .await
     .err();
@@ -610,7 +644,11 @@ async fn dante_socks5_username_password() {
     );
     let unknown = bounded(
         "SOCKS5 as an unknown user",
-        socks5(tcp(dante.port()).await, dest(), Some(("root", password))),
+        socks5(
+            to_kit(dante.port(), || dante.log()).await,
+            dest(),
+            Some(("root", password)),
+        ),
     )
     .await
     .err();
@@ -620,7 +658,7 @@ async fn dante_socks5_username_password() {
     );
     let none = bounded(
         "SOCKS5 offering no auth",
-        socks5(tcp(dante.port()).await, dest(), None),
+        socks5(to_kit(dante.port(), || dante.log()).await, dest(), None),
     )
     .await
     .err();
@@ -654,9 +692,12 @@ async fn microsocks_socks5_without_auth() {
         Dest::Ipv4(Ipv4Addr::LOCALHOST, port),
         Dest::Name("localhost", port),
     ] {
-        let io = bounded("SOCKS5", socks5(tcp(ms.port()).await, dest, None))
-            .await
-            .expect("microsocks opens the tunnel");
+        let io = bounded(
+            "SOCKS5",
+            socks5(to_kit(ms.port(), || ms.log()).await, dest, None),
+        )
+        .await
+        .expect("microsocks opens the tunnel");
         bounded(
             "POST through microsocks",
             post_through_tunnel(io, &sink, &[]),
@@ -677,7 +718,11 @@ async fn microsocks_socks5_user_password() {
     let dest = || Dest::Ipv4(Ipv4Addr::LOCALHOST, sink.addr().port());
     let io = bounded(
         "SOCKS5 with credentials",
-        socks5(tcp(ms.port()).await, dest(), Some((user, password))),
+        socks5(
+            to_kit(ms.port(), || ms.log()).await,
+            dest(),
+            Some((user, password)),
+        ),
     )
     .await
     .expect("microsocks opens the tunnel");
@@ -688,7 +733,11 @@ async fn microsocks_socks5_user_password() {
     .await;
     let wrong = bounded(
         "SOCKS5 with a wrong password",
-        socks5(tcp(ms.port()).await, dest(), Some((user, "wrong"))),
+        socks5(
+            to_kit(ms.port(), || ms.log()).await,
+            dest(),
+            Some((user, "wrong")),
+        ),
     )
     .await
     .err();
@@ -698,7 +747,7 @@ async fn microsocks_socks5_user_password() {
     );
     let none = bounded(
         "SOCKS5 offering no auth",
-        socks5(tcp(ms.port()).await, dest(), None),
+        socks5(to_kit(ms.port(), || ms.log()).await, dest(), None),
     )
     .await
     .err();
@@ -714,11 +763,15 @@ async fn microsocks_socks5_user_password() {
 
 // --- the scripted proxy's presets --------------------------------------------------------------
 
-/// The proxy saw the connection in order: accepted, first byte, replied.
+/// The proxy saw the connection in order: accepted, first byte, reply begun, reply written.
 fn assert_stamps_in_order(log: &crate::scripted_proxy::ConnLog) {
     let first = log.first_byte.expect("first byte stamped");
     let replied = log.replied.expect("reply stamped");
-    assert!(log.accepted <= first && first <= replied, "{log:#?}");
+    let written = log.reply_written.expect("reply's write stamped");
+    assert!(
+        log.accepted <= first && first <= replied && replied <= written,
+        "{log:#?}"
+    );
 }
 
 #[tokio::test]
@@ -961,6 +1014,56 @@ async fn scripted_https_proxy_carries_tls_inside_tls() {
     assert_eq!(res.status, 200);
     bounded("POST, TLS in TLS", post_through_tunnel(io, &sink, &[])).await;
     assert_stamps_in_order(&proxy.ended_log(0, STEP).await);
+}
+
+/// On a thread of its own, the proxy's stamps fall where the client saw them happen: the
+/// accept between the client's connect and its reading the answer, the first byte after the
+/// client began to write, the reply before the client read it.
+#[tokio::test]
+async fn scripted_proxy_stamps_agree_with_the_client() {
+    let proxy = ScriptedProxy::start_with(
+        ProxyOptions {
+            own_thread: true,
+            ..ProxyOptions::default()
+        },
+        vec![presets::socks5_no_auth()],
+    )
+    .await;
+    let sink = common::sink(false).await;
+    let before_connect = Instant::now();
+    let mut s = tcp(proxy.addr.port()).await;
+    let before_write = Instant::now();
+    s.write_all(&[5, 1, 0]).await.unwrap();
+    let mut choice = [0u8; 2];
+    bounded("greeting", s.read_exact(&mut choice))
+        .await
+        .unwrap();
+    let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    req.extend_from_slice(&sink.addr().port().to_be_bytes());
+    s.write_all(&req).await.unwrap();
+    let mut reply = [0u8; 10];
+    bounded("reply", s.read_exact(&mut reply)).await.unwrap();
+    let after_reply = Instant::now();
+    assert_eq!(reply[1], 0);
+    bounded("POST", post_through_tunnel(s, &sink, &[])).await;
+    let log = proxy.ended_log(0, STEP).await;
+    assert_stamps_in_order(&log);
+    let (accepted, first, replied) = (log.accepted, log.first_byte.unwrap(), log.replied.unwrap());
+    assert!(
+        before_connect <= accepted && accepted <= after_reply,
+        "{log:#?}"
+    );
+    assert!(before_write <= first, "{log:#?}");
+    assert!(replied <= after_reply, "{log:#?}");
+    eprintln!(
+        "client: connect at +0, reply read at {:?}; proxy: accept {:?}, first byte {:?}, \
+         reply {:?} to {:?}",
+        after_reply - before_connect,
+        accepted - before_connect,
+        first - before_connect,
+        replied - before_connect,
+        log.reply_written.unwrap() - before_connect
+    );
 }
 
 /// The proxy refuses what is not on this machine, as a proxy's rules would, and connects to

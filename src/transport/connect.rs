@@ -28,6 +28,18 @@ pub(crate) struct Connection {
     pub idle_since: Instant,
 }
 
+impl Connection {
+    /// A connection just opened, with what is known about it.
+    pub(crate) fn opened(stream: Stream, info: ConnectionInfo) -> Connection {
+        Connection {
+            stream,
+            info: Arc::new(info),
+            requests: 0,
+            idle_since: Instant::now(),
+        }
+    }
+}
+
 /// How to open connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectParams {
@@ -65,13 +77,7 @@ pub(crate) async fn connect(
         Stream::Plain(Socket::new(tcp.stream))
     };
     stamps.connect_end = Some(Instant::now()); // connectEnd
-    let conn = Connection {
-        stream,
-        info: Arc::new(info),
-        requests: 0,
-        idle_since: Instant::now(),
-    };
-    Ok((conn, stamps))
+    Ok((Connection::opened(stream, info), stamps))
 }
 
 /// A TCP connection just established, with what the profile reports about it so far.

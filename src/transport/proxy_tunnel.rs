@@ -166,13 +166,7 @@ pub(crate) async fn connect(
     stamps.connect_end = Some(Instant::now()); // connectEnd
     stamps.proxy = Some(proxy_stamps);
     info.proxy = Some(facts);
-    let conn = Connection {
-        stream,
-        info: Arc::new(info),
-        requests: 0,
-        idle_since: Instant::now(),
-    };
-    Ok((conn, stamps))
+    Ok((Connection::opened(stream, info), stamps))
 }
 
 /// The connection to the proxy itself.

@@ -329,14 +329,16 @@ impl Default for Client {
 }
 
 impl Client {
-    /// A client with the default configuration.
+    /// A client with the default configuration and the environment's proxies
+    /// ([`ProxyRules::from_env`]).
     pub fn new() -> Client {
         ClientBuilder::default()
             .build()
             .expect("the default configuration has no certificate to reject")
     }
 
-    /// A builder for a configured client.
+    /// A builder for a configured client, starting from the environment's proxies
+    /// ([`ProxyRules::from_env`]; [`ClientBuilder::no_proxy`] turns them off).
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }

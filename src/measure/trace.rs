@@ -121,6 +121,11 @@ mod on {
         DomainLookUpStart => "domainLookUpStart",
         DomainLookUpEnd => "domainLookUpEnd",
         ConnectStart => "connectStart",
+        ProxyConnectEnd => "proxyConnectEnd",
+        ProxySslConnectionStart => "proxySSLconnectionStart",
+        ProxySslConnectionEnd => "proxySSLconnectionEnd",
+        ProxyTunnelStart => "proxyTunnelStart",
+        ProxyTunnelEnd => "proxyTunnelEnd",
         SslConnectionStart => "SSLconnectionStart",
         SslConnectionEnd => "SSLconnectionEnd",
         ConnectEnd => "connectEnd",
@@ -192,8 +197,17 @@ mod on {
         }
 
         pub(crate) fn connected(&self, s: &ConnectStamps) {
+            let p = s.proxy.unwrap_or_default();
             self.each(&[
                 (Boundary::ConnectStart, s.connect_start),
+                (Boundary::ProxyConnectEnd, p.proxy_connect_end),
+                (
+                    Boundary::ProxySslConnectionStart,
+                    p.proxy_ssl_connection_start,
+                ),
+                (Boundary::ProxySslConnectionEnd, p.proxy_ssl_connection_end),
+                (Boundary::ProxyTunnelStart, p.proxy_tunnel_start),
+                (Boundary::ProxyTunnelEnd, p.proxy_tunnel_end),
                 (Boundary::SslConnectionStart, s.ssl_connection_start),
                 (Boundary::SslConnectionEnd, s.ssl_connection_end),
                 (Boundary::ConnectEnd, s.connect_end),

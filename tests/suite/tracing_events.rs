@@ -215,8 +215,13 @@ const RESOLVE_FIELDS: [&str; 4] = [
     "domainLookUpStart",
     "domainLookUpEnd",
 ];
-const CONNECT_FIELDS: [&str; 4] = [
+const CONNECT_FIELDS: [&str; 9] = [
     "connectStart",
+    "proxyConnectEnd",
+    "proxySSLconnectionStart",
+    "proxySSLconnectionEnd",
+    "proxyTunnelStart",
+    "proxyTunnelEnd",
     "SSLconnectionStart",
     "SSLconnectionEnd",
     "connectEnd",
@@ -559,4 +564,46 @@ async fn a_quic_fallback_is_an_event_with_its_reason() {
     assert_eq!(*level, Level::INFO);
     assert_eq!(fields["why"], ext.quic_fallback.as_str());
     assert_events_match_profile(&events, profile, ext);
+}
+
+/// Through a proxy: the proxy's steps are events too, in order, with the extensions' values.
+#[tokio::test(flavor = "current_thread")]
+async fn the_proxy_steps_are_events() {
+    use crate::scripted_proxy::{presets, ScriptedProxy};
+    let (collected, _guard) = collector();
+    let proxy = ScriptedProxy::start(vec![presets::http_connect(None)]).await;
+    let sink = Sink::start(SinkConfig {
+        tls: true,
+        ..SinkConfig::default()
+    })
+    .await
+    .expect("sink starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::make_file(dir.path(), "a.bin", 64 * 1024);
+    let client = Client::builder()
+        .proxy(uploadfile::proxy::Proxy::parse(&proxy.url).unwrap())
+        .add_root_certificates_pem(sink.ca_pem().unwrap().as_bytes())
+        .build()
+        .unwrap();
+    let url = sink.url("/upload");
+    let res = upload(&client, UploadOptions::new(url.clone(), &file, "file")).await;
+    let (profile, ext) = (res.profile.unwrap(), res.profile_extensions.unwrap());
+    assert!(ext.is_proxy_connection);
+    let (_, events) = collected.upload(&url);
+    let names: Vec<&str> = events.iter().map(name).collect();
+    let at = |field: &str| {
+        names
+            .iter()
+            .position(|n| *n == field)
+            .unwrap_or_else(|| panic!("no {field} event: {names:?}"))
+    };
+    assert!(at("connectStart") < at("proxyConnectEnd"));
+    assert!(at("proxyConnectEnd") < at("proxyTunnelStart"));
+    assert!(at("proxyTunnelStart") < at("proxyTunnelEnd"));
+    assert!(at("proxyTunnelEnd") < at("SSLconnectionStart"));
+    assert!(
+        !names.contains(&"proxySSLconnectionStart"),
+        "an http:// proxy: {names:?}"
+    );
+    assert_events_match_profile(&events, &profile, &ext);
 }

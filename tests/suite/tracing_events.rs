@@ -605,5 +605,21 @@ async fn the_proxy_steps_are_events() {
         !names.contains(&"proxySSLconnectionStart"),
         "an http:// proxy: {names:?}"
     );
-    assert_events_match_profile(&events, &profile, &ext);
+    // Each event carries the very value the profile or its extensions report.
+    for field in [
+        "connectStart",
+        "proxyConnectEnd",
+        "proxyTunnelStart",
+        "proxyTunnelEnd",
+        "SSLconnectionStart",
+        "SSLconnectionEnd",
+        "connectEnd",
+    ] {
+        let event = &events[at(field)];
+        assert_eq!(
+            fields(event)["at"].as_f64().unwrap(),
+            field_ms(&profile, &ext, field),
+            "{field}"
+        );
+    }
 }

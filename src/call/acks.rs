@@ -100,9 +100,16 @@ impl AckTracker {
         }
     }
 
+    /// Socket bytes of this exchange the peer has acknowledged (one `TCP_INFO`: a poll needs
+    /// no `SIOCOUTQ`).
+    fn acked(&self) -> Option<u64> {
+        let info = sys::tcp_info(&self.fd).ok()?;
+        Some(info.bytes_acked.saturating_sub(self.base_acked))
+    }
+
     /// Body bytes the peer has acknowledged now; also notices the moment everything was.
     pub(crate) fn poll(&mut self) -> u64 {
-        let Some((acked, _)) = self.counters() else {
+        let Some(acked) = self.acked() else {
             return self.acked_body;
         };
         while let Some(&(socket, body)) = self.marks.front() {

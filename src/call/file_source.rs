@@ -69,12 +69,22 @@ impl Snapshot {
 
 impl FileSource {
     /// `path`: where the file was opened, to notice a replacement (`None` in unit tests).
+    #[cfg(test)]
     pub(crate) fn new(file: std::fs::File, path: Option<&std::path::Path>) -> Self {
-        let opened = file.metadata().ok().as_ref().and_then(Snapshot::of);
+        let meta = file.metadata().expect("the test file's metadata");
+        FileSource::opened(file, &meta, path)
+    }
+
+    /// The same, with the metadata the caller read from the opened handle (no second `fstat`).
+    pub(crate) fn opened(
+        file: std::fs::File,
+        meta: &std::fs::Metadata,
+        path: Option<&std::path::Path>,
+    ) -> Self {
         FileSource {
             file: Arc::new(file),
             path: path.map(Arc::from),
-            opened,
+            opened: Snapshot::of(meta),
         }
     }
 

@@ -232,11 +232,14 @@ async fn open_file(path: &Path) -> Result<(FileSource, u64), UploadError> {
     let opened = tokio::task::spawn_blocking(move || open_checked(&owned))
         .await
         .map_err(|e| UploadError::new(ErrorKind::FileRead, format!("opening the file: {e}")))??;
-    Ok((FileSource::new(opened.0, Some(path)), opened.1))
+    let (file, meta) = opened;
+    let len = meta.len();
+    Ok((FileSource::opened(file, &meta, Some(path)), len))
 }
 
-/// Open `path` for reading if it is a regular file; its length from the opened handle.
-fn open_checked(path: &Path) -> Result<(std::fs::File, u64), UploadError> {
+/// Open `path` for reading if it is a regular file; with it, its metadata from the opened
+/// handle.
+fn open_checked(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), UploadError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| file_error(&e, path))?;
     if meta.is_dir() {
@@ -260,7 +263,7 @@ fn open_checked(path: &Path) -> Result<(std::fs::File, u64), UploadError> {
             format!("{shown} is not a regular file"),
         ));
     }
-    Ok((file, meta.len()))
+    Ok((file, meta))
 }
 
 fn file_error(e: &std::io::Error, path: &Path) -> UploadError {

@@ -55,17 +55,16 @@ pub struct Boundary(String);
 
 impl Boundary {
     /// A fresh boundary: `----uploadfile` followed by 32 lowercase hex digits
-    /// (128 bits) from the operating system's random generator.
+    /// (128 bits): the standard library's SipHash, keyed at random (from the
+    /// operating system, once per thread), over a process-wide counter.
     ///
     /// Only `[0-9a-z-]` is used, so the boundary needs no quoting in the
-    /// `Content-Type` header. If the OS generator fails (it practically never
-    /// does) the bits come from the standard library's randomly keyed
-    /// SipHash over a process-wide counter instead, so this never panics.
+    /// `Content-Type` header. A boundary must only be unlikely to occur in the
+    /// body, not secret: a keyed hash of a counter is as good for that as the
+    /// OS generator, without its system call on every upload (issue 15).
     pub fn random() -> Boundary {
         let mut bits = [0u8; 16];
-        if getrandom::fill(&mut bits).is_err() {
-            fallback_random(&mut bits);
-        }
+        keyed_random(&mut bits);
         let mut s = String::with_capacity(RANDOM_PREFIX.len() + 32);
         s.push_str(RANDOM_PREFIX);
         for b in bits {
@@ -158,10 +157,10 @@ fn hex_digit(n: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(n & 0x0f)])
 }
 
-/// Second-best randomness: `RandomState` keys are drawn from the OS once per
-/// process (with std's own fallbacks) and then varied per instance; the
-/// counter makes every call hash a different input.
-fn fallback_random(out: &mut [u8; 16]) {
+/// 128 bits for a boundary: `RandomState` keys are drawn from the OS once per
+/// thread (with std's own fallbacks) and then varied per instance; the
+/// counter makes every call hash a different input. No system call.
+fn keyed_random(out: &mut [u8; 16]) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     for half in out.chunks_mut(8) {
         let mut h = RandomState::new().build_hasher();
@@ -551,11 +550,11 @@ mod tests {
     }
 
     #[test]
-    fn fallback_randomness_differs_per_call() {
+    fn keyed_randomness_differs_per_call() {
         let mut a = [0u8; 16];
         let mut b = [0u8; 16];
-        fallback_random(&mut a);
-        fallback_random(&mut b);
+        keyed_random(&mut a);
+        keyed_random(&mut b);
         assert_ne!(a, b);
     }
 

@@ -27,7 +27,7 @@ use crate::sys;
 use crate::transport::stream::Stream;
 
 pub(crate) struct AckTracker {
-    fd: OwnedFd,
+    fd: std::sync::Arc<OwnedFd>,
     /// `tcpi_bytes_acked` when the exchange began.
     base_acked: u64,
     /// (socket bytes of this exchange, body bytes) in increasing order, not yet reached.
@@ -39,6 +39,11 @@ pub(crate) struct AckTracker {
     final_socket: Option<u64>,
     stamps_enabled: bool,
     acked_end: Option<(Instant, AckSource)>,
+    /// The smoothed RTT of the last `TCP_INFO` a poll read, in µs (0: none yet).
+    rtt_us: std::cell::Cell<u32>,
+    /// The error queue was read to its end after the final write was acknowledged: nothing
+    /// more can arrive on it for this exchange.
+    stamps_drained: bool,
 }
 
 impl AckTracker {
@@ -58,6 +63,8 @@ impl AckTracker {
             final_socket: None,
             stamps_enabled: false,
             acked_end: None,
+            rtt_us: std::cell::Cell::new(info.rtt_us),
+            stamps_drained: false,
         })
     }
 
@@ -104,6 +111,7 @@ impl AckTracker {
     /// no `SIOCOUTQ`).
     fn acked(&self) -> Option<u64> {
         let info = sys::tcp_info(&self.fd).ok()?;
+        self.rtt_us.set(info.rtt_us);
         Some(info.bytes_acked.saturating_sub(self.base_acked))
     }
 
@@ -164,6 +172,9 @@ impl AckTracker {
             return None;
         }
         let stamps = sys::read_ack_timestamps(&self.fd).ok()?;
+        // Read to its end once everything was acknowledged: the final write's stamp was the last
+        // this exchange could get (no write follows it).
+        self.stamps_drained = true;
         let last = stamps.iter().max_by_key(|s| s.key)?;
         let pair = sys::clock_pair();
         Some(sys::realtime_to_instant(last.realtime, pair))
@@ -174,21 +185,23 @@ impl AckTracker {
         self.acked_end
     }
 
-    /// The connection's smoothed RTT now, in ms (microsecond resolution).
+    /// The connection's smoothed RTT as the last poll read it, in ms (microsecond resolution):
+    /// call it right after a poll (the response head's) and it costs no system call.
     pub(crate) fn rtt_ms(&self) -> Option<f64> {
-        sys::tcp_info(&self.fd)
-            .ok()
-            .filter(|i| i.rtt_us > 0)
-            .map(|i| i.rtt_us as f64 / 1000.0)
+        let rtt_us = self.rtt_us.get();
+        (rtt_us > 0).then(|| f64::from(rtt_us) / 1000.0)
     }
 }
 
 impl Drop for AckTracker {
     fn drop(&mut self) {
         if self.stamps_enabled {
-            // The connection may be reused: stop stamping its later writes.
+            // The connection may be reused: stop stamping its later writes, and leave no stamp
+            // of this exchange behind (unless the queue was read to its end already).
             let _ = sys::disable_ack_timestamps(&self.fd);
-            let _ = sys::read_ack_timestamps(&self.fd);
+            if !self.stamps_drained {
+                let _ = sys::read_ack_timestamps(&self.fd);
+            }
         }
     }
 }

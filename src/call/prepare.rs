@@ -240,8 +240,17 @@ async fn open_file(path: &Path) -> Result<(FileSource, u64), UploadError> {
 /// Open `path` for reading if it is a regular file; with it, its metadata from the opened
 /// handle.
 fn open_checked(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), UploadError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| file_error(&e, path))?;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; the type is
+    // then checked on the opened handle (one `fstat`, no `stat` of the path before the open:
+    // issue 15). It changes nothing for a regular file's reads.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| file_error(&e, path))?;
+    let meta = file.metadata().map_err(|e| file_error(&e, path))?;
     if meta.is_dir() {
         return Err(UploadError::new(
             ErrorKind::NotAFile,
@@ -249,18 +258,9 @@ fn open_checked(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), Uploa
         ));
     }
     if !meta.is_file() {
-        // Checked before opening: opening a FIFO for reading would wait for a writer.
         return Err(UploadError::new(
             ErrorKind::NotAFile,
             format!("{shown} is not a regular file (FIFO, socket or device)"),
-        ));
-    }
-    let file = std::fs::File::open(path).map_err(|e| file_error(&e, path))?;
-    let meta = file.metadata().map_err(|e| file_error(&e, path))?;
-    if !meta.is_file() {
-        return Err(UploadError::new(
-            ErrorKind::NotAFile,
-            format!("{shown} is not a regular file"),
         ));
     }
     Ok((file, meta))
@@ -268,6 +268,16 @@ fn open_checked(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), Uploa
 
 fn file_error(e: &std::io::Error, path: &Path) -> UploadError {
     let shown: PathBuf = path.to_path_buf();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        // What opening a UNIX socket's path gives.
+        return UploadError::new(
+            ErrorKind::NotAFile,
+            format!(
+                "{} is not a regular file (FIFO, socket or device)",
+                shown.display()
+            ),
+        );
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound => {
             UploadError::new(ErrorKind::FileNotFound, shown.display().to_string())

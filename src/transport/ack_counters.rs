@@ -33,7 +33,7 @@ use crate::sys::{self, KeyOrigin};
 #[derive(Debug)]
 pub(crate) struct AckCounters {
     /// A duplicate of the TCP socket (the stream itself belongs to the connection task).
-    fd: OwnedFd,
+    fd: std::sync::Arc<OwnedFd>,
     /// `tcpi_bytes_acked + SIOCOUTQ` when counting began: every byte written by then, SYN
     /// included, as the kernel counts them ...
     kernel_origin: u64,

@@ -45,7 +45,7 @@ pub(crate) struct H2Connection {
     pub book: Arc<TapBook>,
     pub info: Arc<ConnectionInfo>,
     /// A duplicate of the TCP socket, for TCP_INFO (`rtt`).
-    pub tcp_fd: Option<OwnedFd>,
+    pub tcp_fd: Option<std::sync::Arc<OwnedFd>>,
     /// The kernel's acknowledgement counters, where it has them (per-stream acknowledged
     /// progress and `bodyAckedEnd`).
     pub acks: Option<AckCounters>,

@@ -79,6 +79,9 @@ pub(crate) struct Socket {
     renewals: u64,
     /// Sends that found the socket full (a spinning writer would pile these up).
     would_blocks: u64,
+    /// A duplicate descriptor for kernel queries while the stream is split between a reader and
+    /// a writer, made once per connection (not once per exchange: issue 15).
+    query_fd: std::sync::OnceLock<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Socket {
@@ -92,12 +95,18 @@ impl Socket {
             inbox: Arc::default(),
             renewals: 0,
             would_blocks: 0,
+            query_fd: std::sync::OnceLock::new(),
         }
     }
 
-    /// The TCP stream (socket options, raw calls, readiness).
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    /// A duplicate of the socket's descriptor, for kernel queries (`TCP_INFO`, the error queue)
+    /// while the stream itself is split; the same one for the connection's life.
+    pub(crate) fn query_fd(&self) -> io::Result<Arc<std::os::fd::OwnedFd>> {
+        if let Some(fd) = self.query_fd.get() {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.tcp.as_fd().try_clone_to_owned()?);
+        Ok(self.query_fd.get_or_init(|| fd).clone())
     }
 
     /// The TCP stream, mutably (HTTP/1.1 splits it into borrowed halves for an exchange; its
@@ -267,7 +276,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut got = socket.inbox().take();
         while got.len() < n && Instant::now() < deadline {
-            got.extend(sys::read_ack_timestamps(socket.tcp()).unwrap());
+            got.extend(sys::read_ack_timestamps(&socket.tcp).unwrap());
             got.extend(socket.inbox().take());
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -282,7 +291,7 @@ mod tests {
             server.read_to_end(&mut all).await.unwrap();
             all.len()
         });
-        sys::enable_ack_reporting(socket.tcp()).unwrap();
+        sys::enable_ack_reporting(&socket.tcp).unwrap();
         socket.write_all(&[0u8; 1000]).await.unwrap();
         socket.set_stamping(true);
         socket.write_all(&[1u8; 234]).await.unwrap();
@@ -300,7 +309,7 @@ mod tests {
     #[tokio::test]
     async fn stamped_writes_into_a_full_buffer_wait_without_spinning() {
         let (mut socket, mut server) = narrow_pair().await;
-        sys::enable_ack_reporting(socket.tcp()).unwrap();
+        sys::enable_ack_reporting(&socket.tcp).unwrap();
         let total = 2 << 20;
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];

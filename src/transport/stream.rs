@@ -10,12 +10,12 @@
 //! registration ([`Stream::renew_stale_registration`]) before its next exchange.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::socket::Socket;
@@ -30,11 +30,6 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// The TCP socket under the stream (for socket options and liveness checks).
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        self.socket().tcp()
-    }
-
     /// The socket under the stream (TLS included).
     pub(crate) fn socket(&self) -> &Socket {
         match self {
@@ -94,9 +89,9 @@ impl Stream {
     }
 
     /// A duplicate descriptor of the TCP socket, for kernel queries while the stream itself is
-    /// split between a reader and a writer.
-    pub(crate) fn tcp_fd(&self) -> io::Result<OwnedFd> {
-        self.tcp().as_fd().try_clone_to_owned()
+    /// split between a reader and a writer (made once per connection).
+    pub(crate) fn tcp_fd(&self) -> io::Result<Arc<OwnedFd>> {
+        self.socket().query_fd()
     }
 }
 

@@ -141,6 +141,15 @@ async fn files_we_cannot_send() {
         "device",
     )
     .await;
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    refused(
+        UploadOptions::new(url.clone(), &socket, "file"),
+        ErrorKind::NotAFile,
+        &l,
+        "UNIX socket",
+    )
+    .await;
     let locked = make_file(dir.path(), "locked.bin", 10);
     std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     if nix::unistd::geteuid().is_root() {

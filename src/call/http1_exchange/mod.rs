@@ -59,6 +59,11 @@ pub(crate) struct ExchangeInput<'a> {
     pub track_acks: bool,
 }
 
+/// Requests larger than this (head and body) renew a stale reactor registration before they
+/// are written; the kernel's smallest default send buffer (`tcp_wmem`'s middle value) holds a
+/// smaller one whole.
+const RENEW_REGISTRATION_ABOVE: u64 = 16 * 1024;
+
 /// How often the acknowledgement counters are read while waiting for the last acks.
 const ACK_POLL_AFTER_WRITES: Duration = Duration::from_millis(1);
 /// How often they are read, between writes, while the body is being sent (progress events).
@@ -74,8 +79,13 @@ pub(crate) async fn exchange(
     let is_tls = !stream.is_plain();
     // A reused connection whose last exchange's ack timestamps left tokio's readiness stuck
     // at "write closed" (transport::stream's module docs) gets a fresh registration; a
-    // failure here means the socket is unusable, which the first write reports.
-    let _ = stream.renew_stale_registration();
+    // failure here means the socket is unusable, which the first write reports. Only a request
+    // that may have to wait for room in the send buffer needs it: a small one is written at
+    // once (and a write that did find the buffer full would still end, after a short pause:
+    // `wire.rs`), so it saves the five system calls of a renewal (issue 15).
+    if input.head.len() as u64 + total_body > RENEW_REGISTRATION_ABOVE {
+        let _ = stream.renew_stale_registration();
+    }
     if let Some(limit) = input.tls_buffer_limit {
         stream.set_tls_buffer_limit(limit);
     }
@@ -179,8 +189,9 @@ pub(crate) async fn exchange(
                 let mut got: Received = got.map_err(to_failure)?;
                 while got.final_head {
                     if let Some(acks) = acks.as_mut() {
-                        report.rtt_ms = acks.rtt_ms();
+                        // One TCP_INFO for both: the poll's, whose RTT is the one reported.
                         acks.report(input.task, total_body);
+                        report.rtt_ms = acks.rtt_ms();
                     }
                     if let Some(head) = ex.response_head() {
                         input.task.emit_headers(&HeadersReceived {
@@ -255,7 +266,9 @@ pub(crate) async fn exchange(
     }
 
     if let Some(acks) = acks.as_mut() {
-        acks.poll();
+        if acks.acked_end().is_none() {
+            acks.poll();
+        }
         if let Some((at, source)) = acks.acked_end() {
             report.stamps.body_acked_end = Some(at);
             report.ack_source = Some(source);

@@ -1134,6 +1134,15 @@ fn column(v: &[Option<Sample>], f: impl Fn(&Sample) -> f64) -> Option<(f64, f64,
     stats(v.iter().flatten().map(f).collect())
 }
 
+/// `median [min–max]` of counts, as whole numbers.
+fn int_cell(s: Option<(f64, f64, f64)>) -> String {
+    match s {
+        Some((med, lo, hi)) if lo == hi => format!("{med:.0}"),
+        Some((med, lo, hi)) => format!("{med:.0} [{lo:.0}–{hi:.0}]"),
+        None => "—".into(),
+    }
+}
+
 fn table(
     proto: Proto,
     contenders: &[Contender],
@@ -1171,7 +1180,7 @@ fn table(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
             who.label(),
-            cell(column(v, |x| x.requests as f64)),
+            int_cell(column(v, |x| x.requests as f64)),
             cell(column(v, Sample::rate)),
             ratio(Sample::rate),
             cell(column(v, Sample::cpu_us)),
@@ -1179,8 +1188,8 @@ fn table(
             cell(column(v, Sample::sink_cpu_us)),
             cell(column(v, |x| x.maxrss_kib as f64 / 1024.0)),
             cell(column(v, |x| x.sink_peak_rss_kib as f64 / 1024.0)),
-            cell(column(v, |x| x.sink_connections as f64)),
-            cell(column(v, |x| x.body_per_request)),
+            int_cell(column(v, |x| x.sink_connections as f64)),
+            int_cell(column(v, |x| x.body_per_request)),
             v.iter().flatten().count(),
             v.len(),
         );
@@ -1501,12 +1510,12 @@ fn bench() -> Result<(), BoxError> {
         knobs_prefix()
     );
     let _ = writeln!(report, "- source: {}", source_state(&root));
-    let mut versions: Vec<String> = contenders
-        .iter()
-        .map(|c| version_of(*c))
-        .filter(|v| !v.is_empty())
-        .collect();
-    versions.dedup();
+    let mut versions: Vec<String> = Vec::new();
+    for v in contenders.iter().map(|c| version_of(*c)) {
+        if !v.is_empty() && !versions.contains(&v) {
+            versions.push(v);
+        }
+    }
     if !versions.is_empty() {
         let _ = writeln!(report, "- tools: {}", versions.join("; "));
     }

@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use util::{
-    cell, command_line, describe_status, env_usize, exited_ok, num, process_cpu, ratio_cell, stats,
+    cell, command_line, describe_status, exited_ok, num, process_cpu, ratio_cell, stats,
     write_file, Cpu, Machine, KIB,
 };
 
@@ -300,11 +300,27 @@ fn build(root: &Path, target: &Path) -> Result<Bins, BoxError> {
     ];
     for (what, args) in steps {
         eprintln!("small_uploads: building {what}: cargo {}", args.join(" "));
-        let status = Command::new(&cargo)
-            .args(&args)
+        let mut cmd = Command::new(&cargo);
+        cmd.args(&args)
             .current_dir(root)
-            .env("CARGO_TARGET_DIR", target)
-            .status()?;
+            .env("CARGO_TARGET_DIR", target);
+        // What cargo set for this bench's own process (`CARGO_PKG_NAME=uploadfile`, ...) must
+        // not reach the nested cargo: ring's build script declares `rerun-if-env-changed` on
+        // some of these names, so the nested build would rebuild ring and all above it, and the
+        // next `cargo bench` would rebuild them back.
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    n.as_ref(),
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+                )
+            {
+                cmd.env_remove(&name);
+            }
+        }
+        let status = cmd.status()?;
         if !status.success() {
             return Err(format!("building {what} failed ({status})").into());
         }
@@ -1341,9 +1357,21 @@ fn version_of(who: Contender) -> String {
 // Main
 // ---------------------------------------------------------------------------------------------
 
+/// A numeric knob: `None` when unset or empty, an error when it is not a whole number.
+fn knob(name: &str) -> Result<Option<usize>, BoxError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(format!("{name}={v:?} is not a whole number").into()),
+        },
+        _ => Ok(None),
+    }
+}
+
 fn bench() -> Result<(), BoxError> {
-    let n = env_usize("SU_N").unwrap_or(20_000).max(CONCURRENCY);
-    let rounds = env_usize("SU_ROUNDS").unwrap_or(3).max(1);
+    let n = knob("SU_N")?.unwrap_or(20_000).max(CONCURRENCY);
+    let rounds = knob("SU_ROUNDS")?.unwrap_or(3).max(1);
+    let wrk_secs = knob("SU_WRK_SECS")?;
     let wanted = match std::env::var("SU_ONLY") {
         Ok(s) if !s.trim().is_empty() => s
             .split(',')
@@ -1405,7 +1433,7 @@ fn bench() -> Result<(), BoxError> {
     let load_before = load_average();
     let started = Instant::now();
     if contenders.contains(&Contender::Wrk) {
-        match env_usize("SU_WRK_SECS") {
+        match wrk_secs {
             Some(secs) => {
                 ctx.wrk_secs = secs.clamp(1, 600) as u64;
                 notes.push(format!("wrk runs for {} s (`SU_WRK_SECS`)", ctx.wrk_secs));

@@ -81,7 +81,8 @@ use std::time::Instant;
 
 use util::{
     cell, command_line, describe_status, env_usize, exited_ok, fincore, num, process_cpu,
-    ratio_cell, stats, wait4, warm, write_file, write_sparse_file, Cpu, Machine, GIB, KIB, MIB,
+    ratio_cell, source_state, stats, wait4, warm, write_file, write_sparse_file, Cpu, Machine, GIB,
+    KIB, MIB,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1608,37 +1609,6 @@ fn page_cache_note() -> String {
          included), hence the re-reads",
         age * aggr_us / 1e6
     )
-}
-
-/// The commit the binaries were built from, and whether `src/`, `sink/` or `cli/` had changes
-/// not committed.
-fn source_state(root: &Path) -> String {
-    let commit = command_line(
-        "git",
-        &[
-            "-C",
-            &root.display().to_string(),
-            "log",
-            "-1",
-            "--format=%h %s",
-        ],
-    );
-    if commit.is_empty() {
-        return "(not a git checkout)".into();
-    }
-    let dirty = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["status", "--porcelain", "--", "src", "sink", "cli"])
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    let commit: String = commit.chars().take(100).collect();
-    if dirty {
-        format!("`{commit}` plus uncommitted changes in src/, sink/ or cli/")
-    } else {
-        format!("`{commit}`")
-    }
 }
 
 /// The `SBS_*` variables set for this run, as a command prefix.

@@ -74,8 +74,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use util::{
-    cell, command_line, describe_status, exited_ok, num, process_cpu, ratio_cell, stats,
-    write_file, Cpu, Machine, KIB,
+    cell, command_line, describe_status, exited_ok, num, process_cpu, ratio_cell, source_state,
+    stats, write_file, Cpu, Machine, KIB,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1272,37 +1272,6 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-/// The commit the binaries were built from, and whether `src/`, `sink/` or `cli/` had changes
-/// not committed.
-fn source_state(root: &Path) -> String {
-    let commit = command_line(
-        "git",
-        &[
-            "-C",
-            &root.display().to_string(),
-            "log",
-            "-1",
-            "--format=%h %s",
-        ],
-    );
-    if commit.is_empty() {
-        return "(not a git checkout)".into();
-    }
-    let dirty = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["status", "--porcelain", "--", "src", "sink", "cli"])
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    let commit: String = commit.chars().take(100).collect();
-    if dirty {
-        format!("`{commit}` plus uncommitted changes in src/, sink/ or cli/")
-    } else {
-        format!("`{commit}`")
-    }
 }
 
 /// The `SU_*` variables set for this run, as a command prefix.

@@ -289,3 +289,34 @@ fn read_through(path: &Path, block: &mut [u8]) -> io::Result<u64> {
         read += n as u64;
     }
 }
+
+/// The commit the binaries were built from, and whether `src/`, `sink/` or `cli/` had changes
+/// not committed.
+pub fn source_state(root: &Path) -> String {
+    let commit = command_line(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "log",
+            "-1",
+            "--format=%h %s",
+        ],
+    );
+    if commit.is_empty() {
+        return "(not a git checkout)".into();
+    }
+    let dirty = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["status", "--porcelain", "--", "src", "sink", "cli"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    let commit: String = commit.chars().take(100).collect();
+    if dirty {
+        format!("`{commit}` plus uncommitted changes in src/, sink/ or cli/")
+    } else {
+        format!("`{commit}`")
+    }
+}

@@ -8,10 +8,12 @@
 //! phase model, `uploadfile::phases`, as `upload`'s waterfall draws it), and give exact
 //! percentiles of each over the whole run.
 //!
-//! One [`uploadfile::Client`] carries the whole run, so connections are reused as an application
-//! would reuse them; its concurrency permit and idle pool are sized to `-c`. The loop, the
-//! report, the waterfall and the statistics are the submodules:
+//! One [`uploadfile::Client`] per bench thread (`--threads`, 1 by default) carries the run, so
+//! connections are reused as an application would reuse them; its concurrency permit and idle
+//! pool are sized to its thread's share of `-c`. The loop, the report, the waterfall and the
+//! statistics are the submodules:
 //!
+//! - `lanes`: the bench threads, a single-threaded runtime and a client each;
 //! - `runner`: the closed loop of `-c` workers, warm-up, `-n` / `--duration`, Ctrl-C;
 //! - `sample` : one upload reduced to the spans of its phases that the bench counts;
 //! - `stats`  : exact nearest-rank percentiles;
@@ -22,6 +24,7 @@
 //! original), 1 when any failed, 2 on a usage error (bad arguments, or an upload failing in a
 //! way that no retry changes: bad URL, missing file, refused header, unreadable CA file).
 
+mod lanes;
 mod report;
 mod runner;
 mod sample;
@@ -90,6 +93,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub concurrency: u64,
 
+    /// Threads running the workers, each with its own connections (worker i on thread i mod N;
+    /// at most -c)
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub threads: u64,
+
     /// Uploads made first and not counted (to open connections, fill caches)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub warmup: u64,
@@ -143,10 +152,16 @@ impl Args {
         }
     }
 
-    /// The one client of the run: `-c` uploads may be in flight and as many connections may
-    /// wait idle in the pool per origin, so no counted upload queues or loses its connection.
+    /// Bench threads: `--threads`, at most one per worker.
+    pub fn lanes(&self) -> usize {
+        usize::try_from(self.threads.min(self.concurrency)).unwrap_or(1)
+    }
+
+    /// A client of the run (one per thread): its thread's workers may all be in flight and as
+    /// many connections may wait idle in the pool per origin, so no counted upload queues or
+    /// loses its connection.
     pub fn client(&self) -> Result<Client, UploadError> {
-        let c = self.plan().concurrency;
+        let c = self.plan().concurrency.div_ceil(self.lanes());
         self.request
             .client_builder()?
             .max_concurrent_uploads(c)
@@ -164,6 +179,7 @@ impl Args {
             requests: plan.requests,
             duration_secs: self.duration.map(|d| d.as_secs_f64()),
             concurrency: plan.concurrency,
+            threads: self.lanes(),
             warmup: self.warmup,
             http2: self.request.http2 || self.request.http2_prior_knowledge,
             http2_prior_knowledge: self.request.http2_prior_knowledge,
@@ -189,9 +205,13 @@ pub async fn run(args: Args) -> ExitCode {
         eprintln!("uploadfile bench: {msg}");
         ExitCode::from(2)
     };
-    let client = match args.client() {
-        Ok(c) => c,
-        Err(e) => return usage(&e.err_msg()),
+    let make_client: lanes::MakeClient = {
+        let args = args.clone();
+        Arc::new(move || args.client())
+    };
+    let lanes = match lanes::Lanes::start(args.lanes(), &make_client) {
+        Ok(l) => l,
+        Err(msg) => return usage(&msg),
     };
     // Created now, so that a path that cannot be written fails before the run, not after it.
     let mut svg_file = match &args.svg {
@@ -225,7 +245,7 @@ pub async fn run(args: Args) -> ExitCode {
         .then(|| tokio::spawn(show_progress(Arc::clone(&counters))));
 
     let result = runner::execute(
-        &client,
+        &lanes,
         args.options(),
         args.plan(),
         Arc::clone(&stop),
@@ -233,6 +253,8 @@ pub async fn run(args: Args) -> ExitCode {
     )
     .await;
     interrupt.abort();
+    // The lanes' threads end here, with their connections.
+    drop(lanes);
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");

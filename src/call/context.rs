@@ -12,6 +12,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
+use super::file_open::FileOpener;
 use crate::config::ClientConfig;
 use crate::dns::Resolve;
 use crate::error::UploadError;
@@ -43,6 +44,8 @@ pub(crate) struct Context {
     pub resolver: HostResolver,
     /// This client's network quality estimator (Chromium's, see `measure::quality`).
     pub quality: Mutex<NetworkQualityEstimator>,
+    /// Which files open fast enough to open on the runtime's thread.
+    pub files: FileOpener,
     next_connection_id: AtomicU64,
 }
 
@@ -74,6 +77,7 @@ impl Context {
             #[cfg(feature = "quic")]
             quic: QuicPool::default(),
             config,
+            files: FileOpener::default(),
             next_connection_id: AtomicU64::new(1),
         })
     }

@@ -73,7 +73,7 @@ pub(crate) async fn send(
             task,
             track_acks: upload.profile && ctx.config.track_acknowledgements,
         };
-        match exchange(&mut conn.stream, input).await {
+        match exchange(&mut conn.stream, &mut conn.read_buf, input).await {
             Ok(response) => {
                 conn.requests += 1;
                 if let (Route::Forward { proxy }, 407) = (route, response.head.status) {

@@ -19,6 +19,7 @@ mod acks;
 mod body_pieces;
 mod connection;
 mod context;
+mod file_open;
 mod file_source;
 mod h2;
 mod h2_stream;
@@ -82,7 +83,7 @@ async fn upload(
     trace: UploadTrace,
 ) -> Result<UploadSuccess, UploadError> {
     let mut record = UploadRecord::new(invoke).traced(trace);
-    let (upload, mut hop) = prepare::prepare(options, &ctx.config).await?;
+    let (upload, mut hop) = prepare::prepare(options, &ctx.config, &ctx.files).await?;
 
     let queue_start = Instant::now(); // queueStart
     let _permit = ctx

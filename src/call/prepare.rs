@@ -9,8 +9,7 @@
 //! then redirect hops) is a [`Hop`], and each protocol builds its own
 //! request from the two (`http1::request_head`, `multiplexed::request`).
 
-use std::path::{Path, PathBuf};
-
+use crate::call::file_open::FileOpener;
 use crate::call::file_source::FileSource;
 use crate::config::ClientConfig;
 use crate::error::{ErrorKind, UploadError};
@@ -116,6 +115,7 @@ impl Upload {
 pub(crate) async fn prepare(
     options: &UploadOptions,
     config: &ClientConfig,
+    opener: &FileOpener,
 ) -> Result<(Upload, Hop), UploadError> {
     if options.url.is_empty() {
         return Err(invalid_options("url is required"));
@@ -142,7 +142,7 @@ pub(crate) async fn prepare(
         .unwrap_or_default();
     check_part_name("the file name", &file_name)?;
 
-    let (file, len) = open_file(&options.file_path).await?;
+    let (file, len, _) = opener.open(&options.file_path).await?;
     let file_field = FileField {
         name: options.name.clone(),
         content_type: guess_content_type(&file_name).to_string(),
@@ -223,67 +223,6 @@ fn user_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, U
         out.push((name.clone(), value.clone()));
     }
     Ok(out)
-}
-
-async fn open_file(path: &Path) -> Result<(FileSource, u64), UploadError> {
-    // One trip to the blocking pool for the open and the checks (opening may wait for a slow
-    // file system; three trips through `tokio::fs` cost a small upload measurably).
-    let owned = path.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || open_checked(&owned))
-        .await
-        .map_err(|e| UploadError::new(ErrorKind::FileRead, format!("opening the file: {e}")))??;
-    let (file, meta) = opened;
-    let len = meta.len();
-    Ok((FileSource::opened(file, &meta, Some(path)), len))
-}
-
-/// Open `path` for reading if it is a regular file; with it, its metadata from the opened
-/// handle.
-fn open_checked(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), UploadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let shown = path.display().to_string();
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; the type is
-    // then checked on the opened handle (one `fstat`, no `stat` of the path before the open:
-    // issue 15). It changes nothing for a regular file's reads.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| file_error(&e, path))?;
-    let meta = file.metadata().map_err(|e| file_error(&e, path))?;
-    if meta.is_dir() {
-        return Err(UploadError::new(
-            ErrorKind::NotAFile,
-            format!("{shown} is a directory"),
-        ));
-    }
-    if !meta.is_file() {
-        return Err(UploadError::new(
-            ErrorKind::NotAFile,
-            format!("{shown} is not a regular file (FIFO, socket or device)"),
-        ));
-    }
-    Ok((file, meta))
-}
-
-fn file_error(e: &std::io::Error, path: &Path) -> UploadError {
-    let shown: PathBuf = path.to_path_buf();
-    if e.raw_os_error() == Some(libc::ENXIO) {
-        // What opening a UNIX socket's path gives.
-        return UploadError::new(
-            ErrorKind::NotAFile,
-            format!(
-                "{} is not a regular file (FIFO, socket or device)",
-                shown.display()
-            ),
-        );
-    }
-    match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            UploadError::new(ErrorKind::FileNotFound, shown.display().to_string())
-        }
-        _ => UploadError::new(ErrorKind::FileRead, format!("{}: {e}", shown.display())),
-    }
 }
 
 /// How this client routes the hops of an upload (with `enableHttp2`, h2c with prior knowledge

@@ -308,7 +308,18 @@ impl BodyPlan {
         let mut collides =
             file_name.contains(b) || file_field.contains(b) || content_type.contains(b);
 
-        let mut preamble = String::new();
+        // Sized up front: one allocation, not one per growth.
+        let framing = 2 + b.len() + 64;
+        let capacity = fields
+            .iter()
+            .map(|f| framing + f.name.len() + f.value.len() + 8)
+            .sum::<usize>()
+            + framing
+            + file_field.len()
+            + file_name.len()
+            + content_type.len()
+            + 32;
+        let mut preamble = String::with_capacity(capacity);
         for field in fields {
             let name = escape_quoted(&field.name);
             collides |= name.contains(b) || field.value.contains(b);
@@ -399,8 +410,12 @@ fn content_type_ok(ct: &str) -> bool {
 /// browsers and curl do: `"` becomes `%22`, CR `%0D`, LF `%0A`; every other
 /// character (including `%`, `\`, controls and non-ASCII) is kept as raw
 /// UTF-8.
-pub fn escape_quoted(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+pub fn escape_quoted(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['"', '\r', '\n']) {
+        // The usual case: nothing to escape, nothing to allocate.
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         match c {
             '"' => out.push_str("%22"),
@@ -409,7 +424,7 @@ pub fn escape_quoted(value: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -196,6 +196,18 @@ pub(crate) fn read_ack_timestamps(sock: impl AsFd) -> io::Result<Vec<AckTimestam
     imp::read_ack_timestamps(sock.as_fd())
 }
 
+/// Take messages off the socket's error queue one at a time, without blocking, until the TX_ACK
+/// stamp with `key` (returned), an empty queue or `limit` messages (`Ok(None)`); the messages
+/// before it (stale stamps of earlier sends, other errors) are dropped. One `recvmsg` when the
+/// stamp is the only message queued: no read to `EAGAIN` (issue 15).
+pub(crate) fn find_ack_timestamp(
+    sock: impl AsFd,
+    key: u32,
+    limit: usize,
+) -> io::Result<Option<AckTimestamp>> {
+    imp::find_ack_timestamp(sock.as_fd(), key, limit)
+}
+
 /// `CLOCK_MONOTONIC` ([`Instant`]) and `CLOCK_REALTIME` read back to back: the realtime clock is
 /// read between two `Instant` reads and paired with their midpoint; of a few attempts the one
 /// with the tightest bracket wins (a preempted attempt is discarded).

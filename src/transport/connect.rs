@@ -26,6 +26,9 @@ pub(crate) struct Connection {
     pub requests: u64,
     /// When it was last put back into the pool.
     pub idle_since: Instant,
+    /// The HTTP/1.1 exchanges' read buffer, kept with the connection so that an upload on a
+    /// reused connection allocates and zeroes none (issue 15); empty until the first exchange.
+    pub read_buf: Vec<u8>,
 }
 
 impl Connection {
@@ -36,6 +39,7 @@ impl Connection {
             info: Arc::new(info),
             requests: 0,
             idle_since: Instant::now(),
+            read_buf: Vec::new(),
         }
     }
 }

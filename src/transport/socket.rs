@@ -65,6 +65,24 @@ impl StampInbox {
     }
 }
 
+/// What the HTTP/1.1 exchanges on a plain TCP connection pass on to the next one about
+/// acknowledgements, so that an exchange on a reused connection asks the kernel nothing before it
+/// writes (issue 15): each exchange would otherwise read `TCP_INFO` and `SIOCOUTQ` for its
+/// baseline and turn ack stamping on and off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AckCarry {
+    /// Stamp reporting: `Some(base)` once it is on with keys counted from the write sequence
+    /// (`base`: the kernel's count of bytes written, `tcpi_bytes_acked + SIOCOUTQ`, when it was
+    /// turned on; key `k` is then byte `base + k`); `None` until an exchange turns it on.
+    pub key_base: Option<u64>,
+    /// Reporting with write-sequence keys is not available here (an older kernel): exchanges
+    /// stamp by turning `SO_TIMESTAMPING` on and off instead.
+    pub keyed_unavailable: bool,
+    /// Every byte written so far was acknowledged when the last exchange ended, and this is
+    /// their count in the kernel's terms: the next exchange's baseline, without asking.
+    pub settled: Option<u64>,
+}
+
 /// A connected TCP socket that counts what it writes and stamps the sends it is asked to.
 #[derive(Debug)]
 pub(crate) struct Socket {
@@ -82,6 +100,8 @@ pub(crate) struct Socket {
     /// A duplicate descriptor for kernel queries while the stream is split between a reader and
     /// a writer, made once per connection (not once per exchange: issue 15).
     query_fd: std::sync::OnceLock<Arc<std::os::fd::OwnedFd>>,
+    /// What the last HTTP/1.1 exchange left for the next.
+    ack_carry: AckCarry,
 }
 
 impl Socket {
@@ -96,6 +116,7 @@ impl Socket {
             renewals: 0,
             would_blocks: 0,
             query_fd: std::sync::OnceLock::new(),
+            ack_carry: AckCarry::default(),
         }
     }
 
@@ -107,6 +128,19 @@ impl Socket {
         }
         let fd = Arc::new(self.tcp.as_fd().try_clone_to_owned()?);
         Ok(self.query_fd.get_or_init(|| fd).clone())
+    }
+
+    /// What the last HTTP/1.1 exchange left for the next, taking its baseline: an exchange that
+    /// fails to settle leaves none behind.
+    pub(crate) fn take_ack_carry(&mut self) -> AckCarry {
+        let carry = self.ack_carry;
+        self.ack_carry.settled = None;
+        carry
+    }
+
+    /// Leave `carry` for the next HTTP/1.1 exchange.
+    pub(crate) fn put_ack_carry(&mut self, carry: AckCarry) {
+        self.ack_carry = carry;
     }
 
     /// The TCP stream, mutably (HTTP/1.1 splits it into borrowed halves for an exchange; its

@@ -442,6 +442,56 @@ async fn keep_alive_reuse(tls: bool) {
     assert_eq!(sink.stats().connections_accepted, 1);
 }
 
+/// On a reused plain connection every upload still gets the kernel's stamp of its last body
+/// byte's acknowledgement, found by its key, whatever path the body took (one vectored write,
+/// or `sendfile` and a separate epilogue), and its own RTT.
+#[tokio::test]
+async fn each_upload_on_a_reused_connection_gets_its_own_ack_stamp() {
+    let sink = sink(false).await;
+    let client = client_for(&sink);
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [4096, 10, 300_000, 4096, 2_000_000, 1];
+    let mut last_end = 0.0;
+    let mut sources = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let file = make_file(dir.path(), &format!("f{i}.bin"), size);
+        let res = client
+            .upload_file(UploadOptions::new(sink.url("/upload"), &file, "file"))
+            .await
+            .unwrap();
+        let p = res.profile.clone().unwrap();
+        let ext = res.profile_extensions.clone().unwrap();
+        let received = verdict(&res)["receivedBytes"].as_u64().unwrap();
+        assert_eq!(received, ext.body_bytes_sent);
+        assert!(
+            received > size as u64,
+            "upload {i}: the file and its framing"
+        );
+        assert_eq!(p.socket_reused, i > 0, "upload {i}");
+        assert!(p.rtt > 0.0, "upload {i}: rtt {}", p.rtt);
+        assert!(
+            ext.body_acked_end >= p.request_start && ext.body_acked_end <= p.response_end,
+            "upload {i}: acked {} outside {}..{}",
+            ext.body_acked_end,
+            p.request_start,
+            p.response_end
+        );
+        assert!(
+            ext.body_acked_end > last_end,
+            "upload {i} reused an old stamp"
+        );
+        last_end = ext.body_acked_end;
+        sources.push(ext.ack_source.clone());
+    }
+    assert_eq!(sink.stats().connections_accepted, 1);
+    if cfg!(target_os = "linux") {
+        assert!(
+            sources.iter().all(|s| s == "kernel"),
+            "every upload stamped by the kernel: {sources:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn plain_keep_alive_reuse() {
     keep_alive_reuse(false).await;

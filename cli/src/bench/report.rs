@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub duration_secs: Option<f64>,
     /// `-c`: uploads in flight at once.
     pub concurrency: usize,
+    /// Bench threads the workers ran on (`--threads`, at most the concurrency).
+    pub threads: usize,
     /// `--warmup`: uploads made first and not counted.
     pub warmup: u64,
     /// `--http2` (or `--http2-prior-knowledge`).
@@ -183,7 +185,7 @@ impl Report {
                 None => {}
             }
             if s.connection_id > 0 {
-                connections.insert(s.connection_id);
+                connections.insert((s.lane, s.connection_id));
             }
             match &s.outcome {
                 Outcome::Ok { status } => *statuses.entry(*status).or_insert(0) += 1,
@@ -261,10 +263,15 @@ impl Report {
         let _ = writeln!(out, "uploadfile bench  {}", c.url);
         let _ = writeln!(
             out,
-            "file {} ({} bytes)   {limit}   concurrency {}   warmup {}{}",
+            "file {} ({} bytes)   {limit}   concurrency {}{}   warmup {}{}",
             c.file,
             group(c.file_bytes),
             c.concurrency,
+            if c.threads > 1 {
+                format!(" on {} threads", c.threads)
+            } else {
+                String::new()
+            },
             c.warmup,
             match (c.http2, c.quic) {
                 (_, true) => "   --quic",
@@ -407,6 +414,7 @@ impl Report {
                 "requests": c.requests,
                 "durationSecs": c.duration_secs,
                 "concurrency": c.concurrency,
+                "threads": c.threads,
                 "warmup": c.warmup,
                 "http2": c.http2,
                 "http2PriorKnowledge": c.http2_prior_knowledge,
@@ -504,6 +512,7 @@ mod tests {
             protocol: Some("http1.1".into()),
             reused: Some(reused),
             connection_id: conn,
+            lane: 0,
             upload_kbps: 80_000.0,
         }
     }
@@ -525,6 +534,7 @@ mod tests {
             name: "file".into(),
             requests: Some(4),
             concurrency: 2,
+            threads: 1,
             ..RunConfig::default()
         }
     }

@@ -9,6 +9,9 @@
 //! counted. A stop signal (Ctrl-C, or an upload failing in a way no retry can change) aborts the
 //! uploads in flight: those aborted ones are not counted.
 //!
+//! The workers are spread over the lanes (`lanes`: threads with a runtime and a client each),
+//! worker `i` on lane `i mod N`; they share the tickets, the deadline and the stop signal.
+//!
 //! Warm-up uploads run first, with the same workers and client, and are waited for before the
 //! counted part starts, so the counted part's wall time and waterfall hold only counted uploads
 //! (on connections the warm-up may have opened).
@@ -18,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use uploadfile::{clock, Client, ErrorKind, UploadOptions};
+
+use super::lanes::Lanes;
 
 use super::report::{RunFacts, StopReason};
 use super::sample::Sample;
@@ -74,7 +78,7 @@ pub fn is_usage_error(kind: ErrorKind) -> bool {
 
 /// Runs the warm-up, then the counted part. `Err` carries the `errMsg` of a usage error.
 pub async fn execute(
-    client: &Client,
+    lanes: &Lanes,
     options: UploadOptions,
     plan: Plan,
     stop: Arc<watch::Sender<Stop>>,
@@ -88,7 +92,7 @@ pub async fn execute(
             counted: false,
             started: Instant::now(),
         };
-        warm.run(client, &options, plan.concurrency, &stop, &counters)
+        warm.run(lanes, &options, plan.concurrency, &stop, &counters)
             .await;
     }
     if let Stop::Usage(msg) = &*stop.borrow() {
@@ -103,7 +107,7 @@ pub async fn execute(
     };
     let out = if *stop.borrow() == Stop::Running {
         counted
-            .run(client, &options, plan.concurrency, &stop, &counters)
+            .run(lanes, &options, plan.concurrency, &stop, &counters)
             .await
     } else {
         PhaseOut::default()
@@ -147,7 +151,7 @@ struct PhaseOut {
 impl Phase {
     async fn run(
         self,
-        client: &Client,
+        lanes: &Lanes,
         options: &Arc<UploadOptions>,
         concurrency: usize,
         stop: &Arc<watch::Sender<Stop>>,
@@ -163,20 +167,24 @@ impl Phase {
             started,
             run_start_ms,
         });
-        let mut workers = JoinSet::new();
-        for _ in 0..concurrency.max(1) {
-            workers.spawn(worker(
-                client.clone(),
-                Arc::clone(options),
-                Arc::clone(&shared),
-                Arc::clone(stop),
-                Arc::clone(counters),
-            ));
-        }
+        let workers: Vec<_> = (0..concurrency.max(1))
+            .map(|i| {
+                let lane = lanes.for_worker(i);
+                let index = u32::try_from(i % lanes.len()).unwrap_or(u32::MAX);
+                lane.handle.spawn(worker(
+                    lane.client.clone(),
+                    index,
+                    Arc::clone(options),
+                    Arc::clone(&shared),
+                    Arc::clone(stop),
+                    Arc::clone(counters),
+                ))
+            })
+            .collect();
         let mut out = PhaseOut::default();
-        while let Some(joined) = workers.join_next().await {
+        for joined in workers {
             // A worker cannot panic short of a bug; its samples are then lost, the rest stand.
-            if let Ok(w) = joined {
+            if let Ok(w) = joined.await {
                 out.samples.extend(w.samples);
                 out.aborted += w.aborted;
             }
@@ -215,6 +223,7 @@ struct WorkerOut {
 
 async fn worker(
     client: Client,
+    lane: u32,
     options: Arc<UploadOptions>,
     shared: Arc<Shared>,
     stop: Arc<watch::Sender<Stop>>,
@@ -267,13 +276,14 @@ async fn worker(
             continue;
         }
         let (issued_ms, done_ms) = (shared.since_start(issued), shared.since_start(done));
-        let sample = match &result {
+        let mut sample = match &result {
             Ok(res) => Sample::success(seq, res, shared.run_start_ms, issued_ms, done_ms),
             Err(e) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 Sample::failure(seq, e, issued_ms, done_ms)
             }
         };
+        sample.lane = lane;
         counters.done.fetch_add(1, Ordering::Relaxed);
         out.samples.push(sample);
     }

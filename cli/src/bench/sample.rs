@@ -158,8 +158,10 @@ pub struct Sample {
     pub protocol: Option<String>,
     /// `profile.socketReused` (`None` without a profile).
     pub reused: Option<bool>,
-    /// `profileExtensions.connectionId` (0 when unknown).
+    /// `profileExtensions.connectionId` (0 when unknown): unique within its lane's client.
     pub connection_id: u64,
+    /// The bench thread (lane) that made it; its client numbered the connection.
+    pub lane: u32,
     /// `profileExtensions.uploadThroughputKbps` (0 when unknown).
     pub upload_kbps: f64,
 }
@@ -204,6 +206,7 @@ impl Sample {
             protocol,
             reused,
             connection_id: ext.map_or(0, |e| e.connection_id),
+            lane: 0,
             upload_kbps: ext.map_or(0.0, |e| e.upload_throughput_kbps),
         }
     }
@@ -223,6 +226,7 @@ impl Sample {
             protocol: None,
             reused: None,
             connection_id: 0,
+            lane: 0,
             upload_kbps: 0.0,
         }
     }

@@ -452,6 +452,10 @@ fn tooltip(s: &Sample) -> String {
         }
         None => {}
     }
+    if s.lane > 0 {
+        // Each thread's client numbers its own connections.
+        let _ = write!(t, " of thread {}", s.lane);
+    }
     let _ = write!(
         t,
         "\nstart {:.3} ms, end {:.3} ms ({:.3} ms)",
@@ -547,6 +551,7 @@ mod tests {
             protocol: Some("http1.1".into()),
             reused: Some(reused),
             connection_id: 1,
+            lane: 0,
             upload_kbps: 0.0,
         }
     }

@@ -89,6 +89,43 @@ fn twenty_uploads_at_concurrency_four_reuse_at_most_four_connections() {
     assert!(v["uploadsPerSecond"].as_f64().unwrap() > 0.0);
 }
 
+/// `--threads`: the workers spread over threads, each with its own client; connections are
+/// counted per thread's client, so the distinct count matches what the sink accepted.
+#[test]
+fn threads_each_have_their_own_connections() {
+    let sink = TestSink::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let file = test_file(dir.path(), "f.bin", 4096).0;
+    let out = uploadfile()
+        .args(["bench", &sink.url()])
+        .arg(&file)
+        .args(["-n", "40", "-c", "4", "-t", "2", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json(&out.stdout);
+    assert_eq!(
+        (v["uploads"].as_u64(), v["failed"].as_u64()),
+        (Some(40), Some(0))
+    );
+    assert_eq!(v["config"]["threads"], 2);
+    assert_eq!(sink.sink().stats().requests, 40);
+    assert_eq!(
+        v["connections"]["distinct"].as_u64().unwrap(),
+        sink.sink().stats().connections_accepted,
+        "{v}"
+    );
+    // More threads than workers: one per worker.
+    let out = uploadfile()
+        .args(["bench", &sink.url()])
+        .arg(&file)
+        .args(["-n", "4", "-c", "2", "--threads", "8", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(json(&out.stdout)["config"]["threads"], 2);
+}
+
 #[test]
 fn text_report_has_the_table_and_the_facts() {
     let sink = TestSink::start(false);

@@ -69,9 +69,14 @@ const ACK_POLL_AFTER_WRITES: Duration = Duration::from_millis(1);
 /// How often they are read, between writes, while the body is being sent (progress events).
 const ACK_POLL_WHILE_SENDING: Duration = Duration::from_millis(20);
 
-/// Run one exchange on `stream`.
+/// The read buffer's size: a TLS record's plaintext and more, in one read.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Run one exchange on `stream`, reading into `read_buf` (the connection's, sized here on its
+/// first exchange).
 pub(crate) async fn exchange(
     stream: &mut Stream,
+    read_buf: &mut Vec<u8>,
     input: ExchangeInput<'_>,
 ) -> Result<Response, Failure> {
     let plan = input.body.map(|(plan, _)| plan);
@@ -116,7 +121,9 @@ pub(crate) async fn exchange(
         input.max_response_body,
     );
     let (mut rd, mut wr) = wire::split(stream);
-    let mut read_buf = vec![0u8; 64 * 1024];
+    if read_buf.len() < READ_BUFFER {
+        read_buf.resize(READ_BUFFER, 0);
+    }
     let mut final_armed = false;
     let mut report = ExchangeReport {
         expect_continue: input.expect_continue.is_some(),
@@ -150,7 +157,9 @@ pub(crate) async fn exchange(
             // Stamp the acknowledgement of the write that will carry the last body byte.
             final_armed = true;
             if let Some(acks) = acks.as_mut() {
-                acks.before_final_write();
+                if acks.before_final_write() {
+                    wr.stamp_writes();
+                }
             }
         }
         // Poll the acknowledgement counters on a timer too: writes complete only when the
@@ -168,7 +177,7 @@ pub(crate) async fn exchange(
 
         tokio::select! {
             biased;
-            r = rd.read(&mut read_buf) => {
+            r = rd.read(read_buf) => {
                 let now = Instant::now();
                 let got = match r {
                     Ok(0) => ex.on_eof(now),
@@ -265,6 +274,7 @@ pub(crate) async fn exchange(
         }
     }
 
+    drop((rd, wr));
     if let Some(acks) = acks.as_mut() {
         if acks.acked_end().is_none() {
             acks.poll();
@@ -274,6 +284,7 @@ pub(crate) async fn exchange(
             report.ack_source = Some(source);
         }
         report.progress_acknowledged = true;
+        stream.socket_mut().put_ack_carry(acks.carry_out());
     }
     if ex.send_state() == SendState::Done && total_body > 0 {
         // The server answered after the whole body: the progress ends at exactly 100 %.
@@ -323,7 +334,12 @@ fn request_written(
 ) {
     if let Some(acks) = acks {
         acks.finished_writing(ex.body_sent(), socket);
-        acks.report(task, total_body);
+        if socket.is_none() {
+            // TLS: the records just reached the socket. On plain TCP nothing can be
+            // acknowledged yet this instant: the next poll (the timer's, or the response
+            // head's) reports it, one `TCP_INFO` fewer per upload (issue 15).
+            acks.report(task, total_body);
+        }
     }
 }
 

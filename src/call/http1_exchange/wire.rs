@@ -24,7 +24,12 @@ pub(crate) enum WireRead<'a> {
 
 /// The write half.
 pub(crate) enum WireWrite<'a> {
-    Plain(tcp::WriteHalf<'a>),
+    /// `stamped`: every write asks the kernel for an acknowledgement stamp of its last byte
+    /// (`SOF_TIMESTAMPING_TX_ACK` per call, [`WireWrite::stamp_writes`]).
+    Plain {
+        half: tcp::WriteHalf<'a>,
+        stamped: bool,
+    },
     Tls(tokio::io::WriteHalf<&'a mut Stream>),
 }
 
@@ -33,7 +38,13 @@ pub(crate) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
     match stream {
         Stream::Plain(socket) => {
             let (r, w) = socket.tcp_mut().split();
-            (WireRead::Plain(r), WireWrite::Plain(w))
+            (
+                WireRead::Plain(r),
+                WireWrite::Plain {
+                    half: w,
+                    stamped: false,
+                },
+            )
         }
         // TLS (inside a proxy's TLS or not): one session for both directions.
         tls => {
@@ -46,20 +57,33 @@ pub(crate) fn split(stream: &mut Stream) -> (WireRead<'_>, WireWrite<'_>) {
 impl WireWrite<'_> {
     /// Whether `sendfile` and `MSG_MORE` are available (plain TCP).
     pub(crate) fn is_plain(&self) -> bool {
-        matches!(self, WireWrite::Plain(_))
+        matches!(self, WireWrite::Plain { .. })
+    }
+
+    /// Plain TCP: from now on, each write (not `sendfile`) asks for a stamp of the moment the
+    /// peer acknowledges its last byte, in the same system call. Stamp reporting must be on
+    /// for the socket (`sys::enable_ack_reporting`). No effect on TLS.
+    pub(crate) fn stamp_writes(&mut self) {
+        if let WireWrite::Plain { stamped, .. } = self {
+            *stamped = true;
+        }
     }
 
     /// Write some of `buf`. With `more` on plain TCP, `MSG_MORE` keeps a partial segment back
-    /// until the next write (the preamble waits for the file's first bytes).
+    /// until the next write (the preamble waits for the file's first bytes); a stamped write
+    /// never holds back.
     pub(crate) async fn write(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
         match self {
-            WireWrite::Plain(w) if more => {
-                let tcp: &TcpStream = w.as_ref();
-                raw_write(tcp, || sys::send_more(tcp, buf)).await
-            }
-            WireWrite::Plain(w) => {
-                let tcp: &TcpStream = w.as_ref();
-                raw_write(tcp, || tcp.try_write(buf)).await
+            WireWrite::Plain { half, stamped } => {
+                let tcp: &TcpStream = half.as_ref();
+                if *stamped {
+                    let one = [io::IoSlice::new(buf)];
+                    raw_write(tcp, || sys::send_stamped(tcp, &one)).await
+                } else if more {
+                    raw_write(tcp, || sys::send_more(tcp, buf)).await
+                } else {
+                    raw_write(tcp, || tcp.try_write(buf)).await
+                }
             }
             WireWrite::Tls(w) => w.write(buf).await,
         }
@@ -68,9 +92,13 @@ impl WireWrite<'_> {
     /// Write some of `bufs`, in order, in one system call where the transport allows.
     pub(crate) async fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            WireWrite::Plain(w) => {
-                let tcp: &TcpStream = w.as_ref();
-                raw_write(tcp, || tcp.try_write_vectored(bufs)).await
+            WireWrite::Plain { half, stamped } => {
+                let tcp: &TcpStream = half.as_ref();
+                if *stamped {
+                    raw_write(tcp, || sys::send_stamped(tcp, bufs)).await
+                } else {
+                    raw_write(tcp, || tcp.try_write_vectored(bufs)).await
+                }
             }
             WireWrite::Tls(w) => w.write_vectored(bufs).await,
         }
@@ -85,8 +113,8 @@ impl WireWrite<'_> {
         len: usize,
     ) -> io::Result<usize> {
         match self {
-            WireWrite::Plain(w) => {
-                let tcp: &TcpStream = w.as_ref();
+            WireWrite::Plain { half, .. } => {
+                let tcp: &TcpStream = half.as_ref();
                 let file = file.as_fd();
                 raw_write(tcp, || sys::sendfile(tcp, file, offset, len)).await
             }
@@ -96,7 +124,7 @@ impl WireWrite<'_> {
 
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         match self {
-            WireWrite::Plain(w) => w.flush().await,
+            WireWrite::Plain { half, .. } => half.flush().await,
             WireWrite::Tls(w) => w.flush().await,
         }
     }

@@ -199,10 +199,22 @@ pub(crate) fn request(
         .method(hop.method.as_str())
         .uri(hop.url.as_str())
         .version(version);
-    for (name, value) in upload.header_fields(hop) {
-        let name = http::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
-        let value = http::header::HeaderValue::from_str(&value).map_err(|e| bad(&e))?;
-        builder = builder.header(name, value);
+    let mut failed = None;
+    upload.visit_header_fields(hop, |name, value| {
+        let name = http::header::HeaderName::from_bytes(name.as_bytes());
+        let value = http::header::HeaderValue::from_str(value);
+        match (name, value) {
+            (Ok(name), Ok(value)) => {
+                if let Some(headers) = builder.headers_mut() {
+                    headers.append(name, value);
+                }
+            }
+            (Err(e), _) => failed = failed.take().or_else(|| Some(bad(&e))),
+            (_, Err(e)) => failed = failed.take().or_else(|| Some(bad(&e))),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     builder.body(()).map_err(|e| bad(&e))
 }

@@ -47,6 +47,8 @@ pub(crate) struct Upload {
     /// The body is large enough for `Expect: 100-continue` (HTTP/1.1 sends it).
     pub expect_continue: bool,
     pub user_agent: String,
+    /// The multipart `Content-Type` with this upload's boundary.
+    pub content_type: String,
     /// `enableProfile`: measure what the profile reports (acknowledgements, TCP_INFO) and
     /// build it.
     pub profile: bool,
@@ -58,38 +60,50 @@ pub(crate) struct Upload {
 
 impl Upload {
     /// The header fields of a request for `hop` after `Host` (in HTTP/1.1 order; HTTP/2 and
-    /// HTTP/3 send `Host` as `:authority`). Credentials stay behind once the chain has left the
-    /// first origin; a body-less GET has no `Content-Type` or `Content-Length`.
-    pub(crate) fn header_fields(&self, hop: &Hop) -> Vec<(String, String)> {
+    /// HTTP/3 send `Host` as `:authority`), handed to `field` one by one, borrowed: encoding a
+    /// head this way allocates nothing per field (issue 15). Credentials stay behind once the
+    /// chain has left the first origin; a body-less GET has no `Content-Type` or
+    /// `Content-Length`.
+    pub(crate) fn visit_header_fields(&self, hop: &Hop, mut field: impl FnMut(&str, &str)) {
         let drop_credentials = hop.left_origin;
         // A `Proxy-Authorization` of the user's own is for an HTTP proxy that reads the request
         // itself (absolute form); it never goes to an origin, where a proxy would not see it.
         let to_proxy = hop.route.is_forward();
-        let user: Vec<&(String, String)> = self
-            .user_headers
-            .iter()
-            .filter(|(k, _)| {
-                let k = k.to_ascii_lowercase();
-                !(drop_credentials && CREDENTIAL_HEADERS.contains(&k.as_str()))
-                    && (to_proxy || k != "proxy-authorization")
-            })
-            .collect();
-        let user_has = |name: &str| user.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + user.len());
+        let sent = |k: &str| {
+            let credential = CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c));
+            !(drop_credentials && credential)
+                && (to_proxy || !k.eq_ignore_ascii_case("proxy-authorization"))
+        };
+        let user_has = |name: &str| {
+            self.user_headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name) && sent(k))
+        };
         if !user_has("user-agent") {
-            headers.push(("User-Agent".into(), self.user_agent.clone()));
+            field("User-Agent", &self.user_agent);
         }
         if !user_has("accept") {
-            headers.push(("Accept".into(), "*/*".into()));
+            field("Accept", "*/*");
         }
-        headers.extend(user.into_iter().cloned());
+        for (k, v) in &self.user_headers {
+            if sent(k) {
+                field(k, v);
+            }
+        }
         if hop.method == Method::Post {
-            headers.push(("Content-Type".into(), self.plan.content_type()));
-            headers.push((
-                "Content-Length".into(),
-                self.plan.content_length().to_string(),
-            ));
+            field("Content-Type", &self.content_type);
+            let mut digits = itoa_buf();
+            field(
+                "Content-Length",
+                format_u64(&mut digits, self.plan.content_length()),
+            );
         }
+    }
+
+    /// [`Upload::visit_header_fields`], owned.
+    pub(crate) fn header_fields(&self, hop: &Hop) -> Vec<(String, String)> {
+        let mut headers = Vec::with_capacity(8 + self.user_headers.len());
+        self.visit_header_fields(hop, |k, v| headers.push((k.to_owned(), v.to_owned())));
         headers
     }
 
@@ -152,17 +166,39 @@ pub(crate) async fn prepare(
     let plan = BodyPlan::new(&fields, &file_field);
     let expect_continue =
         matches!(config.expect_continue_threshold, Some(t) if plan.content_length() > t);
+    let content_type = plan.content_type();
     let upload = Upload {
         user_headers,
         plan,
         file,
         expect_continue,
         user_agent: config.user_agent.clone(),
+        content_type,
         profile: options.enable_profile,
         http2: options.enable_http2,
         quic: options.enable_quic,
     };
     Ok((upload, first_hop))
+}
+
+/// Room for the decimal digits of any `u64`.
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written into `buf`, without allocating.
+fn format_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 fn invalid_options(detail: &str) -> UploadError {
@@ -237,6 +273,14 @@ pub(crate) fn routing(config: &ClientConfig, http2: bool) -> Routing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_formatted_without_allocating() {
+        let mut buf = itoa_buf();
+        for n in [0u64, 7, 10, 4096, 1_234_567_890, u64::MAX] {
+            assert_eq!(format_u64(&mut buf, n), n.to_string());
+        }
+    }
 
     #[test]
     fn header_rules() {

@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::error::{ErrorKind, UploadError};
 use crate::transport::route::{Route, Routing};
-use crate::transport::target::{parse_url, Target};
+use crate::transport::target::{parse_url, parse_url_parts, Target};
 
 /// The request method of one hop: the upload itself, or the GET a 301/302/303 redirect turns
 /// it into.
@@ -54,10 +54,8 @@ pub(crate) struct Hop {
 impl Hop {
     /// The upload's first request, a POST to `url`, routed by `routing`.
     pub(crate) fn first(url: &str, routing: Routing<'_>) -> Result<Hop, UploadError> {
-        let target = parse_url(url)?;
+        let (url, target) = parse_url_parts(url)?;
         let route = Route::choose(routing, &target.origin)?;
-        let url =
-            Url::parse(url).map_err(|e| UploadError::new(ErrorKind::InvalidUrl, e.to_string()))?;
         Ok(Hop {
             url,
             target,

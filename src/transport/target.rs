@@ -39,8 +39,20 @@ pub(crate) struct Target {
 
 /// Check an http(s) URL the client may use (a host, no userinfo) and split it.
 pub(crate) fn parse_url(raw: &str) -> Result<Target, UploadError> {
+    parse_url_parts(raw).map(|(_, target)| target)
+}
+
+/// [`parse_url`], with the parsed URL itself (one parse for both).
+pub(crate) fn parse_url_parts(raw: &str) -> Result<(Url, Target), UploadError> {
     let bad = |detail: String| UploadError::new(ErrorKind::InvalidUrl, detail);
     let url = Url::parse(raw).map_err(|e| bad(format!("{raw}: {e}")))?;
+    let target = split_url(raw, &url)?;
+    Ok((url, target))
+}
+
+/// The checks and parts of [`parse_url`] for `url`, parsed from `raw`.
+fn split_url(raw: &str, url: &Url) -> Result<Target, UploadError> {
+    let bad = |detail: String| UploadError::new(ErrorKind::InvalidUrl, detail);
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,

@@ -34,6 +34,11 @@ pub(crate) struct BodyPieces<'a> {
     reads: u32,
     /// How the file's bytes were read so far.
     pub transfer: BodyTransfer,
+    /// Buffers the chunks are read into, in turn: a chunk's memory is reused once the
+    /// protocol has sent and dropped it, two chunks later (no fresh, zeroed, page-faulted
+    /// allocation per chunk: issue 15).
+    spare: [bytes::BytesMut; 2],
+    next_spare: usize,
 }
 
 impl<'a> BodyPieces<'a> {
@@ -47,6 +52,8 @@ impl<'a> BodyPieces<'a> {
             offset: 0,
             reads: 0,
             transfer: BodyTransfer::default(),
+            spare: [bytes::BytesMut::new(), bytes::BytesMut::new()],
+            next_spare: 0,
         }
     }
 
@@ -86,22 +93,24 @@ impl<'a> BodyPieces<'a> {
     async fn read_chunk(&mut self) -> Result<Bytes, UploadError> {
         let len = self.plan.file_len();
         let want = (len - self.offset).min(self.chunk_size as u64) as usize;
-        let chunk = self
+        let spare = &mut self.spare[self.next_spare];
+        self.next_spare = (self.next_spare + 1) % 2;
+        let (data, uncached) = self
             .file
-            .read_at(self.offset, want)
+            .read_at_into(spare, self.offset, want)
             .await
             .map_err(|e| UploadError::new(ErrorKind::FileRead, e.to_string()))?;
-        if chunk.data.is_empty() {
+        if data.is_empty() {
             return Err(UploadError::new(
                 ErrorKind::FileChanged,
                 format!("the file ended after {} of {len} bytes", self.offset),
             ));
         }
-        self.offset += chunk.data.len() as u64;
+        self.offset += data.len() as u64;
         self.reads += 1;
-        self.transfer.copied_bytes += chunk.data.len() as u64;
-        self.transfer.uncached_reads += u32::from(chunk.uncached);
-        Ok(Bytes::from(chunk.data))
+        self.transfer.copied_bytes += data.len() as u64;
+        self.transfer.uncached_reads += u32::from(uncached);
+        Ok(data)
     }
 }
 

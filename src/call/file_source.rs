@@ -160,6 +160,30 @@ impl FileSource {
         })
     }
 
+    /// [`FileSource::read_at`] into `spare` when the bytes are in the page cache: read into its
+    /// spare capacity without zeroing, and split off (the allocation comes back to `spare` once
+    /// the returned bytes are dropped: `BytesMut::reserve` reclaims it). Otherwise as
+    /// `read_at`, on the blocking pool.
+    pub(crate) async fn read_at_into(
+        &self,
+        spare: &mut bytes::BytesMut,
+        offset: u64,
+        want: usize,
+    ) -> io::Result<(bytes::Bytes, bool)> {
+        spare.clear();
+        match sys::pread_nowait_append(&*self.file, spare, want, offset) {
+            Ok(_) => return Ok((spare.split().freeze(), false)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let chunk = self.read_at(offset, want).await?;
+        Ok((bytes::Bytes::from(chunk.data), chunk.uncached))
+    }
+
     /// Read up to `want` bytes at `offset` into a new buffer: inline when cached, else on the
     /// blocking pool (then `uncached` is true). An empty result means the end of the file.
     pub(crate) async fn read_at(&self, offset: u64, want: usize) -> io::Result<ReadChunk> {

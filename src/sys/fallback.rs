@@ -81,6 +81,14 @@ pub(crate) fn pread_nowait(
     unsupported("RWF_NOWAIT")
 }
 
+pub(crate) fn pread_nowait_uninit(
+    _file: BorrowedFd<'_>,
+    _buf: &mut [std::mem::MaybeUninit<u8>],
+    _offset: u64,
+) -> io::Result<usize> {
+    unsupported("RWF_NOWAIT")
+}
+
 pub(crate) fn is_resident(_file: BorrowedFd<'_>, _offset: u64, _len: usize) -> io::Result<bool> {
     unsupported("mincore")
 }

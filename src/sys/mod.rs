@@ -176,6 +176,26 @@ pub(crate) fn pread_nowait(file: impl AsFd, buf: &mut [u8], offset: u64) -> io::
     zc::pread_nowait(file.as_fd(), buf, offset)
 }
 
+/// [`pread_nowait`] of up to `want` bytes appended to `buf`, read into its spare capacity
+/// without zeroing it first (a fresh 1 MiB chunk zeroed before each read cost about 3 % of an
+/// h2 upload's client CPU, issue 15). `WouldBlock`: not all in the page cache, nothing read.
+pub(crate) fn pread_nowait_append(
+    file: impl AsFd,
+    buf: &mut bytes::BytesMut,
+    want: usize,
+    offset: u64,
+) -> io::Result<usize> {
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let len = want.min(spare.len());
+    let n = zc::pread_nowait_uninit(file.as_fd(), &mut spare[..len], offset)?;
+    let n = n.min(len);
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity (preadv2 returned
+    // `n` ≤ `len`), so the buffer's first `buf.len() + n` bytes are initialised.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// Whether all of `file[offset .. offset + len]` is in the page cache (`mincore(2)` over a
 /// mapping that is never touched, so a truncated file cannot raise `SIGBUS`).
 pub(crate) fn is_resident(file: impl AsFd, offset: u64, len: usize) -> io::Result<bool> {

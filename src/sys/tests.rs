@@ -580,6 +580,39 @@ mod zero_copy {
     }
 
     #[test]
+    fn pread_nowait_append_reads_into_spare_capacity_and_reuses_it() {
+        use super::super::pread_nowait_append;
+        let (f, data) = temp_file(100_000);
+        let mut buf = bytes::BytesMut::from(&b"head:"[..]);
+        match pread_nowait_append(f.as_file(), &mut buf, 30_000, 5_000) {
+            Ok(n) => {
+                assert!(n > 0 && n <= 30_000);
+                assert_eq!(&buf[..5], b"head:");
+                assert_eq!(&buf[5..], &data[5_000..5_000 + n]);
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+                return;
+            }
+        }
+        // Split off and dropped: the next read reuses the same allocation.
+        let first = buf.split().freeze();
+        let ptr = first.as_ptr();
+        drop(first);
+        buf.clear();
+        let n = pread_nowait_append(f.as_file(), &mut buf, 1_000, 0).unwrap();
+        assert_eq!(&buf[..n], &data[..n]);
+        assert_eq!(buf.as_ptr(), ptr, "the dropped chunk's memory came back");
+        // Past the end: nothing appended.
+        buf.clear();
+        assert_eq!(
+            pread_nowait_append(f.as_file(), &mut buf, 10, 100_000).unwrap(),
+            0
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
     fn residency_follows_the_page_cache() {
         let (f, data) = temp_file(1 << 20);
         let mut sink = Vec::new();

@@ -76,6 +76,36 @@ pub(crate) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) ->
     }
 }
 
+/// [`pread_nowait`] into memory that need not be initialised: the kernel writes the bytes it
+/// reads and nothing else is touched.
+pub(crate) fn pread_nowait_uninit(
+    file: BorrowedFd<'_>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    offset: u64,
+) -> io::Result<usize> {
+    let off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `file` is live for the borrow; `iov` describes `buf`, exclusively borrowed for the
+    // call; the kernel writes at most `buf.len()` bytes into it, and writing into
+    // `MaybeUninit<u8>` needs no prior initialisation.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Err(io::ErrorKind::WouldBlock.into()),
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, err))
+        }
+        _ => Err(err),
+    }
+}
+
 /// `cachestat(2)` (Linux 6.5): the same number on every architecture; not in the libc crate
 /// for all targets yet.
 const SYS_CACHESTAT: libc::c_long = 451;

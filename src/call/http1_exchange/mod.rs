@@ -244,7 +244,11 @@ pub(crate) async fn exchange(
                                 }
                                 if ex.in_body() {
                                     acks.mark_written(head_written + body_sent, body_sent);
-                                    acks.report(input.task, total_body);
+                                    if body_sent < total_body {
+                                        // The last write's bytes cannot be acknowledged this
+                                        // instant: the next poll reports them (issue 15).
+                                        acks.report(input.task, total_body);
+                                    }
                                 }
                             }
                             Some(acks) => {

@@ -24,6 +24,7 @@
 //! - `SU_WRK_SECS` wrk's duration in whole seconds (wrk runs for a time, not a count; default:
 //!   chosen by one uncounted 1 s calibration run so that its request count is close to
 //!   `SU_N`, at least 1 s, which is wrk's smallest);
+//! - `SU_THREADS` ours' `--threads` (default 1; wrk runs `-t2`, h2load one thread);
 //! - `SU_STRACE=1` also counts system calls (`strace -f -c`) of one run of ours (5,000 uploads,
 //!   and 100 to take the start-up and the connections out), per upload;
 //! - `SU_OUT` where to write the markdown report (default `TARGET/small_uploads.md`).
@@ -632,6 +633,8 @@ struct Ctx {
     wrk_secs: u64,
     wrk_script: PathBuf,
     seq: usize,
+    /// Ours' `--threads`.
+    threads: usize,
 }
 
 /// One contender's run.
@@ -678,6 +681,9 @@ fn command_for(ctx: &Ctx, who: Contender, url: &str, n: usize) -> Command {
                 "--noproxy",
                 "*",
             ]);
+            if ctx.threads > 1 {
+                c.args(["--threads", &ctx.threads.to_string()]);
+            }
             if who.proto() == Proto::H2c {
                 c.arg("--http2-prior-knowledge");
             }
@@ -1282,6 +1288,7 @@ fn knobs_prefix() -> String {
         "SU_ROUNDS",
         "SU_ONLY",
         "SU_WRK_SECS",
+        "SU_THREADS",
         "SU_STRACE",
         "SU_OUT",
     ] {
@@ -1341,6 +1348,7 @@ fn bench() -> Result<(), BoxError> {
     let n = knob("SU_N")?.unwrap_or(20_000).max(CONCURRENCY);
     let rounds = knob("SU_ROUNDS")?.unwrap_or(3).max(1);
     let wrk_secs = knob("SU_WRK_SECS")?;
+    let threads = knob("SU_THREADS")?.unwrap_or(1).clamp(1, CONCURRENCY);
     let wanted = match std::env::var("SU_ONLY") {
         Ok(s) if !s.trim().is_empty() => s
             .split(',')
@@ -1397,7 +1405,13 @@ fn bench() -> Result<(), BoxError> {
         wrk_secs: 1,
         wrk_script: wrk_script_path,
         seq: 0,
+        threads,
     };
+    if threads > 1 {
+        notes.push(format!(
+            "ours runs with `--threads {threads}` (`SU_THREADS`)"
+        ));
+    }
 
     let load_before = load_average();
     let started = Instant::now();

@@ -158,11 +158,14 @@ pub(crate) async fn exchange(
     });
     let (parts, recv) = head.into_parts();
     let rtt = || {
-        conn.tcp_fd
-            .as_ref()
-            .and_then(|fd| crate::sys::tcp_info(fd).ok())
-            .filter(|i| i.rtt_us > 0)
-            .map(|i| i.rtt_us as f64 / 1000.0)
+        // The head's poll read `TCP_INFO` just now: its RTT, without asking again (issue 15).
+        acks.and_then(|a| a.rtt_ms()).or_else(|| {
+            conn.tcp_fd
+                .as_ref()
+                .and_then(|fd| crate::sys::tcp_info(fd).ok())
+                .filter(|i| i.rtt_us > 0)
+                .map(|i| i.rtt_us as f64 / 1000.0)
+        })
     };
     let mut body = H2Body { recv, book: &book };
     let received = receive_response(
@@ -178,7 +181,9 @@ pub(crate) async fn exchange(
     // The response's segments carried the peer's acknowledgement of everything it read: one
     // more look finds the stamp of the last body byte if the polls did not.
     if let Some(acks) = acks {
-        poll_acks(acks, &book, id, task, total_body);
+        if !book.acked(id).end.is_some_and(|end| end.exact) {
+            poll_acks(acks, &book, id, task, total_body);
+        }
         let acked = book.acked(id);
         if let Some(end) = acked.end {
             // A polled end is the poll's time, an upper bound; one seen by the time the head

@@ -52,6 +52,13 @@ pub(crate) fn read_ack_timestamps(_sock: BorrowedFd<'_>) -> io::Result<Vec<AckTi
     unsupported("SO_TIMESTAMPING")
 }
 
+pub(crate) fn next_ack_timestamp(
+    _sock: BorrowedFd<'_>,
+    _limit: usize,
+) -> io::Result<Option<AckTimestamp>> {
+    unsupported("SO_TIMESTAMPING")
+}
+
 pub(crate) fn find_ack_timestamp(
     _sock: BorrowedFd<'_>,
     _key: u32,

@@ -273,6 +273,22 @@ pub(crate) fn read_ack_timestamps(sock: BorrowedFd<'_>) -> io::Result<Vec<AckTim
     }
 }
 
+pub(crate) fn next_ack_timestamp(
+    sock: BorrowedFd<'_>,
+    limit: usize,
+) -> io::Result<Option<AckTimestamp>> {
+    for _ in 0..limit {
+        match recv_errqueue(sock) {
+            Ok(ErrQueue::Empty) => return Ok(None),
+            Ok(ErrQueue::Message(Some(stamp))) => return Ok(Some(stamp)),
+            Ok(ErrQueue::Message(None)) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 pub(crate) fn find_ack_timestamp(
     sock: BorrowedFd<'_>,
     key: u32,

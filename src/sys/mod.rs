@@ -216,6 +216,15 @@ pub(crate) fn read_ack_timestamps(sock: impl AsFd) -> io::Result<Vec<AckTimestam
     imp::read_ack_timestamps(sock.as_fd())
 }
 
+/// The next TX_ACK stamp on the socket's error queue, without blocking: other messages before it
+/// are dropped (at most `limit` messages read); `None` once the queue is empty.
+pub(crate) fn next_ack_timestamp(
+    sock: impl AsFd,
+    limit: usize,
+) -> io::Result<Option<AckTimestamp>> {
+    imp::next_ack_timestamp(sock.as_fd(), limit)
+}
+
 /// Take messages off the socket's error queue one at a time, without blocking, until the TX_ACK
 /// stamp with `key` (returned), an empty queue or `limit` messages (`Ok(None)`); the messages
 /// before it (stale stamps of earlier sends, other errors) are dropped. One `recvmsg` when the

@@ -27,6 +27,7 @@ use std::time::Instant;
 use super::frame_tap::{TapBook, CUT_TOLERANCE};
 use super::socket::StampInbox;
 use super::stream::Stream;
+use crate::proto::tcp_acks::ConnectionAcks;
 use crate::sys::{self, KeyOrigin};
 
 /// The kernel's view of one connection's acknowledgements.
@@ -42,6 +43,8 @@ pub(crate) struct AckCounters {
     /// The socket offset of stamp key 0.
     key_base: u64,
     inbox: Arc<StampInbox>,
+    /// The smoothed RTT the last poll's `TCP_INFO` gave, µs (0: none yet).
+    rtt_us: std::sync::atomic::AtomicU32,
 }
 
 impl AckCounters {
@@ -64,18 +67,20 @@ impl AckCounters {
             socket_origin: written,
             key_base,
             inbox: stream.socket().inbox(),
+            rtt_us: std::sync::atomic::AtomicU32::new(info.rtt_us),
         })
     }
 
-    /// Read the counters and the stamps now and fold them into `book`.
+    /// Read the counters and the stamps now and fold them into `book`. The error queue is read
+    /// only while a tracked stream waits for a stamp the counters say has come, one message at
+    /// a time, so a poll that finds its stamp does not read on to `EAGAIN`.
     pub(crate) fn poll(&self, book: &TapBook) {
         let info = sys::tcp_info(&self.fd).ok();
         let now = Instant::now();
-        let mut stamps = self.inbox.take();
-        if let Ok(more) = sys::read_ack_timestamps(&self.fd) {
-            stamps.extend(more);
+        if let Some(i) = info.filter(|i| i.rtt_us > 0) {
+            self.rtt_us.store(i.rtt_us, Ordering::Relaxed);
         }
-        let pair = (!stamps.is_empty()).then(sys::clock_pair);
+        let drained = self.inbox.take();
         if let Some(rate) = info.map(|i| i.delivery_rate).filter(|r| *r > 0) {
             // Bytes per second × the tolerance: what may follow a request's end in its send.
             let bytes = rate as f64 * CUT_TOLERANCE.as_secs_f64();
@@ -85,19 +90,38 @@ impl AckCounters {
         let acked =
             info.map(|i| (self.socket_origin + i.bytes_acked).saturating_sub(self.kernel_origin));
         let reference = acked.unwrap_or(books.acks.acked());
-        if let Some(pair) = pair {
-            for stamp in stamps {
-                let offset = stamp_offset(stamp.key, self.key_base, reference);
-                books
-                    .acks
-                    .stamp(offset, sys::realtime_to_instant(stamp.realtime, pair));
+        let mut pair = None;
+        let mut fold = |acks: &mut ConnectionAcks, stamp: sys::AckTimestamp| {
+            let pair = *pair.get_or_insert_with(sys::clock_pair);
+            let offset = stamp_offset(stamp.key, self.key_base, reference);
+            acks.stamp(offset, sys::realtime_to_instant(stamp.realtime, pair));
+        };
+        for stamp in drained {
+            fold(&mut books.acks, stamp);
+        }
+        for _ in 0..STAMP_READS_PER_POLL {
+            if !books.acks.wants_stamp(reference) {
+                break;
+            }
+            match sys::next_ack_timestamp(&*self.fd, STAMP_READS_PER_POLL) {
+                Ok(Some(stamp)) => fold(&mut books.acks, stamp),
+                _ => break,
             }
         }
         if let Some(acked) = acked {
             books.acks.acknowledged(acked, now);
         }
     }
+
+    /// The connection's smoothed RTT as the last poll read it, in ms (`None` before any).
+    pub(crate) fn rtt_ms(&self) -> Option<f64> {
+        let us = self.rtt_us.load(Ordering::Relaxed);
+        (us > 0).then(|| f64::from(us) / 1000.0)
+    }
 }
+
+/// Stamps (and other error-queue messages) one poll takes at most.
+const STAMP_READS_PER_POLL: usize = 64;
 
 /// The socket offset a stamp speaks of: bytes before it were acknowledged. Keys are 32-bit and
 /// wrap every 4 GiB; the stamp is for bytes acknowledged by now, so of the offsets the key can

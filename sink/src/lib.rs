@@ -126,6 +126,15 @@
 //! twin in ms for other processes. [`SinkHandle::connection_timings`] gives
 //! when each connection was accepted and finished its TLS handshake.
 //!
+//! By default every record is kept, for tests that inspect them. A long-lived
+//! sink sets [`SinkConfig::record_limit`]: it then keeps only the last that
+//! many records, connection timings and redirects (the counters still count
+//! everything), and since the rest of its state lives only as long as a
+//! connection or a request, its memory and its CPU per request stay flat
+//! however many requests it serves. A poller of
+//! [`records_since`](SinkHandle::records_since) sees the records dropped
+//! before it looked as a gap in the indices.
+//!
 //! # The binary
 //!
 //! `uploadfile-sink [--listen ADDR] [--tls] [--h2] [--h3] [--discard] [--ca-out PATH]` runs

@@ -173,12 +173,13 @@ pub struct SinkStats {
     pub requests: u64,
     /// Request body bytes read, over all requests.
     pub body_bytes: u64,
-    /// One record per request, in arrival order.
+    /// One record per request, in arrival order (with
+    /// [`SinkConfig::record_limit`](crate::SinkConfig::record_limit), the last that many).
     pub records: Vec<RequestRecord>,
     /// The raw-socket timings of each request: `timings[i]` belongs to
     /// `records[i]`.
     pub timings: Vec<RequestTiming>,
-    /// The redirects answered, in order.
+    /// The redirects answered, in order (with a record limit, the last that many).
     pub redirects: Vec<RedirectRecord>,
 }
 
@@ -199,7 +200,7 @@ pub(crate) struct StatsInner {
     requests: AtomicU64,
     body_bytes: AtomicU64,
     records: Mutex<Window<(RequestRecord, RequestTiming)>>,
-    redirects: Mutex<Vec<RedirectRecord>>,
+    redirects: Mutex<Window<RedirectRecord>>,
     connection_timers: Mutex<Window<Arc<IoTimer>>>,
 }
 
@@ -262,10 +263,13 @@ impl<T> Window<T> {
 }
 
 impl StatsInner {
-    /// Statistics that keep only the last `limit` records and connection timings (`None`: all).
+    /// Statistics that keep only the last `limit` records, redirects and connection timings
+    /// (`None`: all). Whatever else the sink keeps is O(1) per open connection and request in
+    /// flight, so with a limit its memory does not grow with the requests it has served.
     pub fn with_record_limit(limit: Option<usize>) -> Self {
         StatsInner {
             records: Mutex::new(Window::with_limit(limit)),
+            redirects: Mutex::new(Window::with_limit(limit)),
             connection_timers: Mutex::new(Window::with_limit(limit)),
             ..StatsInner::default()
         }
@@ -325,7 +329,8 @@ impl StatsInner {
     }
 
     /// Copies of the records with index `start` and later, and of those at `also` (cheap to
-    /// poll: only what the caller has not seen complete).
+    /// poll: only what the caller has not seen complete). With a record limit, the records
+    /// dropped since are missing: a caller finds them as gaps in the indices.
     pub fn records_since(
         &self,
         start: usize,
@@ -349,7 +354,7 @@ impl StatsInner {
             body_bytes: self.body_bytes.load(Ordering::Relaxed),
             records,
             timings,
-            redirects: lock(&self.redirects).clone(),
+            redirects: lock(&self.redirects).iter().cloned().collect(),
         }
     }
 }

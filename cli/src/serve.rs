@@ -1,28 +1,33 @@
 //! `uploadfile serve`: run the `uploadfile-sink` receiving server until Ctrl-C.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use uploadfile_sink::{RequestRecord, RequestTiming, Sink, SinkConfig, SinkHandle, TlsCertificate};
+use uploadfile_sink::{
+    FinishedRecords, RequestRecord, Sink, SinkConfig, SinkHandle, TlsCertificate,
+};
 
 use crate::connection_facts::group;
 
 /// Default file the CA certificate of `serve --tls` is written to.
 pub const DEFAULT_CA_OUT: &str = "uploadfile-sink-ca.pem";
 
-/// How many request records the sink keeps ([`SinkConfig::record_limit`]): the log only needs
-/// those it has not printed yet, and a sink that kept every record grew by about 1 KiB per
-/// request (200 MiB after 200,000) and slowed down as it grew. Between two log ticks at most
-/// this many requests may arrive before some are dropped unprinted (then counted in a line of
-/// their own): 8,192 is 0.4 s of the fastest load measured here (about 20,000 requests/s in 20
-/// ms ticks), for about 4 MiB.
-const RECORDS_KEPT: usize = 8192;
+/// How many request records the sink keeps ([`SinkConfig::record_limit`]). `serve` reads none
+/// of them: its log takes each request as it finishes ([`SinkHandle::finished_records`]). A
+/// sink that kept every record grew by about 0.9 KiB per request (865 MiB after 1,000,000) and
+/// slowed down as it grew (issue 15; docs/performance.md, "The sink stays flat").
+const RECORDS_KEPT: usize = 64;
 
-/// How often the log prints the requests answered since the last time.
-const LOG_TICK: Duration = Duration::from_millis(20);
+/// How many finished requests may wait for the log (when stdout is slower than the requests
+/// come, e.g. a terminal under a load generator): about 0.25 KiB each, only while waiting.
+/// Beyond that they are counted and the count printed instead of their lines.
+const LOG_BACKLOG: usize = 65_536;
+
+/// How many lines the log writes at a time (one buffered write).
+const LOG_BATCH: usize = 1024;
 
 /// Run the receiving server (uploadfile-sink) until Ctrl-C.
 ///
@@ -167,15 +172,15 @@ pub async fn run(args: Args) -> ExitCode {
     println!("press Ctrl-C to stop");
     let _ = std::io::stdout().flush();
 
-    let mut log = RequestLog::default();
-    let mut tick = tokio::time::interval(LOG_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One future for the whole loop: a signal between two ticks is not lost.
+    let mut log = RequestLog::new(sink.finished_records(LOG_BACKLOG));
+    // One future for the whole loop: a signal while the log is printing is not lost.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = tick.tick() => log.print_new(&sink, false),
+            more = log.print_next() => if !more {
+                break;
+            },
             res = &mut ctrl_c => {
                 if let Err(e) = res {
                     eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
@@ -184,15 +189,21 @@ pub async fn run(args: Args) -> ExitCode {
             }
         }
     }
-    log.print_new(&sink, true);
     let stats = sink.stats();
+    shutdown(sink).await;
+    // The requests still in flight ended with the shutdown: their lines, as they stood, come
+    // last (until the sink is gone, or at most a second).
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while log.print_next().await {}
+    })
+    .await;
+    log.print_waiting();
     println!(
         "stopped: {} connection(s), {} request(s), {} body bytes",
         stats.connections_accepted,
         stats.requests,
         group(stats.body_bytes)
     );
-    shutdown(sink).await;
     ExitCode::SUCCESS
 }
 
@@ -201,83 +212,70 @@ async fn shutdown(sink: SinkHandle) {
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.shutdown()).await;
 }
 
-/// Prints one line per request once it has been answered (or, at the end, as it stands).
-///
-/// It asks the sink only for what it has not printed: the records from `next` on, and those
-/// below it still waiting for their answer. Each tick's lines go out in one buffered write.
-/// The sink keeps only the last [`RECORDS_KEPT`] records: a waiting request whose record it
-/// dropped (one never answered: the client went away, or `close=1`) is printed as last seen,
-/// and requests dropped before they were ever seen (more than [`RECORDS_KEPT`] arrived within
-/// one tick) are counted in a line of their own, so that the log never silently holds fewer
-/// requests than the `stopped:` line.
-#[derive(Default)]
+/// Prints one line per request as it finishes: answered, or ended without an answer (then
+/// with `---` for the status). The lines of the requests that finished since the last write go
+/// out in one buffered write; the log keeps no record once printed.
 struct RequestLog {
-    /// Every record below this index has been looked at.
-    next: usize,
-    /// Records below `next` not yet answered, as last seen, by index (ascending): printed once
-    /// answered, or as they stood once the sink has dropped them.
-    waiting: Vec<(usize, RequestRecord)>,
-}
-
-/// What one look at the sink's new records gave.
-#[derive(Debug, Default, PartialEq)]
-struct Batch {
-    /// The lines to print, in record order.
-    lines: Vec<String>,
-    /// Records the sink dropped before the log ever saw them.
-    missed: usize,
+    feed: FinishedRecords,
+    batch: Vec<RequestRecord>,
+    /// `feed.dropped()` when last printed.
+    dropped: u64,
 }
 
 impl RequestLog {
-    fn print_new(&mut self, sink: &SinkHandle, all: bool) {
-        let waiting: Vec<usize> = self.waiting.iter().map(|(i, _)| *i).collect();
-        let fresh = sink.records_since(self.next, &waiting);
-        let batch = self.take(fresh, all);
-        if batch.lines.is_empty() && batch.missed == 0 {
-            return;
+    fn new(feed: FinishedRecords) -> Self {
+        RequestLog {
+            feed,
+            batch: Vec::with_capacity(LOG_BATCH),
+            dropped: 0,
         }
-        let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        for line in &batch.lines {
-            let _ = writeln!(out, "{line}");
-        }
-        if batch.missed > 0 {
-            let _ = writeln!(
-                out,
-                "({} request(s) not logged: more than {RECORDS_KEPT} arrived between two log writes)",
-                batch.missed
-            );
-        }
-        let _ = out.flush();
     }
 
-    /// Takes what `records_since(self.next, waiting indices)` returned (the waiting ones first,
-    /// then the new ones, each in index order): the lines of the answered ones (of all of them
-    /// with `all`), the waiting ones the sink no longer has as last seen, and the count of new
-    /// ones it dropped before this look.
-    fn take(&mut self, fresh: Vec<(usize, RequestRecord, RequestTiming)>, all: bool) -> Batch {
-        let mut batch = Batch::default();
-        let start = self.next;
-        let mut asked = std::mem::take(&mut self.waiting).into_iter().peekable();
-        for (i, record, _) in fresh {
-            // Waiting records below this one that did not come back: gone from the sink.
-            while let Some((_, gone)) = asked.next_if(|(j, _)| *j < i) {
-                batch.lines.push(log_line(&gone));
-            }
-            if i < start {
-                asked.next_if(|(j, _)| *j == i);
-            } else {
-                batch.missed += i - self.next;
-                self.next = i + 1;
-            }
-            if all || record.response_sent_ms.is_some() {
-                batch.lines.push(log_line(&record));
-            } else {
-                self.waiting.push((i, record));
-            }
+    /// Waits for finished requests and prints them; `false` once the sink is gone.
+    async fn print_next(&mut self) -> bool {
+        self.batch.clear();
+        if self.feed.recv_many(&mut self.batch, LOG_BATCH).await == 0 {
+            return false;
         }
-        batch.lines.extend(asked.map(|(_, gone)| log_line(&gone)));
-        batch
+        self.print_batch();
+        true
     }
+
+    /// Prints what is waiting, without waiting.
+    fn print_waiting(&mut self) {
+        self.batch.clear();
+        while let Some(r) = self.feed.try_recv() {
+            self.batch.push(r);
+        }
+        self.print_batch();
+    }
+
+    fn print_batch(&mut self) {
+        let dropped = self.feed.dropped();
+        let text = log_text(&self.batch, dropped - self.dropped);
+        self.dropped = dropped;
+        if text.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// The log's lines for `records`, and a line for `dropped` requests not logged.
+fn log_text(records: &[RequestRecord], dropped: u64) -> String {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&log_line(r));
+        text.push('\n');
+    }
+    if dropped > 0 {
+        text.push_str(&format!(
+            "({dropped} request(s) not logged: {LOG_BACKLOG} were already waiting to be printed)\n"
+        ));
+    }
+    text
 }
 
 fn log_line(r: &RequestRecord) -> String {
@@ -347,67 +345,35 @@ mod tests {
         assert!(sink_config(&a).unwrap_err().contains("/nonexistent"));
     }
 
-    /// A record of request `i` (answered or not), as `records_since` returns it.
-    fn fresh(i: usize, answered: bool) -> (usize, RequestRecord, RequestTiming) {
-        let record = RequestRecord {
+    #[test]
+    fn the_log_counts_what_it_could_not_print() {
+        let r = RequestRecord {
             connection_id: 1,
-            request_index: i as u64 + 1,
+            request_index: 3,
             method: "POST".into(),
             path: "/upload".into(),
             query: String::new(),
-            protocol: "HTTP/1.1".into(),
+            protocol: "HTTP/2.0".into(),
             received_bytes: 4096,
-            status: answered.then_some(200),
+            status: None,
             head_received_ms: 1000.0,
-            body_received_ms: Some(1001.0),
-            response_sent_ms: answered.then_some(1002.0),
+            body_received_ms: None,
+            response_sent_ms: None,
         };
-        let timing = RequestTiming {
-            connection_id: 1,
-            request_index: i as u64 + 1,
-            first_byte_at: None,
-            head_parsed_at: None,
-            body_end_at: None,
-            response_head_written_at: None,
-            response_end_written_at: None,
-            first_byte_ms: None,
-            head_parsed_ms: None,
-            body_end_ms: None,
-            response_head_written_ms: None,
-            response_end_written_ms: None,
-        };
-        (i, record, timing)
-    }
-
-    #[test]
-    fn the_log_prints_each_request_once_and_counts_what_the_sink_dropped() {
-        let mut log = RequestLog::default();
-        // 0 and 2 answered, 1 not yet.
-        let b = log.take(vec![fresh(0, true), fresh(1, false), fresh(2, true)], false);
-        assert_eq!((b.lines.len(), b.missed), (2, 0));
-        assert_eq!((log.next, log.waiting.len()), (3, 1));
-        // 1 answered now, 3 new.
-        let b = log.take(vec![fresh(1, true), fresh(3, true)], false);
-        assert_eq!((b.lines.len(), b.missed), (2, 0));
-        assert!(b.lines[0].contains("req 2"), "{:?}", b.lines);
-        assert!(log.waiting.is_empty());
-        // 4 waits; then the sink dropped 4 to 9 (only 10 and 11 come back): 4 is printed as
-        // last seen, 5 to 9 are counted as missed.
-        log.take(vec![fresh(4, false)], false);
-        let b = log.take(vec![fresh(10, true), fresh(11, false)], false);
-        assert_eq!(b.missed, 5);
-        assert_eq!(b.lines.len(), 2);
-        assert!(b.lines[0].starts_with("--- POST"), "{:?}", b.lines);
-        assert!(b.lines[1].contains("req 11"), "{:?}", b.lines);
-        assert_eq!((log.next, log.waiting.len()), (12, 1));
-        // Nothing new and the waiting one gone: printed as last seen.
-        let b = log.take(Vec::new(), false);
-        assert_eq!((b.lines.len(), b.missed), (1, 0));
-        assert!(log.waiting.is_empty());
-        // At the end every record is printed, answered or not.
-        let b = log.take(vec![fresh(12, false)], true);
-        assert_eq!(b.lines.len(), 1);
-        assert!(log.waiting.is_empty());
+        let text = log_text(&[r.clone(), r], 0);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.starts_with(
+                "--- POST /upload  HTTP/2.0  4,096 bytes  conn 1 req 3  body not read to its end\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(log_text(&[], 0), "");
+        let text = log_text(&[], 7);
+        assert!(
+            text.starts_with("(7 request(s) not logged: 65536 were"),
+            "{text}"
+        );
     }
 
     #[test]

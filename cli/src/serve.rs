@@ -24,7 +24,7 @@ const RECORDS_KEPT: usize = 64;
 /// How many finished requests may wait for the log (when stdout is slower than the requests
 /// come, e.g. a terminal under a load generator): about 0.25 KiB each, only while waiting.
 /// Beyond that they are counted and the count printed instead of their lines.
-const LOG_BACKLOG: usize = 65_536;
+const LOG_BACKLOG: usize = 16_384;
 
 /// How many lines the log writes at a time (one buffered write).
 const LOG_BATCH: usize = 1024;

@@ -24,10 +24,16 @@ const RECORDS_KEPT: usize = 64;
 /// How many finished requests may wait for the log (when stdout is slower than the requests
 /// come, e.g. a terminal under a load generator): about 0.25 KiB each, only while waiting.
 /// Beyond that they are counted and the count printed instead of their lines.
-const LOG_BACKLOG: usize = 16_384;
+const LOG_BACKLOG: usize = 32_768;
 
-/// How many lines the log writes at a time (one buffered write).
-const LOG_BATCH: usize = 1024;
+/// How many lines the log writes at a time (one write to stdout).
+const LOG_BATCH: usize = 4096;
+
+/// How long the log lets lines gather once it has caught up: without it, a log that keeps up
+/// wakes and writes for every request (a thread wake-up and a `write` per request); with it, a
+/// write carries what 20 ms brought (about 1,400 lines at 70,000 requests/s, far below
+/// [`LOG_BACKLOG`]), and the first line after a quiet spell still goes out at once.
+const LOG_PAUSE: Duration = Duration::from_millis(20);
 
 /// Run the receiving server (uploadfile-sink) until Ctrl-C.
 ///
@@ -238,6 +244,9 @@ impl RequestLog {
             return false;
         }
         self.print_batch();
+        if self.batch.len() < LOG_BATCH {
+            tokio::time::sleep(LOG_PAUSE).await;
+        }
         true
     }
 

@@ -16,7 +16,7 @@ const MORE: usize = 40_000;
 /// Concurrent keep-alive connections (of each of the two loads).
 const CONNECTIONS: usize = 4;
 /// Growth allowed between the two readings: the log's backlog of finished requests may hold up
-/// to 16,384 records (about 4 MiB) if stdout lags, and the allocator may keep some of it.
+/// to 32,768 records (about 8 MiB) if stdout lags, and the allocator may keep some of it.
 const GROWTH_LIMIT_KIB: u64 = 12 * 1024;
 
 /// Kills the child on drop, so a failing test leaves no server behind.

@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(log_text(&[], 0), "");
         let text = log_text(&[], 7);
         assert!(
-            text.starts_with("(7 request(s) not logged: 65536 were"),
+            text.starts_with(&format!("(7 request(s) not logged: {LOG_BACKLOG} were")),
             "{text}"
         );
     }

@@ -1,18 +1,39 @@
 //! `uploadfile serve`: run the `uploadfile-sink` receiving server until Ctrl-C.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use uploadfile_sink::{RequestRecord, Sink, SinkConfig, SinkHandle, TlsCertificate};
+use uploadfile_sink::{
+    FinishedRecords, RequestRecord, Sink, SinkConfig, SinkHandle, TlsCertificate,
+};
 
 use crate::connection_facts::group;
 
 /// Default file the CA certificate of `serve --tls` is written to.
 pub const DEFAULT_CA_OUT: &str = "uploadfile-sink-ca.pem";
+
+/// How many request records the sink keeps ([`SinkConfig::record_limit`]). `serve` reads none
+/// of them: its log takes each request as it finishes ([`SinkHandle::finished_records`]). A
+/// sink that kept every record grew by about 0.9 KiB per request (865 MiB after 1,000,000) and
+/// slowed down as it grew (issue 15; docs/performance.md, "The sink stays flat").
+const RECORDS_KEPT: usize = 64;
+
+/// How many finished requests may wait for the log (when stdout is slower than the requests
+/// come, e.g. a terminal under a load generator): about 0.25 KiB each, only while waiting.
+/// Beyond that they are counted and the count printed instead of their lines.
+const LOG_BACKLOG: usize = 32_768;
+
+/// How many lines the log writes at a time (one write to stdout).
+const LOG_BATCH: usize = 4096;
+
+/// How long the log lets lines gather once it has caught up: without it, a log that keeps up
+/// wakes and writes for every request (a thread wake-up and a `write` per request); with it, a
+/// write carries what 20 ms brought (about 1,400 lines at 70,000 requests/s, far below
+/// [`LOG_BACKLOG`]), and the first line after a quiet spell still goes out at once.
+const LOG_PAUSE: Duration = Duration::from_millis(20);
 
 /// Run the receiving server (uploadfile-sink) until Ctrl-C.
 ///
@@ -104,6 +125,7 @@ fn sink_config(args: &Args) -> Result<SinkConfig, String> {
         delay: Duration::from_millis(args.delay),
         status: args.status,
         tls_certificate,
+        record_limit: Some(RECORDS_KEPT),
         ..SinkConfig::default()
     })
 }
@@ -156,14 +178,15 @@ pub async fn run(args: Args) -> ExitCode {
     println!("press Ctrl-C to stop");
     let _ = std::io::stdout().flush();
 
-    let mut log = RequestLog::default();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    // One future for the whole loop: a signal between two ticks is not lost.
+    let mut log = RequestLog::new(sink.finished_records(LOG_BACKLOG));
+    // One future for the whole loop: a signal while the log is printing is not lost.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = tick.tick() => log.print_new(&sink, false),
+            more = log.print_next() => if !more {
+                break;
+            },
             res = &mut ctrl_c => {
                 if let Err(e) = res {
                     eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
@@ -172,15 +195,21 @@ pub async fn run(args: Args) -> ExitCode {
             }
         }
     }
-    log.print_new(&sink, true);
     let stats = sink.stats();
+    shutdown(sink).await;
+    // The requests still in flight ended with the shutdown: their lines, as they stood, come
+    // last (until the sink is gone, or at most a second).
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while log.print_next().await {}
+    })
+    .await;
+    log.print_waiting();
     println!(
         "stopped: {} connection(s), {} request(s), {} body bytes",
         stats.connections_accepted,
         stats.requests,
         group(stats.body_bytes)
     );
-    shutdown(sink).await;
     ExitCode::SUCCESS
 }
 
@@ -189,28 +218,73 @@ async fn shutdown(sink: SinkHandle) {
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.shutdown()).await;
 }
 
-/// Prints one line per request once it has been answered (or, at the end, as it stands).
-#[derive(Default)]
+/// Prints one line per request as it finishes: answered, or ended without an answer (then
+/// with `---` for the status). The lines of the requests that finished since the last write go
+/// out in one buffered write; the log keeps no record once printed.
 struct RequestLog {
-    printed: HashSet<usize>,
+    feed: FinishedRecords,
+    batch: Vec<RequestRecord>,
+    /// `feed.dropped()` when last printed.
+    dropped: u64,
 }
 
 impl RequestLog {
-    fn print_new(&mut self, sink: &SinkHandle, all: bool) {
-        let stats = sink.stats();
-        if self.printed.len() == stats.records.len() {
+    fn new(feed: FinishedRecords) -> Self {
+        RequestLog {
+            feed,
+            batch: Vec::with_capacity(LOG_BATCH),
+            dropped: 0,
+        }
+    }
+
+    /// Waits for finished requests and prints them; `false` once the sink is gone.
+    async fn print_next(&mut self) -> bool {
+        self.batch.clear();
+        if self.feed.recv_many(&mut self.batch, LOG_BATCH).await == 0 {
+            return false;
+        }
+        self.print_batch();
+        if self.batch.len() < LOG_BATCH {
+            tokio::time::sleep(LOG_PAUSE).await;
+        }
+        true
+    }
+
+    /// Prints what is waiting, without waiting.
+    fn print_waiting(&mut self) {
+        self.batch.clear();
+        while let Some(r) = self.feed.try_recv() {
+            self.batch.push(r);
+        }
+        self.print_batch();
+    }
+
+    fn print_batch(&mut self) {
+        let dropped = self.feed.dropped();
+        let text = log_text(&self.batch, dropped - self.dropped);
+        self.dropped = dropped;
+        if text.is_empty() {
             return;
         }
-        let mut stdout = std::io::stdout().lock();
-        for (i, r) in stats.records.iter().enumerate() {
-            if self.printed.contains(&i) || !(all || r.response_sent_ms.is_some()) {
-                continue;
-            }
-            self.printed.insert(i);
-            let _ = writeln!(stdout, "{}", log_line(r));
-        }
-        let _ = stdout.flush();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
+}
+
+/// The log's lines for `records`, and a line for `dropped` requests not logged.
+fn log_text(records: &[RequestRecord], dropped: u64) -> String {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&log_line(r));
+        text.push('\n');
+    }
+    if dropped > 0 {
+        text.push_str(&format!(
+            "({dropped} request(s) not logged: {LOG_BACKLOG} were already waiting to be printed)\n"
+        ));
+    }
+    text
 }
 
 fn log_line(r: &RequestRecord) -> String {
@@ -278,6 +352,43 @@ mod tests {
             .unwrap()
             .args;
         assert!(sink_config(&a).unwrap_err().contains("/nonexistent"));
+    }
+
+    #[test]
+    fn the_log_counts_what_it_could_not_print() {
+        let r = RequestRecord {
+            connection_id: 1,
+            request_index: 3,
+            method: "POST".into(),
+            path: "/upload".into(),
+            query: String::new(),
+            protocol: "HTTP/2.0".into(),
+            received_bytes: 4096,
+            status: None,
+            head_received_ms: 1000.0,
+            body_received_ms: None,
+            response_sent_ms: None,
+        };
+        let text = log_text(&[r.clone(), r], 0);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.starts_with(
+                "--- POST /upload  HTTP/2.0  4,096 bytes  conn 1 req 3  body not read to its end\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(log_text(&[], 0), "");
+        let text = log_text(&[], 7);
+        assert!(
+            text.starts_with(&format!("(7 request(s) not logged: {LOG_BACKLOG} were")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn serve_keeps_a_bounded_number_of_records() {
+        let c = sink_config(&Cli::try_parse_from(["x", "--discard"]).unwrap().args).unwrap();
+        assert_eq!(c.record_limit, Some(RECORDS_KEPT));
     }
 
     #[test]

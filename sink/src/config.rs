@@ -61,10 +61,17 @@ pub struct SinkConfig {
     /// unaffected). `false` makes a TLS sink that speaks HTTP/1.1 only, to test clients'
     /// fallback. Default `true`.
     pub offer_h2: bool,
-    /// Keep the records (and connection timings) of only the last this many requests (and
-    /// connections), so a long-lived sink or a soak run does not grow without bound; older ones
-    /// are dropped and no longer returned by snapshots. Counters are unaffected. Default
-    /// `None`: keep everything (what tests that inspect records want).
+    /// Keep the records (and connection timings, and redirects) of only the last this many
+    /// requests (and connections, and redirects), so a long-lived sink or a soak run does not
+    /// grow without bound; older ones are dropped and no longer returned by snapshots or
+    /// [`records_since`](crate::SinkHandle::records_since). Counters are unaffected. Everything
+    /// else the sink holds lives only as long as its connection or request (a request still in
+    /// flight keeps its record until it finishes, past the limit), so with a limit its memory
+    /// stays flat however many requests it serves: `uploadfile serve` keeps 64, and
+    /// takes its log from [`SinkHandle::finished_records`](crate::SinkHandle::finished_records)
+    /// instead (docs/performance.md, "The sink stays flat"; keeping every record cost it about
+    /// 0.9 KiB of RSS per request). Default `None`: keep everything (what tests that inspect
+    /// records want).
     pub record_limit: Option<usize>,
     /// With `tls`: also serve HTTP/3 (QUIC, ALPN `h3`) over UDP on the same
     /// IP and port number as the TCP listener, with the same certificate;

@@ -126,6 +126,18 @@
 //! twin in ms for other processes. [`SinkHandle::connection_timings`] gives
 //! when each connection was accepted and finished its TLS handshake.
 //!
+//! By default every record is kept, for tests that inspect them. A long-lived
+//! sink sets [`SinkConfig::record_limit`]: it then keeps only the last that
+//! many records, connection timings and redirects (the counters still count
+//! everything; a request still in flight keeps its record until it
+//! finishes), and since the rest of its state lives only as long as a
+//! connection or a request, its memory and its CPU per request stay flat
+//! however many requests it serves. A poller of
+//! [`records_since`](SinkHandle::records_since) sees the records dropped
+//! before it looked as a gap in the indices; a consumer that wants every
+//! request once, whatever is kept, takes them as they finish from
+//! [`SinkHandle::finished_records`] (as `uploadfile serve` prints its log).
+//!
 //! # The binary
 //!
 //! `uploadfile-sink [--listen ADDR] [--tls] [--h2] [--h3] [--discard] [--ca-out PATH]` runs
@@ -159,7 +171,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{SinkConfig, TlsCertificate};
-pub use stats::{RedirectRecord, RequestRecord, RequestTiming, SinkStats};
+pub use stats::{FinishedRecords, RedirectRecord, RequestRecord, RequestTiming, SinkStats};
 pub use timing::{now_ms, ConnectionTiming};
 
 use service::Shared;
@@ -372,6 +384,18 @@ impl SinkHandle {
         also: &[usize],
     ) -> Vec<(usize, RequestRecord, RequestTiming)> {
         self.stats.records_since(start, also)
+    }
+
+    /// From now on, the record of every request as it finishes (its response
+    /// handed over in full, or the request ended without one), at most
+    /// `capacity` waiting at a time; see [`FinishedRecords`]. For a consumer
+    /// that wants each request once, such as a log, whatever
+    /// [`SinkConfig::record_limit`] keeps. A second call replaces the first
+    /// subscriber. The record is the one [`stats`](Self::stats) would show at
+    /// that moment; the raw-socket [`RequestTiming`] is not included (its
+    /// last stamp, the response's last write, may come after).
+    pub fn finished_records(&self, capacity: usize) -> FinishedRecords {
+        self.stats.subscribe(capacity)
     }
 
     /// When each connection was accepted and (with TLS) finished its

@@ -87,11 +87,26 @@ impl Drop for InFlight {
     }
 }
 
+/// Marks its request finished in the stats when dropped: after the response body's
+/// `on_done` (which owns it once there is a response), or with the [`Reply`] when the request
+/// ends without one (an error, a closed connection, a dropped handler).
+struct Finished {
+    stats: Arc<StatsInner>,
+    slot: usize,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.stats.finish(self.slot);
+    }
+}
+
 /// Builds the response of one request and ties it to its stats record.
 struct Reply {
     stats: Arc<StatsInner>,
     slot: usize,
     in_flight: InFlight,
+    finished: Finished,
     http1: bool,
     connection_id: u64,
     request_index: u64,
@@ -123,6 +138,7 @@ impl Reply {
             stats,
             slot,
             in_flight,
+            finished,
             http1,
             connection_id,
             request_index,
@@ -143,6 +159,7 @@ impl Reply {
                 }
             }
             drop(in_flight);
+            drop(finished);
         }));
         let mut res = Response::new(body);
         *res.status_mut() =
@@ -275,6 +292,10 @@ pub(crate) async fn handle(
         stats: stats.clone(),
         slot,
         in_flight,
+        finished: Finished {
+            stats: stats.clone(),
+            slot,
+        },
         http1,
         connection_id: ctx.id,
         request_index,

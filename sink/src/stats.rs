@@ -1,11 +1,12 @@
 //! Counters and per-request records, with server-side timestamps.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::timing::{ConnectionTiming, IoTimer};
 
@@ -173,12 +174,13 @@ pub struct SinkStats {
     pub requests: u64,
     /// Request body bytes read, over all requests.
     pub body_bytes: u64,
-    /// One record per request, in arrival order.
+    /// One record per request, in arrival order (with
+    /// [`SinkConfig::record_limit`](crate::SinkConfig::record_limit), the last that many).
     pub records: Vec<RequestRecord>,
     /// The raw-socket timings of each request: `timings[i]` belongs to
     /// `records[i]`.
     pub timings: Vec<RequestTiming>,
-    /// The redirects answered, in order.
+    /// The redirects answered, in order (with a record limit, the last that many).
     pub redirects: Vec<RedirectRecord>,
 }
 
@@ -192,15 +194,120 @@ impl SinkStats {
     }
 }
 
+/// The records of requests as they finish, from [`SinkHandle::finished_records`](crate::SinkHandle::finished_records):
+/// for a consumer that wants each request once (a log) rather than the sink's history.
+///
+/// The channel is bounded: when `capacity` records are waiting, newer ones are not queued but
+/// counted in [`dropped`](Self::dropped), so a consumer that stalls costs at most `capacity`
+/// records of memory. Records are allocated only while waiting.
+#[derive(Debug)]
+pub struct FinishedRecords {
+    rx: mpsc::Receiver<RequestRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FinishedRecords {
+    /// Waits for at least one finished request, then moves up to `limit` of those waiting into
+    /// `buf` (in the order they finished) and returns how many. 0 once the sink is gone and
+    /// every record has been received (or when `limit` is 0). Cancel-safe.
+    pub async fn recv_many(&mut self, buf: &mut Vec<RequestRecord>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
+
+    /// The next waiting record, without waiting; `None` if there is none (yet).
+    pub fn try_recv(&mut self) -> Option<RequestRecord> {
+        self.rx.try_recv().ok()
+    }
+
+    /// How many finished requests were not queued because `capacity` records were waiting.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The sending side of [`FinishedRecords`].
+#[derive(Debug)]
+struct Feed {
+    tx: mpsc::Sender<RequestRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
 /// The live, shared statistics.
 #[derive(Debug, Default)]
 pub(crate) struct StatsInner {
     connections: AtomicU64,
     requests: AtomicU64,
     body_bytes: AtomicU64,
-    records: Mutex<Window<(RequestRecord, RequestTiming)>>,
-    redirects: Mutex<Vec<RedirectRecord>>,
+    records: Mutex<RecordStore>,
+    redirects: Mutex<Window<RedirectRecord>>,
     connection_timers: Mutex<Window<Arc<IoTimer>>>,
+    feed: Mutex<Option<Feed>>,
+}
+
+/// One request's record and timings, and whether the request has finished.
+#[derive(Debug)]
+struct Entry {
+    record: RequestRecord,
+    timing: RequestTiming,
+    finished: bool,
+}
+
+/// The records, by their index in the arrival order: the last `limit` in a [`Window`]. A
+/// request pushed out of the window while still in flight moves to `orphans` until it
+/// finishes, so that what it still writes before then (its status, its byte count, its
+/// stamps) reaches its [`FinishedRecords`] entry, and a poller waiting for it
+/// (`records_since`) still finds it; `orphans` holds at most the requests in flight.
+#[derive(Debug, Default)]
+struct RecordStore {
+    window: Window<Entry>,
+    limit: Option<usize>,
+    orphans: HashMap<usize, Entry>,
+}
+
+impl RecordStore {
+    fn with_limit(limit: Option<usize>) -> Self {
+        RecordStore {
+            limit: limit.map(|l| l.max(1)),
+            ..RecordStore::default()
+        }
+    }
+
+    fn push(&mut self, entry: Entry) -> usize {
+        let index = self.window.push(entry);
+        if let Some(limit) = self.limit {
+            while self.window.items.len() > limit {
+                match self.window.pop_front() {
+                    Some((i, e)) if !e.finished => {
+                        self.orphans.insert(i, e);
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        index
+    }
+
+    fn get(&self, index: usize) -> Option<&Entry> {
+        self.window.get(index).or_else(|| self.orphans.get(&index))
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Entry> {
+        match self.window.get_mut(index) {
+            Some(e) => Some(e),
+            None => self.orphans.get_mut(&index),
+        }
+    }
+
+    /// Marks the request finished; an orphan leaves. Returns its record when `copy`.
+    fn finish(&mut self, index: usize, copy: bool) -> Option<RequestRecord> {
+        if let Some(e) = self.orphans.remove(&index) {
+            return copy.then_some(e.record);
+        }
+        let e = self.window.get_mut(index)?;
+        e.finished = true;
+        copy.then(|| e.record.clone())
+    }
 }
 
 /// The last `limit` items of a growing sequence, addressed by their index in the whole
@@ -259,13 +366,23 @@ impl<T> Window<T> {
     fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
     }
+
+    /// Removes the oldest item; returns it with its index.
+    fn pop_front(&mut self) -> Option<(usize, T)> {
+        let item = self.items.pop_front()?;
+        self.base += 1;
+        Some((self.base - 1, item))
+    }
 }
 
 impl StatsInner {
-    /// Statistics that keep only the last `limit` records and connection timings (`None`: all).
+    /// Statistics that keep only the last `limit` records, redirects and connection timings
+    /// (`None`: all). Whatever else the sink keeps is O(1) per open connection and request in
+    /// flight, so with a limit its memory does not grow with the requests it has served.
     pub fn with_record_limit(limit: Option<usize>) -> Self {
         StatsInner {
-            records: Mutex::new(Window::with_limit(limit)),
+            records: Mutex::new(RecordStore::with_limit(limit)),
+            redirects: Mutex::new(Window::with_limit(limit)),
             connection_timers: Mutex::new(Window::with_limit(limit)),
             ..StatsInner::default()
         }
@@ -297,26 +414,55 @@ impl StatsInner {
     /// Stores the record of a new request and returns its slot.
     pub fn begin(&self, record: RequestRecord, timing: RequestTiming) -> usize {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        lock(&self.records).push((record, timing))
+        lock(&self.records).push(Entry {
+            record,
+            timing,
+            finished: false,
+        })
     }
 
     /// Updates the record in `slot`.
     pub fn update(&self, slot: usize, f: impl FnOnce(&mut RequestRecord)) {
-        if let Some((r, _)) = lock(&self.records).get_mut(slot) {
-            f(r);
+        if let Some(e) = lock(&self.records).get_mut(slot) {
+            f(&mut e.record);
         }
     }
 
     /// Updates the timings in `slot`.
     pub fn update_timing(&self, slot: usize, f: impl FnOnce(&mut RequestTiming)) {
-        if let Some((_, t)) = lock(&self.records).get_mut(slot) {
-            f(t);
+        if let Some(e) = lock(&self.records).get_mut(slot) {
+            f(&mut e.timing);
         }
     }
 
     /// A copy of the timings in `slot`.
     pub fn timing(&self, slot: usize) -> Option<RequestTiming> {
-        lock(&self.records).get(slot).map(|(_, t)| t.clone())
+        lock(&self.records).get(slot).map(|e| e.timing.clone())
+    }
+
+    /// The request in `slot` has finished (its response handed over in full, or it ended
+    /// without one): it may now leave the record store, and its record goes to the
+    /// [`FinishedRecords`] subscriber, if there is one.
+    pub fn finish(&self, slot: usize) {
+        let feed = lock(&self.feed);
+        let record = lock(&self.records).finish(slot, feed.is_some());
+        if let (Some(feed), Some(record)) = (feed.as_ref(), record) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = feed.tx.try_send(record) {
+                feed.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sends the record of every request that finishes from now on to the returned receiver
+    /// (replacing an earlier subscriber), at most `capacity` waiting at a time.
+    pub fn subscribe(&self, capacity: usize) -> FinishedRecords {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        *lock(&self.feed) = Some(Feed {
+            tx,
+            dropped: dropped.clone(),
+        });
+        FinishedRecords { rx, dropped }
     }
 
     /// Notes a redirect answered.
@@ -325,31 +471,42 @@ impl StatsInner {
     }
 
     /// Copies of the records with index `start` and later, and of those at `also` (cheap to
-    /// poll: only what the caller has not seen complete).
+    /// poll: only what the caller has not seen complete). With a record limit, the records
+    /// dropped since are missing: a caller finds them as gaps in the indices (a request still
+    /// in flight is not dropped before it finishes).
     pub fn records_since(
         &self,
         start: usize,
         also: &[usize],
     ) -> Vec<(usize, RequestRecord, RequestTiming)> {
         let records = lock(&self.records);
+        let window = &records.window;
         also.iter()
             .copied()
             .filter(|&i| i < start)
-            .chain(start.max(records.base)..records.end())
-            .filter_map(|i| records.get(i).map(|(r, t)| (i, r.clone(), t.clone())))
+            .chain(start.max(window.base)..window.end())
+            .filter_map(|i| {
+                records
+                    .get(i)
+                    .map(|e| (i, e.record.clone(), e.timing.clone()))
+            })
             .collect()
     }
 
     /// A consistent-enough copy of everything.
     pub fn snapshot(&self) -> SinkStats {
-        let (records, timings) = lock(&self.records).iter().cloned().unzip();
+        let (records, timings) = lock(&self.records)
+            .window
+            .iter()
+            .map(|e| (e.record.clone(), e.timing.clone()))
+            .unzip();
         SinkStats {
             connections_accepted: self.connections.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             body_bytes: self.body_bytes.load(Ordering::Relaxed),
             records,
             timings,
-            redirects: lock(&self.redirects).clone(),
+            redirects: lock(&self.redirects).iter().cloned().collect(),
         }
     }
 }
@@ -360,7 +517,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod window_tests {
-    use super::Window;
+    use super::{RequestRecord, RequestTiming, StatsInner, Window};
 
     #[test]
     fn a_window_keeps_the_last_items_under_their_whole_sequence_index() {
@@ -378,5 +535,59 @@ mod window_tests {
             all.push(i);
         }
         assert_eq!(all.get(0), Some(&0));
+    }
+
+    fn record(i: u64) -> (RequestRecord, RequestTiming) {
+        let r = RequestRecord {
+            connection_id: 1,
+            request_index: i,
+            method: "POST".into(),
+            path: "/upload".into(),
+            query: String::new(),
+            protocol: "HTTP/1.1".into(),
+            received_bytes: 0,
+            status: None,
+            head_received_ms: 0.0,
+            body_received_ms: None,
+            response_sent_ms: None,
+        };
+        (r, RequestTiming::new(1, i))
+    }
+
+    #[test]
+    fn the_store_keeps_the_last_records_and_the_unfinished_until_they_finish() {
+        let stats = StatsInner::with_record_limit(Some(3));
+        let mut feed = stats.subscribe(100);
+        let slots: Vec<usize> = (1..=1000)
+            .map(|i| {
+                let (r, t) = record(i);
+                stats.begin(r, t)
+            })
+            .collect();
+        // Every request but the first finishes at once.
+        for &slot in &slots[1..] {
+            stats.update(slot, |r| r.status = Some(200));
+            stats.finish(slot);
+        }
+        let store = stats.records.lock().unwrap();
+        assert_eq!(store.window.items.len(), 3, "the last 3");
+        assert_eq!(store.orphans.len(), 1, "the one in flight");
+        drop(store);
+        // The first still takes its updates, and leaves once finished.
+        stats.update(slots[0], |r| r.status = Some(201));
+        stats.finish(slots[0]);
+        assert!(stats.records.lock().unwrap().orphans.is_empty());
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.requests, 1000);
+        let kept: Vec<u64> = snapshot.records.iter().map(|r| r.request_index).collect();
+        assert_eq!(kept, [998, 999, 1000]);
+        // The subscriber got the first 100 to finish, then counted the rest.
+        let mut got = Vec::new();
+        while let Some(r) = feed.try_recv() {
+            got.push((r.request_index, r.status));
+        }
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[0], (2, Some(200)));
+        assert_eq!(feed.dropped(), 900);
     }
 }

@@ -11,3 +11,4 @@ mod bench;
 mod call;
 mod cli;
 mod proxy_env;
+mod serve_flat;

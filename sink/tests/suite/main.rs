@@ -8,6 +8,7 @@
 mod common;
 
 mod bin;
+mod bounded;
 mod h2;
 mod h3;
 mod http1;

@@ -6,9 +6,14 @@
 //! cache, or on the blocking pool: see [`FileSource::read_at`]), then the epilogue. A file that
 //! ends early, or changed while it was read, fails the upload before the epilogue: the body is
 //! never completed with bytes that are not the file as measured.
+//!
+//! Over HTTP/3 the chunks are read into the recycled buffers of a
+//! [`ChunkPool`](super::chunk_pool::ChunkPool) instead, which also bounds how many are out.
 
 use bytes::Bytes;
 
+#[cfg(feature = "quic")]
+use super::chunk_pool::ChunkPool;
 use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::BodyTransfer;
@@ -34,6 +39,9 @@ pub(crate) struct BodyPieces<'a> {
     reads: u32,
     /// How the file's bytes were read so far.
     pub transfer: BodyTransfer,
+    /// Where the file's chunks are read into, when not into fresh buffers.
+    #[cfg(feature = "quic")]
+    pool: Option<&'a ChunkPool>,
 }
 
 impl<'a> BodyPieces<'a> {
@@ -47,6 +55,17 @@ impl<'a> BodyPieces<'a> {
             offset: 0,
             reads: 0,
             transfer: BodyTransfer::default(),
+            #[cfg(feature = "quic")]
+            pool: None,
+        }
+    }
+
+    /// The same, reading the file into `pool`'s buffers, in chunks of its chunk size.
+    #[cfg(feature = "quic")]
+    pub(crate) fn pooled(plan: &'a BodyPlan, file: &'a FileSource, pool: &'a ChunkPool) -> Self {
+        BodyPieces {
+            pool: Some(pool),
+            ..BodyPieces::new(plan, file, pool.chunk_size())
         }
     }
 
@@ -86,22 +105,33 @@ impl<'a> BodyPieces<'a> {
     async fn read_chunk(&mut self) -> Result<Bytes, UploadError> {
         let len = self.plan.file_len();
         let want = (len - self.offset).min(self.chunk_size as u64) as usize;
-        let chunk = self
-            .file
-            .read_at(self.offset, want)
+        let (data, uncached) = self
+            .read(want)
             .await
             .map_err(|e| UploadError::new(ErrorKind::FileRead, e.to_string()))?;
-        if chunk.data.is_empty() {
+        if data.is_empty() {
             return Err(UploadError::new(
                 ErrorKind::FileChanged,
                 format!("the file ended after {} of {len} bytes", self.offset),
             ));
         }
-        self.offset += chunk.data.len() as u64;
+        self.offset += data.len() as u64;
         self.reads += 1;
-        self.transfer.copied_bytes += chunk.data.len() as u64;
-        self.transfer.uncached_reads += u32::from(chunk.uncached);
-        Ok(Bytes::from(chunk.data))
+        self.transfer.copied_bytes += data.len() as u64;
+        self.transfer.uncached_reads += u32::from(uncached);
+        Ok(data)
+    }
+
+    /// Up to `want` bytes of the file at the offset, and whether the read waited for the disk.
+    async fn read(&self, want: usize) -> std::io::Result<(Bytes, bool)> {
+        #[cfg(feature = "quic")]
+        if let Some(pool) = self.pool {
+            let buf = pool.take(want).await;
+            let (buf, n, uncached) = self.file.read_into(buf, self.offset).await?;
+            return Ok((buf.into_bytes(n), uncached));
+        }
+        let chunk = self.file.read_at(self.offset, want).await?;
+        Ok((Bytes::from(chunk.data), chunk.uncached))
     }
 }
 

@@ -19,6 +19,11 @@
 //! - `bodyAckedEnd` (extension): when quinn received the ACK that completed the finished stream
 //!   (`ackSource: "quic"`; how, and what quinn cannot tell, in `transport::quic_acks`).
 //!
+//! File chunks larger than one are read into recycled buffers whose bytes out at once follow the
+//! path's bandwidth-delay product ([`ChunkPool`], [`Budget`]): quinn holds each chunk until the
+//! peer acknowledged it, so this bounds the upload's memory (docs/performance.md, "HTTP/3 peak
+//! RSS (issue 15)").
+//!
 //! Progress counts body bytes quinn accepted (`progressBasis: "written"`): quinn's API has no
 //! acknowledged offset per stream, and its congestion controller sees packets, not streams.
 
@@ -28,6 +33,7 @@ use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
 
 use super::body_pieces::BodyPieces;
+use super::chunk_pool::{Budget, ChunkPool, BUDGET_FLOOR};
 use super::file_source::FileSource;
 use super::multiplexed::StreamInput;
 use super::outcome::{Failure, Response};
@@ -40,18 +46,29 @@ use crate::transport::quic_acks::StreamAcked;
 use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
 use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
+/// How the body goes to quinn, from the client's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySending {
+    /// Hand quinn the chunks themselves (`quic_zero_copy`).
+    pub zero_copy: bool,
+    /// File bytes per chunk (`chunk_size`).
+    pub chunk_size: usize,
+    /// The most the chunks out at once may grow to (`quic_send_window`).
+    pub budget_ceiling: u64,
+}
+
 /// The request as a stream on `conn`, opened with `sender`.
 pub(crate) async fn exchange(
     conn: &QuicConnection,
     mut sender: H3Sender,
     input: StreamInput<'_>,
-    zero_copy: bool,
+    sending: BodySending,
 ) -> Result<Response, Failure> {
     let StreamInput {
         request,
         body,
         max_response_body,
-        chunk_size,
+        chunk_size: _,
         task,
         profile,
         track_acks: _,
@@ -86,8 +103,7 @@ pub(crate) async fn exchange(
                     let body = BodyToSend {
                         plan,
                         file,
-                        chunk_size,
-                        zero_copy,
+                        sending,
                         total: total_body,
                     };
                     send_body(&mut tx, &record, body, task, conn).await
@@ -195,8 +211,7 @@ impl ResponseBody for H3Body<'_> {
 struct BodyToSend<'a> {
     plan: &'a BodyPlan,
     file: &'a FileSource,
-    chunk_size: usize,
-    zero_copy: bool,
+    sending: BodySending,
     total: u64,
 }
 
@@ -214,18 +229,31 @@ async fn send_body(
     let BodyToSend {
         plan,
         file,
-        chunk_size,
-        zero_copy,
+        sending,
         total,
     } = body;
-    let mut pieces = BodyPieces::new(plan, file, chunk_size);
+    let chunk_size = sending.chunk_size.max(1);
+    let mut budget = Budget::new(BUDGET_FLOOR, sending.budget_ceiling, Instant::now());
+    // A file of one chunk has nothing to recycle and nothing to bound.
+    let pool = (plan.file_len() > chunk_size as u64)
+        .then(|| ChunkPool::new(chunk_size, budget.current()));
+    let mut pieces = match &pool {
+        Some(pool) => BodyPieces::pooled(plan, file, pool),
+        None => BodyPieces::new(plan, file, chunk_size),
+    };
     let mut sent = 0u64;
     while let Some((piece, _last)) = pieces.next().await? {
         if piece.is_empty() {
             continue;
         }
         let len = piece.len() as u64;
-        if zero_copy {
+        if let Some(pool) = &pool {
+            let min_rtt = || conn.conn.stats().path.min_rtt;
+            if let Some(next) = budget.update(Instant::now(), pool.returned_bytes(), min_rtt) {
+                pool.set_budget(next);
+            }
+        }
+        if sending.zero_copy {
             // The glue hands quinn this very buffer (no copy) when the frame's payload is it.
             record.offer(&piece);
         }

@@ -196,4 +196,36 @@ mod tests {
         let err = collect(&plan, &file, 64).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileChanged);
     }
+
+    #[cfg(feature = "quic")]
+    #[tokio::test]
+    async fn pooled_pieces_make_the_whole_body_warm_and_cold_in_recycled_buffers() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        f.write_all(&data).unwrap();
+        f.as_file().sync_all().unwrap();
+        let file = FileSource::new(f.reopen().unwrap(), Some(f.path()));
+        let plan = plan_for(data.len() as u64);
+        let mut expected = plan.preamble().to_vec();
+        expected.extend_from_slice(&data);
+        expected.extend_from_slice(plan.epilogue());
+        for cold in [false, true] {
+            if cold {
+                crate::sys::evict_from_cache(f.as_file()).unwrap();
+            }
+            // A budget of two 4 KiB chunks: the reads wait for the pieces to be dropped.
+            let pool = ChunkPool::new(4096, 0);
+            let mut pieces = BodyPieces::pooled(&plan, &file, &pool);
+            let mut body = Vec::new();
+            while let Some((piece, _)) = pieces.next().await.unwrap() {
+                body.extend_from_slice(&piece);
+            }
+            assert_eq!(body, expected, "cold: {cold}");
+            // 25 chunks, each dropped before the next read: one buffer, recycled.
+            assert_eq!(pool.allocated(), 1, "cold: {cold}");
+            if cold {
+                assert!(pieces.transfer.uncached_reads > 0);
+            }
+        }
+    }
 }

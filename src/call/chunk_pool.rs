@@ -62,6 +62,8 @@ struct State {
     limit: usize,
     /// Bytes of the buffers that came back so far.
     returned_bytes: u64,
+    /// Buffers allocated so far.
+    allocated: usize,
 }
 
 impl Shared {
@@ -81,6 +83,7 @@ impl ChunkPool {
                     out: 0,
                     limit: limit_for(budget, chunk_size),
                     returned_bytes: 0,
+                    allocated: 0,
                 }),
                 returned: Notify::new(),
             }),
@@ -112,6 +115,12 @@ impl ChunkPool {
         self.shared.state().out
     }
 
+    /// Buffers allocated so far (the rest of the takes were recycled ones).
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        self.shared.state().allocated
+    }
+
     /// A buffer of `len` bytes, once fewer than the limit are out (waiting for one to come back
     /// otherwise). Its contents are whatever the last use left.
     pub(crate) async fn take(&self, len: usize) -> PoolBuf {
@@ -123,13 +132,16 @@ impl ChunkPool {
                 let mut state = self.shared.state();
                 if state.out < state.limit {
                     state.out += 1;
-                    let buf = state.free.pop();
-                    drop(state);
-                    let buf = match buf {
+                    let buf = match state.free.pop() {
                         Some(buf) if buf.len() >= len => buf,
-                        // Zeroed by the allocator (fresh pages need no `memset`).
-                        _ => vec![0; len],
+                        _ => {
+                            state.allocated += 1;
+                            // Zeroed by the allocator (fresh pages need no `memset`); allocated
+                            // under the lock, at most once per buffer of the budget.
+                            vec![0; len]
+                        }
                     };
+                    drop(state);
                     return PoolBuf {
                         buf,
                         len,
@@ -279,10 +291,12 @@ mod tests {
         let again = pool.take(1000).await;
         assert_eq!(again.as_ref().as_ptr(), ptr);
         assert_eq!(again.as_ref().len(), 1000);
+        assert_eq!(pool.allocated(), 1);
         // A larger request than the buffer kept gets a new one.
         drop(again);
         let larger = pool.take(2000).await;
         assert_eq!(larger.as_ref().len(), 2000);
+        assert_eq!(pool.allocated(), 2);
     }
 
     #[tokio::test]

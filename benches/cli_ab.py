@@ -2,25 +2,28 @@
 """A/B of whole client processes: builds of the `uploadfile` CLI uploading one large file.
 
 Used for issue 5's crypto-provider (ring vs aws-lc-rs) and allocator (glibc / mimalloc /
-jemalloc) comparisons, where the contenders are the same CLI built differently. Each upload is
-its own process, so the CPU and peak RSS from wait4(2) are the client's alone.
+jemalloc) comparisons, where the contenders are the same CLI built differently, and for issue
+15's HTTP/3 peak RSS (`--proto h3`: the CLI before and after). Each upload is its own process,
+so the CPU and peak RSS from wait4(2) are the client's alone.
 
     python3 benches/cli_ab.py --sink target/release/uploadfile-sink \\
         --variant ring=/tmp/bins/cli-ring --variant aws-lc-rs=/tmp/bins/cli-aws \\
-        [--proto h1,h2] [--runs 7] [--size-mib 1024 | --size-kib 4] [--pin]
+        [--proto h1,h2,h3] [--runs 7] [--size-mib 1024 | --size-kib 4] [--pin]
 
 The first variant is the reference of the ratios. `--size-kib` uploads a small file instead and
 reports per-process costs (wall, CPU, the TLS handshake from the profile); `--pin` puts the sink
 on CPU 0 and the clients on CPU 1.
 
 - starts ONE sink process, `uploadfile-sink --tls --discard --ca-out CA` (plus `--h2` when h2
-  is measured; hyper, rustls with ring; it only counts the body bytes), kept for every run;
+  is measured, `--h3` when h3 is: quinn + h3 on the same port over UDP; hyper, rustls with ring;
+  it only counts the body bytes), kept for every run;
 - writes a file of pseudo-random bytes and reads it once, so it is in the page cache (`fincore`
   before and after, when installed);
 - per run: `CLI upload https://localhost:PORT/upload FILE --cacert CA --timeout 600000 --json`
-  (`--http2` for h2), a new process and a new connection; the CLI's defaults otherwise (so
-  `Expect: 100-continue` for this body, the same for every variant). Checks status 200, the
-  protocol in the profile and `receivedBytes` at the sink;
+  (`--http2` for h2; `--quic` and `127.0.0.1` for h3, where the sink's UDP socket is, so that no
+  QUIC attempt goes to `::1` first), a new process and a new connection; the CLI's defaults
+  otherwise (so `Expect: 100-continue` for this body over HTTP/1.1, the same for every
+  variant). Checks status 200, the protocol in the profile and `receivedBytes` at the sink;
 - one warm-up round, discarded, then `--runs` rounds; in each round every (protocol, variant)
   runs once, the variants' order rotating from round to round;
 - MB/s = 10^6 file bytes / wall time from spawn to exit; client CPU = ru_utime + ru_stime of the
@@ -85,10 +88,11 @@ def proc_cpu(pid):
 
 
 class Sink:
-    def __init__(self, binary, ca, pin, h2):
-        # `--h2`: the sink offers HTTP/2 by ALPN only when asked.
+    def __init__(self, binary, ca, pin, h2, h3):
+        # `--h2`: the sink offers HTTP/2 by ALPN only when asked; `--h3`: HTTP/3 over UDP.
         self.p = subprocess.Popen(
-            pin + [binary, "--tls", "--discard", "--ca-out", ca] + (["--h2"] if h2 else []),
+            pin + [binary, "--tls", "--discard", "--ca-out", ca] + (["--h2"] if h2 else [])
+            + (["--h3"] if h3 else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         first = json.loads(self.p.stdout.readline())
@@ -106,9 +110,12 @@ class Sink:
 
 
 def run_one(cli, sink, path, size, proto, pin):
-    args = pin + [cli, "upload", sink.url, path, "--cacert", sink.ca, "--timeout", "600000", "--json"]
+    url = sink.url.replace("//localhost:", "//127.0.0.1:") if proto == "h3" else sink.url
+    args = pin + [cli, "upload", url, path, "--cacert", sink.ca, "--timeout", "600000", "--json"]
     if proto == "h2":
         args.append("--http2")
+    if proto == "h3":
+        args.append("--quic")
     s0 = sink.cpu()
     with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as out, \
             tempfile.TemporaryFile() as err:
@@ -127,7 +134,7 @@ def run_one(cli, sink, path, size, proto, pin):
     if code != 0:
         raise SystemExit(f"{cli} exited {code}: {err.decode(errors='replace')[-2000:]}")
     res = json.loads(out)
-    want = "h2" if proto == "h2" else "http1.1"
+    want = {"h2": "h2", "h3": "quic"}.get(proto, "http1.1")
     got = (res.get("profile") or {}).get("protocol")
     if res.get("statusCode") != 200 or got != want:
         raise SystemExit(f"{cli}: status {res.get('statusCode')}, protocol {got}, want {want}")
@@ -182,7 +189,7 @@ def main():
         write_file(path, size)
     size = os.path.getsize(path)
     sink_pin, client_pin = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ([], [])
-    sink = Sink(a.sink, os.path.join(tmp, "ca.pem"), sink_pin, "h2" in protos)
+    sink = Sink(a.sink, os.path.join(tmp, "ca.pem"), sink_pin, "h2" in protos, "h3" in protos)
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print(f"nproc {os.cpu_count()}; load average {os.getloadavg()}")
     print(f"file {path}: {size} bytes; resident before: {fincore(path)}")

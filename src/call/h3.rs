@@ -89,7 +89,6 @@ impl MuxProtocol for H3 {
     ) -> Result<Response, Failure> {
         let sending = super::h3_stream::BodySending {
             zero_copy: ctx.config.quic_zero_copy,
-            chunk_size: ctx.config.chunk_size,
             budget_ceiling: ctx.config.quic_send_window,
         };
         super::h3_stream::exchange(conn, sender, input, sending).await

@@ -51,8 +51,6 @@ use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 pub(crate) struct BodySending {
     /// Hand quinn the chunks themselves (`quic_zero_copy`).
     pub zero_copy: bool,
-    /// File bytes per chunk (`chunk_size`).
-    pub chunk_size: usize,
     /// The most the chunks out at once may grow to (`quic_send_window`).
     pub budget_ceiling: u64,
 }
@@ -68,7 +66,7 @@ pub(crate) async fn exchange(
         request,
         body,
         max_response_body,
-        chunk_size: _,
+        chunk_size,
         task,
         profile,
         track_acks: _,
@@ -103,6 +101,7 @@ pub(crate) async fn exchange(
                     let body = BodyToSend {
                         plan,
                         file,
+                        chunk_size,
                         sending,
                         total: total_body,
                     };
@@ -211,6 +210,7 @@ impl ResponseBody for H3Body<'_> {
 struct BodyToSend<'a> {
     plan: &'a BodyPlan,
     file: &'a FileSource,
+    chunk_size: usize,
     sending: BodySending,
     total: u64,
 }
@@ -229,10 +229,11 @@ async fn send_body(
     let BodyToSend {
         plan,
         file,
+        chunk_size,
         sending,
         total,
     } = body;
-    let chunk_size = sending.chunk_size.max(1);
+    let chunk_size = chunk_size.max(1);
     let mut budget = Budget::new(BUDGET_FLOOR, sending.budget_ceiling, Instant::now());
     // A file of one chunk has nothing to recycle and nothing to bound.
     let pool = (plan.file_len() > chunk_size as u64)

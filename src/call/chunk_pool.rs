@@ -234,8 +234,9 @@ impl Budget {
 
     /// The pool had returned `returned` bytes by `now`: once a span of at least [`RATE_SPAN`] and
     /// one minimum RTT (`min_rtt`, asked only then) has passed, the budget for the next span —
-    /// `Some` when it changed. It falls by at most half per span (one slow span, a loss, does not
-    /// starve the next).
+    /// `Some` when it changed. It falls by at most an eighth per span: a slow span (a loss, the
+    /// peer descheduled) does not starve the next ones, and a rate that stays lower brings it
+    /// down within a few spans (halved in five).
     pub(crate) fn update(
         &mut self,
         now: Instant,
@@ -257,7 +258,7 @@ impl Budget {
         let bdp = u128::from(delivered) * min_rtt.as_nanos() / span.as_nanos().max(1);
         let target = u64::try_from(bdp.saturating_mul(2)).unwrap_or(u64::MAX);
         let next = target
-            .max(self.current / 2)
+            .max(self.current - self.current / 8)
             .clamp(self.floor, self.ceiling);
         (next != self.current).then(|| {
             self.current = next;
@@ -388,17 +389,27 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_never_passes_the_ceiling_and_falls_by_half_at_most() {
+    fn the_budget_never_passes_the_ceiling_and_falls_by_an_eighth_at_most() {
         let t0 = Instant::now();
         let mut b = Budget::new(MIB, 16 * MIB, t0);
         // 1 GB/s at 100 ms: 100 MB in flight would fill far more than the ceiling.
         assert_eq!(b.update(t0 + ms(100), 100_000_000, || ms(100)), Some(16 * MIB));
-        // Nothing delivered for a span (a stall): half, then half again, down to the floor.
-        assert_eq!(b.update(t0 + ms(200), 100_000_000, || ms(100)), Some(8 * MIB));
-        assert_eq!(b.update(t0 + ms(300), 100_000_000, || ms(100)), Some(4 * MIB));
-        assert_eq!(b.update(t0 + ms(400), 100_000_000, || ms(100)), Some(2 * MIB));
-        assert_eq!(b.update(t0 + ms(500), 100_000_000, || ms(100)), Some(MIB));
-        assert_eq!(b.update(t0 + ms(600), 100_000_000, || ms(100)), None);
+        // Nothing delivered for a span (a stall): an eighth less per span, down to the floor.
+        assert_eq!(b.update(t0 + ms(200), 100_000_000, || ms(100)), Some(14 * MIB));
+        assert_eq!(
+            b.update(t0 + ms(300), 100_000_000, || ms(100)),
+            Some(14 * MIB - 14 * MIB / 8)
+        );
+        let mut spans = 3;
+        while b.current() > MIB {
+            spans += 1;
+            assert!(spans < 100, "the budget never reached the floor");
+            let at = t0 + ms(100) * spans;
+            assert!(b.update(at, 100_000_000, || ms(100)).is_some());
+        }
+        assert_eq!(spans, 22, "16 MiB to 1 MiB at 7/8 per span");
+        let at = t0 + ms(100) * (spans + 1);
+        assert_eq!(b.update(at, 100_000_000, || ms(100)), None);
         // A floor above the ceiling is the ceiling.
         assert_eq!(Budget::new(4 * MIB, MIB, t0).current(), MIB);
     }

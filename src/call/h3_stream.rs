@@ -234,7 +234,13 @@ async fn send_body(
         total,
     } = body;
     let chunk_size = chunk_size.max(1);
-    let mut budget = Budget::new(BUDGET_FLOOR, sending.budget_ceiling, Instant::now());
+    // At its ceiling the budget must not hold quinn below its send window: two chunks more, the
+    // one being read and the one partly acknowledged (a chunk comes back only when all of it
+    // was).
+    let ceiling = sending
+        .budget_ceiling
+        .saturating_add(2 * chunk_size as u64);
+    let mut budget = Budget::new(BUDGET_FLOOR, ceiling, Instant::now());
     // A file of one chunk has nothing to recycle and nothing to bound.
     let pool = (plan.file_len() > chunk_size as u64)
         .then(|| ChunkPool::new(chunk_size, budget.current()));

@@ -2,25 +2,33 @@
 """A/B of whole client processes: builds of the `uploadfile` CLI uploading one large file.
 
 Used for issue 5's crypto-provider (ring vs aws-lc-rs) and allocator (glibc / mimalloc /
-jemalloc) comparisons, where the contenders are the same CLI built differently. Each upload is
-its own process, so the CPU and peak RSS from wait4(2) are the client's alone.
+jemalloc) comparisons, where the contenders are the same CLI built differently, and for issue
+15's HTTP/3 peak RSS (`--proto h3`: the CLI before and after). Each upload is its own process,
+so the CPU and peak RSS from wait4(2) are the client's alone.
 
     python3 benches/cli_ab.py --sink target/release/uploadfile-sink \\
         --variant ring=/tmp/bins/cli-ring --variant aws-lc-rs=/tmp/bins/cli-aws \\
-        [--proto h1,h2] [--runs 7] [--size-mib 1024 | --size-kib 4] [--pin]
+        [--proto h1,h2,h3] [--runs 7] [--size-mib 1024 | --size-kib 4] [--pin] \\
+        [--udp-delay-ms 50 [--relay PATH]]
 
 The first variant is the reference of the ratios. `--size-kib` uploads a small file instead and
 reports per-process costs (wall, CPU, the TLS handshake from the profile); `--pin` puts the sink
-on CPU 0 and the clients on CPU 1.
+on CPU 0 and the clients on CPU 1. `--udp-delay-ms` sends h3 through `udp-delay` (benches/peers,
+`cargo build --release --manifest-path benches/peers/Cargo.toml --bin udp-delay`), a relay on
+`[::1]` at the sink's port that holds the server's datagrams back by that many ms: a path with
+that round trip (the kernels here have no `netem`).
 
 - starts ONE sink process, `uploadfile-sink --tls --discard --ca-out CA` (plus `--h2` when h2
-  is measured; hyper, rustls with ring; it only counts the body bytes), kept for every run;
+  is measured, `--h3` when h3 is: quinn + h3 on the same port over UDP; hyper, rustls with ring;
+  it only counts the body bytes), kept for every run;
 - writes a file of pseudo-random bytes and reads it once, so it is in the page cache (`fincore`
   before and after, when installed);
 - per run: `CLI upload https://localhost:PORT/upload FILE --cacert CA --timeout 600000 --json`
-  (`--http2` for h2), a new process and a new connection; the CLI's defaults otherwise (so
-  `Expect: 100-continue` for this body, the same for every variant). Checks status 200, the
-  protocol in the profile and `receivedBytes` at the sink;
+  (`--http2` for h2; `--quic` and `127.0.0.1` for h3, where the sink's UDP socket is, so that no
+  QUIC attempt goes to `::1` first, or `[::1]`, the relay, with `--udp-delay-ms`; the profile's
+  `rtt` is printed per run), a new process and a new connection; the CLI's defaults
+  otherwise (so `Expect: 100-continue` for this body over HTTP/1.1, the same for every
+  variant). Checks status 200, the protocol in the profile and `receivedBytes` at the sink;
 - one warm-up round, discarded, then `--runs` rounds; in each round every (protocol, variant)
   runs once, the variants' order rotating from round to round;
 - MB/s = 10^6 file bytes / wall time from spawn to exit; client CPU = ru_utime + ru_stime of the
@@ -85,10 +93,11 @@ def proc_cpu(pid):
 
 
 class Sink:
-    def __init__(self, binary, ca, pin, h2):
-        # `--h2`: the sink offers HTTP/2 by ALPN only when asked.
+    def __init__(self, binary, ca, pin, h2, h3):
+        # `--h2`: the sink offers HTTP/2 by ALPN only when asked; `--h3`: HTTP/3 over UDP.
         self.p = subprocess.Popen(
-            pin + [binary, "--tls", "--discard", "--ca-out", ca] + (["--h2"] if h2 else []),
+            pin + [binary, "--tls", "--discard", "--ca-out", ca] + (["--h2"] if h2 else [])
+            + (["--h3"] if h3 else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         first = json.loads(self.p.stdout.readline())
@@ -96,19 +105,38 @@ class Sink:
         self.ca = ca
         # The sink prints a line per request: keep the pipe drained.
         threading.Thread(target=lambda: [None for _ in self.p.stdout], daemon=True).start()
+        self.relay = None
+
+    def delay_udp(self, relay, delay_ms):
+        """h3 through `relay` on [::1] at the sink's port, the server's datagrams held back."""
+        port = self.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+        self.relay = subprocess.Popen(
+            [relay, f"[::1]:{port}", f"127.0.0.1:{port}", str(delay_ms)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        if self.relay.stdout.readline().strip() != "ready":
+            raise SystemExit(f"{relay} did not start")
 
     def cpu(self):
         return proc_cpu(self.p.pid)
 
     def stop(self):
+        if self.relay:
+            self.relay.kill()
+            self.relay.wait()
         self.p.stdin.close()
         self.p.wait(timeout=30)
 
 
 def run_one(cli, sink, path, size, proto, pin):
-    args = pin + [cli, "upload", sink.url, path, "--cacert", sink.ca, "--timeout", "600000", "--json"]
+    url = sink.url
+    if proto == "h3":
+        url = url.replace("//localhost:", "//[::1]:" if sink.relay else "//127.0.0.1:")
+    args = pin + [cli, "upload", url, path, "--cacert", sink.ca, "--timeout", "600000", "--json"]
     if proto == "h2":
         args.append("--http2")
+    if proto == "h3":
+        args.append("--quic")
     s0 = sink.cpu()
     with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as out, \
             tempfile.TemporaryFile() as err:
@@ -127,7 +155,7 @@ def run_one(cli, sink, path, size, proto, pin):
     if code != 0:
         raise SystemExit(f"{cli} exited {code}: {err.decode(errors='replace')[-2000:]}")
     res = json.loads(out)
-    want = "h2" if proto == "h2" else "http1.1"
+    want = {"h2": "h2", "h3": "quic"}.get(proto, "http1.1")
     got = (res.get("profile") or {}).get("protocol")
     if res.get("statusCode") != 200 or got != want:
         raise SystemExit(f"{cli}: status {res.get('statusCode')}, protocol {got}, want {want}")
@@ -146,6 +174,7 @@ def run_one(cli, sink, path, size, proto, pin):
         "sys": ru.ru_stime / gib,
         "rss_mib": maxrss_kib / 1024.0,
         "sink_cpu": (s1 - s0) / gib,
+        "rtt_ms": prof.get("rtt", 0.0),
     }
 
 
@@ -170,6 +199,11 @@ def main():
     ap.add_argument("--file", help="the file to upload (default: a new one in a temp dir)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the sink to CPU 0 and each client to CPU 1 (taskset)")
+    ap.add_argument("--udp-delay-ms", type=int,
+                    help="h3 through the udp-delay relay: a path of this round trip")
+    ap.add_argument("--relay", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", "target"), "peers", "release", "udp-delay"),
+                    help="the udp-delay binary (default: TARGET/peers/release/udp-delay)")
     a = ap.parse_args()
     variants = [v.split("=", 1) for v in a.variant]
     protos = a.proto.split(",")
@@ -182,12 +216,15 @@ def main():
         write_file(path, size)
     size = os.path.getsize(path)
     sink_pin, client_pin = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ([], [])
-    sink = Sink(a.sink, os.path.join(tmp, "ca.pem"), sink_pin, "h2" in protos)
+    sink = Sink(a.sink, os.path.join(tmp, "ca.pem"), sink_pin, "h2" in protos, "h3" in protos)
+    if a.udp_delay_ms is not None:
+        sink.delay_udp(a.relay, a.udp_delay_ms)
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print(f"nproc {os.cpu_count()}; load average {os.getloadavg()}")
     print(f"file {path}: {size} bytes; resident before: {fincore(path)}")
     print(f"sink {a.sink} at {sink.url}; {a.runs} rounds after a warm-up round"
-          f"{'; sink on CPU 0, clients on CPU 1' if a.pin else ''}\n")
+          f"{'; sink on CPU 0, clients on CPU 1' if a.pin else ''}"
+          f"{f'; h3 through udp-delay {a.udp_delay_ms} ms' if sink.relay else ''}\n")
 
     samples = {(p, n): [] for p in protos for n, _ in variants}
     for r in range(a.runs + 1):
@@ -200,7 +237,8 @@ def main():
                 print(f"{label:8} {proto} {name:12} {s['mbps']:7.0f} MB/s  cpu {s['cpu']:.3f} s/GiB "
                       f"(u {s['user']:.3f} s {s['sys']:.3f})  rss {s['rss_mib']:.1f} MiB  "
                       f"sink {s['sink_cpu']:.3f} s/GiB  wall {s['wall_ms']:.1f} ms  "
-                      f"cpu {s['cpu_ms']:.1f} ms  tls {s['tls_ms']:.2f} ms", flush=True)
+                      f"cpu {s['cpu_ms']:.1f} ms  tls {s['tls_ms']:.2f} ms  rtt {s['rtt_ms']:.1f} ms",
+                      flush=True)
                 if r > 0:
                     samples[(proto, name)].append(s)
     sink.stop()

@@ -6,9 +6,14 @@
 //! cache, or on the blocking pool: see [`FileSource::read_at`]), then the epilogue. A file that
 //! ends early, or changed while it was read, fails the upload before the epilogue: the body is
 //! never completed with bytes that are not the file as measured.
+//!
+//! Over HTTP/3 the chunks are read into the recycled buffers of a
+//! [`ChunkPool`](super::chunk_pool::ChunkPool) instead, which also bounds how many are out.
 
 use bytes::Bytes;
 
+#[cfg(feature = "quic")]
+use super::chunk_pool::ChunkPool;
 use super::file_source::FileSource;
 use crate::error::{ErrorKind, UploadError};
 use crate::measure::BodyTransfer;
@@ -34,11 +39,14 @@ pub(crate) struct BodyPieces<'a> {
     reads: u32,
     /// How the file's bytes were read so far.
     pub transfer: BodyTransfer,
-    /// Buffers the chunks are read into, in turn: a chunk's memory is reused once the
-    /// protocol has sent and dropped it, two chunks later (no fresh, zeroed, page-faulted
-    /// allocation per chunk: issue 15).
+    /// Buffers the chunks are read into, in turn, without a pool: a chunk's memory is reused
+    /// once the protocol has sent and dropped it, two chunks later (no fresh, zeroed,
+    /// page-faulted allocation per chunk: issue 15).
     spare: [bytes::BytesMut; 2],
     next_spare: usize,
+    /// Where the file's chunks are read into instead (HTTP/3: a budget on the bytes out).
+    #[cfg(feature = "quic")]
+    pool: Option<&'a ChunkPool>,
 }
 
 impl<'a> BodyPieces<'a> {
@@ -54,6 +62,17 @@ impl<'a> BodyPieces<'a> {
             transfer: BodyTransfer::default(),
             spare: [bytes::BytesMut::new(), bytes::BytesMut::new()],
             next_spare: 0,
+            #[cfg(feature = "quic")]
+            pool: None,
+        }
+    }
+
+    /// The same, reading the file into `pool`'s buffers, in chunks of its chunk size.
+    #[cfg(feature = "quic")]
+    pub(crate) fn pooled(plan: &'a BodyPlan, file: &'a FileSource, pool: &'a ChunkPool) -> Self {
+        BodyPieces {
+            pool: Some(pool),
+            ..BodyPieces::new(plan, file, pool.chunk_size())
         }
     }
 
@@ -93,11 +112,8 @@ impl<'a> BodyPieces<'a> {
     async fn read_chunk(&mut self) -> Result<Bytes, UploadError> {
         let len = self.plan.file_len();
         let want = (len - self.offset).min(self.chunk_size as u64) as usize;
-        let spare = &mut self.spare[self.next_spare];
-        self.next_spare = (self.next_spare + 1) % 2;
         let (data, uncached) = self
-            .file
-            .read_at_into(spare, self.offset, want)
+            .read(want)
             .await
             .map_err(|e| UploadError::new(ErrorKind::FileRead, e.to_string()))?;
         if data.is_empty() {
@@ -111,6 +127,19 @@ impl<'a> BodyPieces<'a> {
         self.transfer.copied_bytes += data.len() as u64;
         self.transfer.uncached_reads += u32::from(uncached);
         Ok(data)
+    }
+
+    /// Up to `want` bytes of the file at the offset, and whether the read waited for the disk.
+    async fn read(&mut self, want: usize) -> std::io::Result<(Bytes, bool)> {
+        #[cfg(feature = "quic")]
+        if let Some(pool) = self.pool {
+            let buf = pool.take(want).await;
+            let (buf, n, uncached) = self.file.read_into(buf, self.offset).await?;
+            return Ok((buf.into_bytes(n), uncached));
+        }
+        let spare = &mut self.spare[self.next_spare];
+        self.next_spare = (self.next_spare + 1) % 2;
+        self.file.read_at_into(spare, self.offset, want).await
     }
 }
 
@@ -174,5 +203,37 @@ mod tests {
         let plan = plan_for(200);
         let err = collect(&plan, &file, 64).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileChanged);
+    }
+
+    #[cfg(feature = "quic")]
+    #[tokio::test]
+    async fn pooled_pieces_make_the_whole_body_warm_and_cold_in_recycled_buffers() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        f.write_all(&data).unwrap();
+        f.as_file().sync_all().unwrap();
+        let file = FileSource::new(f.reopen().unwrap(), Some(f.path()));
+        let plan = plan_for(data.len() as u64);
+        let mut expected = plan.preamble().to_vec();
+        expected.extend_from_slice(&data);
+        expected.extend_from_slice(plan.epilogue());
+        for cold in [false, true] {
+            if cold {
+                crate::sys::evict_from_cache(f.as_file()).unwrap();
+            }
+            // A budget of two 4 KiB chunks: the reads wait for the pieces to be dropped.
+            let pool = ChunkPool::new(4096, 0);
+            let mut pieces = BodyPieces::pooled(&plan, &file, &pool);
+            let mut body = Vec::new();
+            while let Some((piece, _)) = pieces.next().await.unwrap() {
+                body.extend_from_slice(&piece);
+            }
+            assert_eq!(body, expected, "cold: {cold}");
+            // 25 chunks, each dropped before the next read: one buffer, recycled.
+            assert_eq!(pool.allocated(), 1, "cold: {cold}");
+            if cold {
+                assert!(pieces.transfer.uncached_reads > 0);
+            }
+        }
     }
 }

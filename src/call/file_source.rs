@@ -187,20 +187,36 @@ impl FileSource {
     /// Read up to `want` bytes at `offset` into a new buffer: inline when cached, else on the
     /// blocking pool (then `uncached` is true). An empty result means the end of the file.
     pub(crate) async fn read_at(&self, offset: u64, want: usize) -> io::Result<ReadChunk> {
-        let mut buf = vec![0u8; want];
-        if let Some(n) = self.read_cached(&mut buf, offset)? {
-            buf.truncate(n);
-            return Ok(ReadChunk {
-                data: buf,
-                uncached: false,
-            });
+        let (mut data, n, uncached) = self.read_into(vec![0u8; want], offset).await?;
+        data.truncate(n);
+        Ok(ReadChunk { data, uncached })
+    }
+
+    /// Read up to the length of `buf` at `offset` into `buf` (a buffer of the caller's, such as a
+    /// recycled one): inline when cached, else on the blocking pool, where the buffer goes and
+    /// comes back. Returns it with the bytes read (0 at the end of the file) and whether the read
+    /// waited for the disk. A read on the blocking pool that panicked loses the buffer.
+    pub(crate) async fn read_into<B>(&self, mut buf: B, offset: u64) -> io::Result<(B, usize, bool)>
+    where
+        B: AsMut<[u8]> + Send + 'static,
+    {
+        if let Some(n) = self.read_cached(buf.as_mut(), offset)? {
+            return Ok((buf, n, false));
         }
-        let (mut buf, r) = join_read(self.read_blocking(buf, offset, want)).await;
-        buf.truncate(r?);
-        Ok(ReadChunk {
-            data: buf,
-            uncached: true,
-        })
+        let file = Arc::clone(&self.file);
+        let read = tokio::task::spawn_blocking(move || {
+            let r = loop {
+                match file.read_at(buf.as_mut(), offset) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            (buf, r)
+        });
+        match read.await {
+            Ok((buf, r)) => Ok((buf, r?, true)),
+            Err(e) => Err(io::Error::other(format!("file read task failed: {e}"))),
+        }
     }
 
     /// Whether `len` bytes at `offset` are (very likely) all in the page cache; unknown counts as

@@ -87,7 +87,11 @@ impl MuxProtocol for H3 {
         sender: H3Sender,
         input: StreamInput<'_>,
     ) -> Result<Response, Failure> {
-        super::h3_stream::exchange(conn, sender, input, ctx.config.quic_zero_copy).await
+        let sending = super::h3_stream::BodySending {
+            zero_copy: ctx.config.quic_zero_copy,
+            budget_ceiling: ctx.config.quic_send_window,
+        };
+        super::h3_stream::exchange(conn, sender, input, sending).await
     }
 }
 

@@ -19,6 +19,11 @@
 //! - `bodyAckedEnd` (extension): when quinn received the ACK that completed the finished stream
 //!   (`ackSource: "quic"`; how, and what quinn cannot tell, in `transport::quic_acks`).
 //!
+//! File chunks larger than one are read into recycled buffers whose bytes out at once follow the
+//! path's bandwidth-delay product ([`ChunkPool`], [`Budget`]): quinn holds each chunk until the
+//! peer acknowledged it, so this bounds the upload's memory (docs/performance.md, "HTTP/3 peak
+//! RSS (issue 15)").
+//!
 //! Progress counts body bytes quinn accepted (`progressBasis: "written"`): quinn's API has no
 //! acknowledged offset per stream, and its congestion controller sees packets, not streams.
 
@@ -28,6 +33,7 @@ use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
 
 use super::body_pieces::BodyPieces;
+use super::chunk_pool::{Budget, ChunkPool, BUDGET_FLOOR};
 use super::file_source::FileSource;
 use super::multiplexed::StreamInput;
 use super::outcome::{Failure, Response};
@@ -40,12 +46,21 @@ use crate::transport::quic_acks::StreamAcked;
 use crate::transport::quic_conn::{connection_failure, H3Sender, QuicConnection};
 use crate::transport::quic_glue::{QuicRecv, StreamRecord};
 
+/// How the body goes to quinn, from the client's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySending {
+    /// Hand quinn the chunks themselves (`quic_zero_copy`).
+    pub zero_copy: bool,
+    /// The most the chunks out at once may grow to (`quic_send_window`).
+    pub budget_ceiling: u64,
+}
+
 /// The request as a stream on `conn`, opened with `sender`.
 pub(crate) async fn exchange(
     conn: &QuicConnection,
     mut sender: H3Sender,
     input: StreamInput<'_>,
-    zero_copy: bool,
+    sending: BodySending,
 ) -> Result<Response, Failure> {
     let StreamInput {
         request,
@@ -87,7 +102,7 @@ pub(crate) async fn exchange(
                         plan,
                         file,
                         chunk_size,
-                        zero_copy,
+                        sending,
                         total: total_body,
                     };
                     send_body(&mut tx, &record, body, task, conn).await
@@ -196,7 +211,7 @@ struct BodyToSend<'a> {
     plan: &'a BodyPlan,
     file: &'a FileSource,
     chunk_size: usize,
-    zero_copy: bool,
+    sending: BodySending,
     total: u64,
 }
 
@@ -215,17 +230,35 @@ async fn send_body(
         plan,
         file,
         chunk_size,
-        zero_copy,
+        sending,
         total,
     } = body;
-    let mut pieces = BodyPieces::new(plan, file, chunk_size);
+    let chunk_size = chunk_size.max(1);
+    // At its ceiling the budget must not hold quinn below its send window: two chunks more, the
+    // one being read and the one partly acknowledged (a chunk comes back only when all of it
+    // was).
+    let ceiling = sending.budget_ceiling.saturating_add(2 * chunk_size as u64);
+    let mut budget = Budget::new(BUDGET_FLOOR, ceiling, Instant::now());
+    // A file of one chunk has nothing to recycle and nothing to bound.
+    let pool =
+        (plan.file_len() > chunk_size as u64).then(|| ChunkPool::new(chunk_size, budget.current()));
+    let mut pieces = match &pool {
+        Some(pool) => BodyPieces::pooled(plan, file, pool),
+        None => BodyPieces::new(plan, file, chunk_size),
+    };
     let mut sent = 0u64;
     while let Some((piece, _last)) = pieces.next().await? {
         if piece.is_empty() {
             continue;
         }
         let len = piece.len() as u64;
-        if zero_copy {
+        if let Some(pool) = &pool {
+            let min_rtt = || conn.conn.stats().path.min_rtt;
+            if let Some(next) = budget.update(Instant::now(), pool.returned_bytes(), min_rtt) {
+                pool.set_budget(next);
+            }
+        }
+        if sending.zero_copy {
             // The glue hands quinn this very buffer (no copy) when the frame's payload is it.
             record.offer(&piece);
         }

@@ -17,6 +17,8 @@
 
 mod acks;
 mod body_pieces;
+#[cfg(feature = "quic")]
+mod chunk_pool;
 mod connection;
 mod context;
 mod file_open;

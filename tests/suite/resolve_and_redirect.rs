@@ -269,8 +269,11 @@ async fn happy_eyeballs_starts_ipv4_after_250ms_when_ipv6_hangs() {
     let p = res.profile.unwrap();
     assert_eq!(p.peer_ip, "127.0.0.1");
     let waited = p.connect_start - p.fetch_start;
+    // The attempt delay started it, not the IPv6 attempt's end (which hangs for the connect
+    // timeout, seconds): at 250 ms, plus the timer's lateness on a loaded two-core machine (seen:
+    // 311 and 319 ms with the whole suite running beside two builds).
     assert!(
-        (249.0..300.0).contains(&waited),
+        (249.0..500.0).contains(&waited),
         "IPv4 attempt started {waited} ms after fetchStart"
     );
     assert!(

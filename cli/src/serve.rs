@@ -179,31 +179,35 @@ pub async fn run(args: Args) -> ExitCode {
     let _ = std::io::stdout().flush();
 
     let mut log = RequestLog::new(sink.finished_records(LOG_BACKLOG));
-    // One future for the whole loop: a signal while the log is printing is not lost.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            more = log.print_next() => if !more {
-                break;
-            },
-            res = &mut ctrl_c => {
-                if let Err(e) = res {
-                    eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
-                }
-                break;
+    // The log runs on the runtime's workers, beside the connections that feed it, so it cannot
+    // fall far behind them (on the main thread it was starved under load, and its backlog, the
+    // records waiting for their line, grew by megabytes).
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut log_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                more = log.print_next() => if !more {
+                    break;
+                },
+                _ = &mut stop_rx => break,
             }
         }
+        log.print_waiting();
+    });
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
     }
     let stats = sink.stats();
     shutdown(sink).await;
     // The requests still in flight ended with the shutdown: their lines, as they stood, come
-    // last (until the sink is gone, or at most a second).
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while log.print_next().await {}
-    })
-    .await;
-    log.print_waiting();
+    // last. The log ends once the sink is gone and every line is out, or after a second more.
+    if tokio::time::timeout(Duration::from_secs(1), &mut log_task)
+        .await
+        .is_err()
+    {
+        let _ = stop_tx.send(());
+        let _ = log_task.await;
+    }
     println!(
         "stopped: {} connection(s), {} request(s), {} body bytes",
         stats.connections_accepted,

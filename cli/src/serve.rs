@@ -1,4 +1,8 @@
 //! `uploadfile serve`: run the `uploadfile-sink` receiving server until Ctrl-C.
+//!
+//! It may run for millions of requests (issue 15), so nothing it holds grows with them: the
+//! sink keeps only its last few records, and the log prints each request as it finishes and
+//! forgets it ([`RequestLog`]).
 
 use std::io::Write;
 use std::net::SocketAddr;

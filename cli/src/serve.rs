@@ -1,4 +1,8 @@
 //! `uploadfile serve`: run the `uploadfile-sink` receiving server until Ctrl-C.
+//!
+//! It may run for millions of requests (issue 15), so nothing it holds grows with them: the
+//! sink keeps only its last few records, and the log prints each request as it finishes and
+//! forgets it ([`RequestLog`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -179,31 +183,35 @@ pub async fn run(args: Args) -> ExitCode {
     let _ = std::io::stdout().flush();
 
     let mut log = RequestLog::new(sink.finished_records(LOG_BACKLOG));
-    // One future for the whole loop: a signal while the log is printing is not lost.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            more = log.print_next() => if !more {
-                break;
-            },
-            res = &mut ctrl_c => {
-                if let Err(e) = res {
-                    eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
-                }
-                break;
+    // The log runs on the runtime's workers, beside the connections that feed it, so it cannot
+    // fall far behind them (on the main thread it was starved under load, and its backlog, the
+    // records waiting for their line, grew by megabytes).
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut log_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                more = log.print_next() => if !more {
+                    break;
+                },
+                _ = &mut stop_rx => break,
             }
         }
+        log.print_waiting();
+    });
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("uploadfile serve: cannot wait for Ctrl-C: {e}");
     }
     let stats = sink.stats();
     shutdown(sink).await;
     // The requests still in flight ended with the shutdown: their lines, as they stood, come
-    // last (until the sink is gone, or at most a second).
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while log.print_next().await {}
-    })
-    .await;
-    log.print_waiting();
+    // last. The log ends once the sink is gone and every line is out, or after a second more.
+    if tokio::time::timeout(Duration::from_secs(1), &mut log_task)
+        .await
+        .is_err()
+    {
+        let _ = stop_tx.send(());
+        let _ = log_task.await;
+    }
     println!(
         "stopped: {} connection(s), {} request(s), {} body bytes",
         stats.connections_accepted,
@@ -223,7 +231,10 @@ async fn shutdown(sink: SinkHandle) {
 /// out in one buffered write; the log keeps no record once printed.
 struct RequestLog {
     feed: FinishedRecords,
+    /// The records of one write, and its text: both kept from write to write, so that the log
+    /// does not allocate (and free) a batch's worth of memory every 20 ms.
     batch: Vec<RequestRecord>,
+    text: String,
     /// `feed.dropped()` when last printed.
     dropped: u64,
 }
@@ -233,6 +244,7 @@ impl RequestLog {
         RequestLog {
             feed,
             batch: Vec::with_capacity(LOG_BATCH),
+            text: String::new(),
             dropped: 0,
         }
     }
@@ -261,55 +273,66 @@ impl RequestLog {
 
     fn print_batch(&mut self) {
         let dropped = self.feed.dropped();
-        let text = log_text(&self.batch, dropped - self.dropped);
+        log_text(&mut self.text, &self.batch, dropped - self.dropped);
         self.dropped = dropped;
-        if text.is_empty() {
+        if self.text.is_empty() {
             return;
         }
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(self.text.as_bytes());
         let _ = out.flush();
     }
 }
 
-/// The log's lines for `records`, and a line for `dropped` requests not logged.
-fn log_text(records: &[RequestRecord], dropped: u64) -> String {
-    let mut text = String::new();
+/// Writes into `text` (emptied first) the log's lines for `records`, and a line for `dropped`
+/// requests not logged.
+fn log_text(text: &mut String, records: &[RequestRecord], dropped: u64) {
+    use std::fmt::Write as _;
+    text.clear();
     for r in records {
-        text.push_str(&log_line(r));
+        write_log_line(text, r);
         text.push('\n');
     }
     if dropped > 0 {
-        text.push_str(&format!(
-            "({dropped} request(s) not logged: {LOG_BACKLOG} were already waiting to be printed)\n"
-        ));
+        let _ = writeln!(
+            text,
+            "({dropped} request(s) not logged: {LOG_BACKLOG} were already waiting to be printed)"
+        );
     }
-    text
 }
 
+/// One request's log line.
+#[cfg(test)]
 fn log_line(r: &RequestRecord) -> String {
-    let status = r
-        .status
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "---".to_string());
-    let query = if r.query.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", r.query)
+    let mut line = String::new();
+    write_log_line(&mut line, r);
+    line
+}
+
+/// Appends one request's log line (without its newline) to `out`, with no allocation of its
+/// own beyond the grouped byte count: the log writes a line per request.
+fn write_log_line(out: &mut String, r: &RequestRecord) {
+    use std::fmt::Write as _;
+    let _ = match r.status {
+        Some(status) => write!(out, "{status} "),
+        None => write!(out, "--- "),
     };
-    let took = match r.body_received_ms {
-        Some(end) => format!("  body in {:.3} ms", end - r.head_received_ms),
-        None => "  body not read to its end".to_string(),
-    };
-    format!(
-        "{status} {} {}{query}  {}  {} bytes  conn {} req {}{took}",
-        r.method,
-        r.path,
+    let _ = write!(out, "{} {}", r.method, r.path);
+    if !r.query.is_empty() {
+        let _ = write!(out, "?{}", r.query);
+    }
+    let _ = write!(
+        out,
+        "  {}  {} bytes  conn {} req {}",
         r.protocol,
         group(r.received_bytes),
         r.connection_id,
         r.request_index
-    )
+    );
+    let _ = match r.body_received_ms {
+        Some(end) => write!(out, "  body in {:.3} ms", end - r.head_received_ms),
+        None => write!(out, "  body not read to its end"),
+    };
 }
 
 #[cfg(test)]
@@ -369,7 +392,8 @@ mod tests {
             body_received_ms: None,
             response_sent_ms: None,
         };
-        let text = log_text(&[r.clone(), r], 0);
+        let mut text = String::from("left over");
+        log_text(&mut text, &[r.clone(), r], 0);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(
             text.starts_with(
@@ -377,8 +401,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert_eq!(log_text(&[], 0), "");
-        let text = log_text(&[], 7);
+        log_text(&mut text, &[], 0);
+        assert_eq!(text, "");
+        log_text(&mut text, &[], 7);
         assert!(
             text.starts_with(&format!("(7 request(s) not logged: {LOG_BACKLOG} were")),
             "{text}"

@@ -33,7 +33,7 @@ use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
 
 use super::body_pieces::BodyPieces;
-use super::chunk_pool::{Budget, ChunkPool, BUDGET_FLOOR};
+use super::chunk_pool::{Budget, ChunkPool, Rtts, BUDGET_FLOOR};
 use super::file_source::FileSource;
 use super::multiplexed::StreamInput;
 use super::outcome::{Failure, Response};
@@ -237,13 +237,11 @@ async fn send_body(
     // At its ceiling the budget must not hold quinn below its send window: two chunks more, the
     // one being read and the one partly acknowledged (a chunk comes back only when all of it
     // was).
-    let ceiling = sending
-        .budget_ceiling
-        .saturating_add(2 * chunk_size as u64);
+    let ceiling = sending.budget_ceiling.saturating_add(2 * chunk_size as u64);
     let mut budget = Budget::new(BUDGET_FLOOR, ceiling, Instant::now());
     // A file of one chunk has nothing to recycle and nothing to bound.
-    let pool = (plan.file_len() > chunk_size as u64)
-        .then(|| ChunkPool::new(chunk_size, budget.current()));
+    let pool =
+        (plan.file_len() > chunk_size as u64).then(|| ChunkPool::new(chunk_size, budget.current()));
     let mut pieces = match &pool {
         Some(pool) => BodyPieces::pooled(plan, file, pool),
         None => BodyPieces::new(plan, file, chunk_size),
@@ -255,8 +253,14 @@ async fn send_body(
         }
         let len = piece.len() as u64;
         if let Some(pool) = &pool {
-            let min_rtt = || conn.conn.stats().path.min_rtt;
-            if let Some(next) = budget.update(Instant::now(), pool.returned_bytes(), min_rtt) {
+            let rtts = || {
+                let path = conn.conn.stats().path;
+                Rtts {
+                    smoothed: path.rtt,
+                    min: path.min_rtt,
+                }
+            };
+            if let Some(next) = budget.update(Instant::now(), || pool.delivery(), rtts) {
                 pool.set_budget(next);
             }
         }

@@ -22,11 +22,17 @@
 //! - **The budget follows the path** ([`Budget`]): twice the delivery rate (bytes of chunks
 //!   returned, i.e. acknowledged, per unit of time) times the path's minimum RTT — twice the
 //!   bandwidth-delay product, as Linux sizes a TCP send buffer at about twice the congestion
-//!   window — never below [`BUDGET_FLOOR`] and never above the connection's send window. While the
-//!   budget is what limits the upload, the rate it allows is the budget per round trip, so the
-//!   next budget is twice the last: it grows as fast as slow start until the path, not the budget,
-//!   sets the rate. On loopback the product is tens of kilobytes and the floor rules; on a path of
-//!   100 ms the budget grows to the send window within a few round trips.
+//!   window — never below [`BUDGET_FLOOR`], and never above the connection's send window plus
+//!   two chunks (the one being read, the one partly acknowledged), so that at its ceiling the
+//!   budget does not hold quinn below its window. While the budget holds the reader back on a
+//!   path with no queue, it doubles per round trip, as slow start grows a congestion window. On
+//!   loopback the product is tens of kilobytes and the floor rules; on a path of 100 ms the
+//!   budget reaches the send window within about ten round trips, as the congestion window
+//!   does.
+//!
+//! The trade-off: memory now follows the path instead of the window. A path whose
+//! bandwidth-delay product is above the floor costs up to twice that product in chunks (18 MiB
+//! at the default 16 MiB window), as the fixed window did; a path below it costs the floor.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -64,6 +70,8 @@ struct State {
     returned_bytes: u64,
     /// Buffers allocated so far.
     allocated: usize,
+    /// A take waited for a buffer since the last [`ChunkPool::delivery`].
+    waited: bool,
 }
 
 impl Shared {
@@ -84,6 +92,7 @@ impl ChunkPool {
                     limit: limit_for(budget, chunk_size),
                     returned_bytes: 0,
                     allocated: 0,
+                    waited: false,
                 }),
                 returned: Notify::new(),
             }),
@@ -104,9 +113,14 @@ impl ChunkPool {
         self.shared.returned.notify_one();
     }
 
-    /// Bytes of the chunks that came back so far (for a delivery rate).
-    pub(crate) fn returned_bytes(&self) -> u64 {
-        self.shared.state().returned_bytes
+    /// Bytes of the chunks that came back so far (for a delivery rate), and whether the reader
+    /// waited for one since the last call (the budget held it back).
+    pub(crate) fn delivery(&self) -> Delivery {
+        let mut state = self.shared.state();
+        Delivery {
+            returned: state.returned_bytes,
+            waited: std::mem::take(&mut state.waited),
+        }
     }
 
     /// Buffers out now.
@@ -130,7 +144,9 @@ impl ChunkPool {
             let returned = self.shared.returned.notified();
             {
                 let mut state = self.shared.state();
-                if state.out < state.limit {
+                if state.out >= state.limit {
+                    state.waited = true;
+                } else {
                     state.out += 1;
                     let buf = match state.free.pop() {
                         Some(buf) if buf.len() >= len => buf,
@@ -158,6 +174,15 @@ impl ChunkPool {
 fn limit_for(budget: u64, chunk_size: usize) -> usize {
     let chunks = budget.div_ceil(chunk_size as u64);
     usize::try_from(chunks).unwrap_or(usize::MAX).max(2)
+}
+
+/// What a [`ChunkPool`] saw, for its [`Budget`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery {
+    /// Bytes of the chunks that came back so far.
+    pub returned: u64,
+    /// The reader waited for a buffer since the last look.
+    pub waited: bool,
 }
 
 /// A buffer of a [`ChunkPool`]; back to the pool when dropped.
@@ -232,39 +257,62 @@ impl Budget {
         self.current
     }
 
-    /// The pool had returned `returned` bytes by `now`: once a span of at least [`RATE_SPAN`] and
-    /// one minimum RTT (`min_rtt`, asked only then) has passed, the budget for the next span —
-    /// `Some` when it changed. It falls by at most an eighth per span: a slow span (a loss, the
-    /// peer descheduled) does not starve the next ones, and a rate that stays lower brings it
-    /// down within a few spans (halved in five).
+    /// Once a span of at least [`RATE_SPAN`] and one minimum RTT (`rtts`, asked only then) has
+    /// passed since the last, the budget for the next span from what the pool delivered in it
+    /// (`delivery`, asked only then) — `Some` when it changed:
+    ///
+    /// - twice the bandwidth-delay product: the bytes that came back per unit of time, times the
+    ///   minimum RTT;
+    /// - doubled instead while the budget holds the reader back, the path delivers at least half
+    ///   of it per minimum RTT and no queue builds up (the smoothed RTT within a quarter of the
+    ///   minimum): the bytes delivered in a span are those sent a round trip earlier, under the
+    ///   budget before, so the product alone would grow it only every other span, half as fast
+    ///   as slow start grows the congestion window;
+    /// - falling by at most an eighth per span: a slow span (a loss, the peer descheduled) does
+    ///   not starve the next ones, and a rate that stays lower brings it down within a few spans
+    ///   (halved in five).
     pub(crate) fn update(
         &mut self,
         now: Instant,
-        returned: u64,
-        min_rtt: impl FnOnce() -> Duration,
+        delivery: impl FnOnce() -> Delivery,
+        rtts: impl FnOnce() -> Rtts,
     ) -> Option<u64> {
         let span = now.saturating_duration_since(self.since);
         if span < RATE_SPAN {
             return None;
         }
-        let min_rtt = min_rtt();
-        if span < min_rtt {
+        let Rtts { smoothed, min } = rtts();
+        if span < min {
             return None;
         }
+        let Delivery { returned, waited } = delivery();
         let delivered = returned.saturating_sub(self.returned_then);
         self.since = now;
         self.returned_then = returned;
-        // Twice the bandwidth-delay product; u128 keeps rate × RTT exact for any input.
-        let bdp = u128::from(delivered) * min_rtt.as_nanos() / span.as_nanos().max(1);
+        // u128 keeps rate × RTT exact for any input.
+        let bdp = u128::from(delivered) * min.as_nanos() / span.as_nanos().max(1);
         let target = u64::try_from(bdp.saturating_mul(2)).unwrap_or(u64::MAX);
-        let next = target
-            .max(self.current - self.current / 8)
-            .clamp(self.floor, self.ceiling);
+        let no_queue = smoothed <= min + min / 4;
+        let next = if waited && no_queue && target >= self.current {
+            target.max(self.current.saturating_mul(2))
+        } else {
+            target.max(self.current - self.current / 8)
+        };
+        let next = next.clamp(self.floor, self.ceiling);
         (next != self.current).then(|| {
             self.current = next;
             next
         })
     }
+}
+
+/// A path's round-trip times, as the QUIC connection measured them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rtts {
+    /// The smoothed RTT (queueing included).
+    pub smoothed: Duration,
+    /// The least RTT seen (the path's own).
+    pub min: Duration,
 }
 
 #[cfg(test)]
@@ -287,7 +335,7 @@ mod tests {
         drop(bytes);
         assert_eq!(pool.out(), 1, "out until the last clone is dropped");
         drop(clone);
-        assert_eq!((pool.out(), pool.returned_bytes()), (0, 600));
+        assert_eq!((pool.out(), pool.delivery().returned), (0, 600));
         // The next chunk is read into the same memory.
         let again = pool.take(1000).await;
         assert_eq!(again.as_ref().as_ptr(), ptr);
@@ -356,91 +404,165 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// What a pool delivered: `returned` bytes so far, `waited` in the span.
+    fn seen(returned: u64, waited: bool) -> impl FnOnce() -> Delivery {
+        move || Delivery { returned, waited }
+    }
+
+    /// A path with no queue: the smoothed RTT is the minimum.
+    fn idle(min: Duration) -> impl FnOnce() -> Rtts {
+        move || Rtts { smoothed: min, min }
+    }
+
+    #[tokio::test]
+    async fn the_pool_reports_what_came_back_and_whether_the_reader_waited() {
+        let pool = ChunkPool::new(1000, 2000);
+        let a = pool.take(1000).await.into_bytes(700);
+        let b = pool.take(1000).await.into_bytes(1000);
+        let d = pool.delivery();
+        assert_eq!((d.returned, d.waited), (0, false));
+        let (taken, ()) = tokio::join!(pool.take(1000), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(a);
+        });
+        let d = pool.delivery();
+        assert_eq!((d.returned, d.waited), (700, true));
+        assert!(!pool.delivery().waited, "cleared by the look");
+        drop((b, taken));
+    }
+
     #[test]
     fn the_budget_stays_at_the_floor_where_the_bdp_is_small() {
-        // Loopback: 600 MB/s and a minimum RTT of 50 us is 30 KB in flight.
+        // Loopback: 600 MB/s and a minimum RTT of 50 us is 30 KB in flight; the reader waits
+        // for buffers all the time, which does not make the budget grow.
         let t0 = Instant::now();
         let mut b = Budget::new(2 * MIB, 16 * MIB, t0);
         let mut returned = 0;
         for i in 1..=100 {
             returned += 6_000_000;
-            assert_eq!(
-                b.update(t0 + ms(10 * i), returned, || Duration::from_micros(50)),
-                None
-            );
+            // The sink's queue: a smoothed RTT of 0.5 ms.
+            let rtts = || Rtts {
+                smoothed: Duration::from_micros(500),
+                min: Duration::from_micros(50),
+            };
+            assert_eq!(b.update(t0 + ms(10 * i), seen(returned, true), rtts), None);
         }
         assert_eq!(b.current(), 2 * MIB);
     }
 
     #[test]
-    fn the_budget_doubles_while_it_limits_and_settles_at_twice_the_bdp() {
-        // A 100 ms path of 25 MB/s (BDP 2.5 MB). While the budget limits, one budget is
-        // delivered per round trip.
+    fn the_budget_doubles_each_span_while_it_limits_and_settles_at_twice_the_bdp() {
+        // A 100 ms path of 25 MB/s (BDP 2.5 MB). While the budget limits, a span delivers what
+        // the budget of the span before let out (the acknowledgements take a round trip).
         let t0 = Instant::now();
         let rtt = ms(100);
         let bdp = 2_500_000u64;
         let mut b = Budget::new(MIB, 64 * MIB, t0);
-        let mut returned = 0;
-        let mut seen = vec![b.current()];
+        let (mut returned, mut before) = (0, MIB);
+        let mut budgets = vec![b.current()];
         for i in 1..=10 {
-            returned += b.current().min(bdp);
-            b.update(t0 + rtt * i, returned, || rtt);
-            seen.push(b.current());
+            let now = b.current();
+            returned += before.min(bdp);
+            let limited = now < bdp;
+            b.update(t0 + rtt * i, seen(returned, limited), idle(rtt));
+            before = now;
+            budgets.push(b.current());
         }
-        assert_eq!(&seen[..3], &[MIB, 2 * MIB, 4 * MIB], "{seen:?}");
-        assert!(seen[3..].iter().all(|&s| s == 2 * bdp), "{seen:?}");
+        // 4 MiB is more than the path takes: no longer held back, it follows the product.
+        assert_eq!(
+            &budgets[..4],
+            &[MIB, 2 * MIB, 4 * MIB, 4 * MIB],
+            "{budgets:?}"
+        );
+        assert!(budgets[4..].iter().all(|&s| s == 2 * bdp), "{budgets:?}");
+    }
+
+    #[test]
+    fn a_limited_budget_does_not_grow_on_a_path_that_delivers_no_more() {
+        // 25 MB/s at a minimum RTT of 100 ms, the reader held back by a budget of 8 MiB: the
+        // rest of the budget only queues (the round trip grows), so it comes down to 2 x BDP,
+        // and stays there, though the reader still waits.
+        let t0 = Instant::now();
+        let rtt = ms(100);
+        let mut b = Budget::new(MIB, 64 * MIB, t0);
+        let mut returned = 4 * MIB;
+        b.update(t0 + rtt, seen(returned, false), idle(rtt));
+        assert_eq!(b.current(), 8 * MIB);
+        for i in 2..=40 {
+            returned += 2_500_000;
+            // Twice the path's own round trip: what is beyond one BDP waits in a queue.
+            let queued = move || Rtts {
+                smoothed: 2 * rtt,
+                min: rtt,
+            };
+            b.update(t0 + rtt * i, seen(returned, true), queued);
+            assert!(b.current() <= 8 * MIB, "{}", b.current());
+        }
+        assert_eq!(b.current(), 5_000_000);
     }
 
     #[test]
     fn the_budget_never_passes_the_ceiling_and_falls_by_an_eighth_at_most() {
         let t0 = Instant::now();
         let mut b = Budget::new(MIB, 16 * MIB, t0);
+        let rtt = || idle(ms(100))();
         // 1 GB/s at 100 ms: 100 MB in flight would fill far more than the ceiling.
+        let full = 100_000_000;
         assert_eq!(
-            b.update(t0 + ms(100), 100_000_000, || ms(100)),
+            b.update(t0 + ms(100), seen(full, true), rtt),
             Some(16 * MIB)
         );
         // Nothing delivered for a span (a stall): an eighth less per span, down to the floor.
         assert_eq!(
-            b.update(t0 + ms(200), 100_000_000, || ms(100)),
+            b.update(t0 + ms(200), seen(full, true), rtt),
             Some(14 * MIB)
         );
-        assert_eq!(
-            b.update(t0 + ms(300), 100_000_000, || ms(100)),
-            Some(14 * MIB - 14 * MIB / 8)
-        );
+        let next = 14 * MIB - 14 * MIB / 8;
+        assert_eq!(b.update(t0 + ms(300), seen(full, false), rtt), Some(next));
         let mut spans = 3;
         while b.current() > MIB {
             spans += 1;
             assert!(spans < 100, "the budget never reached the floor");
-            let at = t0 + ms(100) * spans;
-            assert!(b.update(at, 100_000_000, || ms(100)).is_some());
+            assert!(b
+                .update(t0 + ms(100) * spans, seen(full, true), rtt)
+                .is_some());
         }
         assert_eq!(spans, 22, "16 MiB to 1 MiB at 7/8 per span");
         let at = t0 + ms(100) * (spans + 1);
-        assert_eq!(b.update(at, 100_000_000, || ms(100)), None);
+        assert_eq!(b.update(at, seen(full, true), rtt), None);
         // A floor above the ceiling is the ceiling.
         assert_eq!(Budget::new(4 * MIB, MIB, t0).current(), MIB);
     }
 
     #[test]
-    fn a_span_is_at_least_one_minimum_rtt_and_the_rtt_is_read_only_then() {
+    fn a_span_is_at_least_one_minimum_rtt_and_the_pool_is_read_only_then() {
+        use std::cell::Cell;
         let t0 = Instant::now();
         let mut b = Budget::new(MIB, 64 * MIB, t0);
-        let mut asked = 0;
+        let (rtts, looks) = (Cell::new(0), Cell::new(0));
+        let look = |returned| {
+            looks.set(looks.get() + 1);
+            seen(returned, false)()
+        };
+        let rtt = |d| {
+            rtts.set(rtts.get() + 1);
+            idle(d)()
+        };
+        let early = b.update(t0 + ms(5), || look(1), || rtt(ms(1)));
+        assert_eq!(early, None);
         assert_eq!(
-            b.update(t0 + ms(5), 1, || {
-                asked += 1;
-                ms(1)
-            }),
+            (rtts.get(), looks.get()),
+            (0, 0),
+            "shorter than the shortest span"
+        );
+        // 50 ms into a 100 ms path: not a span yet, and the pool's count is left for the span.
+        assert_eq!(
+            b.update(t0 + ms(50), || look(5_000_000), || rtt(ms(100))),
             None
         );
-        assert_eq!(asked, 0, "shorter than the shortest span: no RTT read");
-        // 50 ms into a 100 ms path: not a span yet, and the count so far is kept for the span.
-        assert_eq!(b.update(t0 + ms(50), 5_000_000, || ms(100)), None);
-        assert_eq!(
-            b.update(t0 + ms(100), 10_000_000, || ms(100)),
-            Some(20_000_000)
-        );
+        assert_eq!((rtts.get(), looks.get()), (1, 0));
+        let done = b.update(t0 + ms(100), || look(10_000_000), || rtt(ms(100)));
+        assert_eq!(done, Some(20_000_000));
+        assert_eq!(looks.get(), 1);
     }
 }

@@ -33,7 +33,7 @@ use bytes::{Buf, Bytes};
 use h3::error::{Code, StreamError};
 
 use super::body_pieces::BodyPieces;
-use super::chunk_pool::{Budget, ChunkPool, BUDGET_FLOOR};
+use super::chunk_pool::{Budget, ChunkPool, Rtts, BUDGET_FLOOR};
 use super::file_source::FileSource;
 use super::multiplexed::StreamInput;
 use super::outcome::{Failure, Response};
@@ -253,8 +253,14 @@ async fn send_body(
         }
         let len = piece.len() as u64;
         if let Some(pool) = &pool {
-            let min_rtt = || conn.conn.stats().path.min_rtt;
-            if let Some(next) = budget.update(Instant::now(), pool.returned_bytes(), min_rtt) {
+            let rtts = || {
+                let path = conn.conn.stats().path;
+                Rtts {
+                    smoothed: path.rtt,
+                    min: path.min_rtt,
+                }
+            };
+            if let Some(next) = budget.update(Instant::now(), || pool.delivery(), rtts) {
                 pool.set_budget(next);
             }
         }

@@ -54,26 +54,8 @@ pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 /// `WouldBlock` when the first page is not (the read would wait for the disk); `Unsupported`
 /// when the kernel or file system does not offer `RWF_NOWAIT`.
 pub(crate) fn pread_nowait(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: `file` is live for the borrow; `iov` describes `buf`, exclusively borrowed for the
-    // call, and the kernel writes at most `buf.len()` bytes into it.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EAGAIN) => Err(io::ErrorKind::WouldBlock.into()),
-        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
-            Err(io::Error::new(io::ErrorKind::Unsupported, err))
-        }
-        _ => Err(err),
-    }
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, exclusively borrowed for the call.
+    unsafe { preadv2_nowait(file, buf.as_mut_ptr(), buf.len(), offset) }
 }
 
 /// [`pread_nowait`] into memory that need not be initialised: the kernel writes the bytes it
@@ -83,15 +65,30 @@ pub(crate) fn pread_nowait_uninit(
     buf: &mut [std::mem::MaybeUninit<u8>],
     offset: u64,
 ) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, exclusively borrowed for the call;
+    // writing into `MaybeUninit<u8>` needs no prior initialisation.
+    unsafe { preadv2_nowait(file, buf.as_mut_ptr().cast(), buf.len(), offset) }
+}
+
+/// `preadv2(RWF_NOWAIT)` of up to `len` bytes into `ptr`.
+///
+/// # Safety
+///
+/// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+unsafe fn preadv2_nowait(
+    file: BorrowedFd<'_>,
+    ptr: *mut u8,
+    len: usize,
+    offset: u64,
+) -> io::Result<usize> {
     let off = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
     let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: ptr.cast(),
+        iov_len: len,
     };
-    // SAFETY: `file` is live for the borrow; `iov` describes `buf`, exclusively borrowed for the
-    // call; the kernel writes at most `buf.len()` bytes into it, and writing into
-    // `MaybeUninit<u8>` needs no prior initialisation.
+    // SAFETY: `file` is live for the borrow; `iov` describes `len` writable bytes at `ptr` (the
+    // caller's promise), and the kernel writes at most that many.
     let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
     if n >= 0 {
         return Ok(n as usize);

@@ -7,11 +7,11 @@
 //! have to send it again), so the body's chunks live as long as their bytes are in flight, not
 //! just until they are written, as over TCP where the kernel holds the copy. Measured on loopback
 //! (`docs/performance.md`, "HTTP/3 peak RSS (issue 15)"), a fresh 1 MiB buffer per chunk put the
-//! client's peak RSS at 20–22 MiB for a 1 GiB upload, 11.5 MiB of it in glibc's heaps: the upload
-//! task runs on either worker thread, so chunks came from two per-thread arenas, each of which
-//! grew to the whole live set (the sink's 4 MiB stream window plus the chunks on their way), and
-//! freed chunks were given back to the kernel and faulted in again (60,000–160,000 minor page
-//! faults per GiB). So:
+//! client's peak RSS at 20–22 MiB for a 1 GiB upload, 11–12 MiB of it in glibc's heaps: the
+//! upload task runs on either worker thread, so chunks came from two per-thread arenas, each of
+//! which grew to the whole live set (the sink's 4 MiB stream window plus the chunks on their
+//! way), and freed chunks were given back to the kernel and faulted in again (55,000–165,000
+//! minor page faults per GiB). So:
 //!
 //! - **Buffers are recycled.** A chunk goes out as a `Bytes` that owns a [`PoolBuf`]; when quinn
 //!   (or anyone) drops the last reference, the buffer goes back to its [`ChunkPool`] and the next

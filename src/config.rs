@@ -86,11 +86,11 @@ pub struct ClientConfig {
     /// browsers mark a broken alternative service. Default 5 minutes (Chromium's).
     pub quic_broken_for: Duration,
     /// QUIC: bytes sent but not yet acknowledged, at most, per connection (quinn's send window).
-    /// Also the most one upload's file chunks out at once (read and not yet acknowledged: quinn
-    /// keeps them for retransmission) may grow to: each upload starts at 2 MiB and follows twice
-    /// the path's measured bandwidth-delay product up to this, so memory follows the path, not
-    /// the window (`docs/performance.md`, "HTTP/3 peak RSS (issue 15)"). Default 16 MiB
-    /// (`docs/performance.md`, "HTTP/3 over QUIC").
+    /// Also what one upload's file chunks out at once (read and not yet acknowledged: quinn
+    /// keeps them for retransmission) may grow to, plus two chunks: each upload starts at 2 MiB
+    /// and follows twice the path's measured bandwidth-delay product, so memory follows the
+    /// path, not the window (`docs/performance.md`, "HTTP/3 peak RSS (issue 15)"). Default
+    /// 16 MiB (`docs/performance.md`, "HTTP/3 over QUIC").
     pub quic_send_window: u64,
     /// QUIC: hand the file's chunks to quinn as the very buffers they were read into (true), or
     /// let them be copied into quinn's send buffer, as `h3-quinn` does (false; for measuring

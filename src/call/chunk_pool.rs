@@ -7,11 +7,11 @@
 //! have to send it again), so the body's chunks live as long as their bytes are in flight, not
 //! just until they are written, as over TCP where the kernel holds the copy. Measured on loopback
 //! (`docs/performance.md`, "HTTP/3 peak RSS (issue 15)"), a fresh 1 MiB buffer per chunk put the
-//! client's peak RSS at 20–22 MiB for a 1 GiB upload, 11.5 MiB of it in glibc's heaps: the upload
-//! task runs on either worker thread, so chunks came from two per-thread arenas, each of which
-//! grew to the whole live set (the sink's 4 MiB stream window plus the chunks on their way), and
-//! freed chunks were given back to the kernel and faulted in again (60,000–160,000 minor page
-//! faults per GiB). So:
+//! client's peak RSS at 20–22 MiB for a 1 GiB upload, 11–12 MiB of it in glibc's heaps: the
+//! upload task runs on either worker thread, so chunks came from two per-thread arenas, each of
+//! which grew to the whole live set (the sink's 4 MiB stream window plus the chunks on their
+//! way), and freed chunks were given back to the kernel and faulted in again (55,000–165,000
+//! minor page faults per GiB). So:
 //!
 //! - **Buffers are recycled.** A chunk goes out as a `Bytes` that owns a [`PoolBuf`]; when quinn
 //!   (or anyone) drops the last reference, the buffer goes back to its [`ChunkPool`] and the next
@@ -263,11 +263,11 @@ impl Budget {
     ///
     /// - twice the bandwidth-delay product: the bytes that came back per unit of time, times the
     ///   minimum RTT;
-    /// - doubled instead while the budget holds the reader back, the path delivers at least half
-    ///   of it per minimum RTT and no queue builds up (the smoothed RTT within a quarter of the
-    ///   minimum): the bytes delivered in a span are those sent a round trip earlier, under the
-    ///   budget before, so the product alone would grow it only every other span, half as fast
-    ///   as slow start grows the congestion window;
+    /// - doubled instead while the budget holds the reader back, the path delivers at least a
+    ///   quarter of it per minimum RTT (not a stall) and no queue builds up (the smoothed RTT
+    ///   within a quarter of the minimum): the bytes delivered in a span are those sent a round
+    ///   trip earlier, under the budget before, so the product alone would lag a step behind the
+    ///   congestion window in slow start, and hold it back every other span;
     /// - falling by at most an eighth per span: a slow span (a loss, the peer descheduled) does
     ///   not starve the next ones, and a rate that stays lower brings it down within a few spans
     ///   (halved in five).
@@ -293,7 +293,9 @@ impl Budget {
         let bdp = u128::from(delivered) * min.as_nanos() / span.as_nanos().max(1);
         let target = u64::try_from(bdp.saturating_mul(2)).unwrap_or(u64::MAX);
         let no_queue = smoothed <= min + min / 4;
-        let next = if waited && no_queue && target >= self.current {
+        // At least a quarter of the budget delivered per minimum RTT (not a stall): while the
+        // budget grows, a span delivers what the one before let out.
+        let next = if waited && no_queue && target >= self.current / 2 {
             target.max(self.current.saturating_mul(2))
         } else {
             target.max(self.current - self.current / 8)

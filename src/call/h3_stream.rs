@@ -19,10 +19,10 @@
 //! - `bodyAckedEnd` (extension): when quinn received the ACK that completed the finished stream
 //!   (`ackSource: "quic"`; how, and what quinn cannot tell, in `transport::quic_acks`).
 //!
-//! File chunks larger than one are read into recycled buffers whose bytes out at once follow the
-//! path's bandwidth-delay product ([`ChunkPool`], [`Budget`]): quinn holds each chunk until the
-//! peer acknowledged it, so this bounds the upload's memory (docs/performance.md, "HTTP/3 peak
-//! RSS (issue 15)").
+//! A file of more than one chunk is read into recycled buffers, at most a budget of them out at
+//! once, the budget following the path's bandwidth-delay product ([`ChunkPool`], [`Budget`]):
+//! quinn holds each chunk until the peer acknowledged it, so this bounds the upload's memory
+//! (docs/performance.md, "HTTP/3 peak RSS (issue 15)").
 //!
 //! Progress counts body bytes quinn accepted (`progressBasis: "written"`): quinn's API has no
 //! acknowledged offset per stream, and its congestion controller sees packets, not streams.

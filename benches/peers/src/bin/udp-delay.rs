@@ -99,7 +99,10 @@ fn main() -> ExitCode {
                 // A refused send to the server (not started yet, or gone) surfaces here as an
                 // error: keep relaying.
                 if let Ok(n) = up.recv(&mut buf) {
-                    if held.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    if held
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -128,18 +128,7 @@ impl FileSource {
     /// Read at `offset` from the page cache only: `Some(n)` (0 at the end of the file), or
     /// `None` when the data is not cached (or the platform cannot tell without waiting).
     pub(crate) fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<Option<usize>> {
-        match sys::pread_nowait(&*self.file, buf, offset) {
-            Ok(n) => Ok(Some(n)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        if_cached(sys::pread_nowait(&*self.file, buf, offset))
     }
 
     /// Read up to `want` bytes at `offset` on the blocking pool, into `buf` (resized to `want`).
@@ -171,14 +160,8 @@ impl FileSource {
         want: usize,
     ) -> io::Result<(bytes::Bytes, bool)> {
         spare.clear();
-        match sys::pread_nowait_append(&*self.file, spare, want, offset) {
-            Ok(_) => return Ok((spare.split().freeze(), false)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
-                ) => {}
-            Err(e) => return Err(e),
+        if if_cached(sys::pread_nowait_append(&*self.file, spare, want, offset))?.is_some() {
+            return Ok((spare.split().freeze(), false));
         }
         let chunk = self.read_at(offset, want).await?;
         Ok((bytes::Bytes::from(chunk.data), chunk.uncached))
@@ -233,6 +216,23 @@ impl FileSource {
         }
         let stride = (len - RESIDENCY_SPAN) / (RESIDENCY_SAMPLES - 1);
         (0..RESIDENCY_SAMPLES).all(|i| check(offset + i * stride, RESIDENCY_SPAN))
+    }
+}
+
+/// A page-cache-only read's result: `Some(n)`, or `None` when the data is not cached (or the
+/// platform cannot tell without waiting).
+fn if_cached(read: io::Result<usize>) -> io::Result<Option<usize>> {
+    match read {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -59,14 +59,6 @@ pub(crate) fn next_ack_timestamp(
     unsupported("SO_TIMESTAMPING")
 }
 
-pub(crate) fn find_ack_timestamp(
-    _sock: BorrowedFd<'_>,
-    _key: u32,
-    _limit: usize,
-) -> io::Result<Option<AckTimestamp>> {
-    unsupported("SO_TIMESTAMPING")
-}
-
 pub(crate) fn sendfile(
     _sock: BorrowedFd<'_>,
     _file: BorrowedFd<'_>,

@@ -289,23 +289,6 @@ pub(crate) fn next_ack_timestamp(
     Ok(None)
 }
 
-pub(crate) fn find_ack_timestamp(
-    sock: BorrowedFd<'_>,
-    key: u32,
-    limit: usize,
-) -> io::Result<Option<AckTimestamp>> {
-    for _ in 0..limit {
-        match recv_errqueue(sock) {
-            Ok(ErrQueue::Empty) => return Ok(None),
-            Ok(ErrQueue::Message(Some(stamp))) if stamp.key == key => return Ok(Some(stamp)),
-            Ok(ErrQueue::Message(_)) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
 /// Control-message buffer, aligned for `cmsghdr`. One error-queue message carries an
 /// `SCM_TIMESTAMPING` (3 timespecs) and an `IP(V6)_RECVERR` (`sock_extended_err` + offender
 /// address); 512 bytes is several times that.

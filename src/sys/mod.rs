@@ -226,15 +226,24 @@ pub(crate) fn next_ack_timestamp(
 }
 
 /// Take messages off the socket's error queue one at a time, without blocking, until the TX_ACK
-/// stamp with `key` (returned), an empty queue or `limit` messages (`Ok(None)`); the messages
-/// before it (stale stamps of earlier sends, other errors) are dropped. One `recvmsg` when the
+/// stamp with `key` (returned), an empty queue or `limit` other stamps (`Ok(None)`; each read of
+/// [`next_ack_timestamp`] also skips at most `limit` messages that are not stamps); what comes
+/// before it (stale stamps of earlier sends, other errors) is dropped. One `recvmsg` when the
 /// stamp is the only message queued: no read to `EAGAIN` (issue 15).
 pub(crate) fn find_ack_timestamp(
     sock: impl AsFd,
     key: u32,
     limit: usize,
 ) -> io::Result<Option<AckTimestamp>> {
-    imp::find_ack_timestamp(sock.as_fd(), key, limit)
+    let sock = sock.as_fd();
+    for _ in 0..limit {
+        match next_ack_timestamp(sock, limit)? {
+            Some(stamp) if stamp.key == key => return Ok(Some(stamp)),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// `CLOCK_MONOTONIC` ([`Instant`]) and `CLOCK_REALTIME` read back to back: the realtime clock is

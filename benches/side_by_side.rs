@@ -80,9 +80,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use util::{
-    cell, command_line, describe_status, env_usize, exited_ok, fincore, num, process_cpu,
-    ratio_cell, source_state, stats, wait4, warm, write_file, write_sparse_file, Cpu, Machine, GIB,
-    KIB, MIB,
+    cell, command_line, describe_status, env_usize, exited_ok, fincore, load_average, num,
+    process_cpu, ratio_cell, report_head, stats, wait4, warm, write_file, write_sparse_file, Cpu,
+    GIB, KIB, MIB,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1499,32 +1499,14 @@ fn bench() -> Result<(), BoxError> {
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let m = Machine::detect();
-    let mut report = String::new();
-    let _ = writeln!(report, "## side_by_side\n");
-    if runs < 5 {
-        let _ = writeln!(
-            report,
-            "**Quick run: {runs} round(s), fewer than 5: not for quoting.**\n"
-        );
-    }
-    let _ = writeln!(report, "- date: {}", m.date);
-    let _ = writeln!(
-        report,
-        "- machine: nproc {}; CPU {}; {:.1} GiB RAM; Linux {}; load average (1, 5, 15 min) \
-         {load_before} at the start, {} at the end: other processes share these cores",
-        m.nproc,
-        m.cpu,
-        m.mem_gib,
-        m.kernel,
-        load_average()
+    let mut report = report_head(
+        "side_by_side",
+        runs,
+        5,
+        &load_before,
+        &knobs_prefix(),
+        &root,
     );
-    let _ = writeln!(
-        report,
-        "- command: `{}cargo bench --bench side_by_side`",
-        knobs_prefix()
-    );
-    let _ = writeln!(report, "- source: {}", source_state(&root));
     let _ = writeln!(report, "- curl: {}", ctx.curl_version);
     let _ = writeln!(
         report,
@@ -1577,13 +1559,6 @@ fn bench() -> Result<(), BoxError> {
     std::fs::write(&out, &report)?;
     eprintln!("side_by_side: the report is also in {}", out.display());
     Ok(())
-}
-
-/// The first three fields of `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// DAMON's reclaim (`/sys/kernel/mm/damon`) pages out what has not been touched for a while,

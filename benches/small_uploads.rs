@@ -75,8 +75,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use util::{
-    cell, command_line, describe_status, exited_ok, num, process_cpu, ratio_cell, source_state,
-    stats, write_file, Cpu, Machine, KIB,
+    cell, command_line, describe_status, exited_ok, load_average, num, process_cpu, ratio_cell,
+    report_head, stats, write_file, Cpu, KIB,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1273,13 +1273,6 @@ fn targets(results: &BTreeMap<Contender, Vec<Option<Sample>>>, syscalls: Option<
     s
 }
 
-/// The first three fields of `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// The `SU_*` variables set for this run, as a command prefix.
 fn knobs_prefix() -> String {
     let mut s = String::new();
@@ -1495,32 +1488,14 @@ fn bench() -> Result<(), BoxError> {
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let m = Machine::detect();
-    let mut report = String::new();
-    let _ = writeln!(report, "## small_uploads\n");
-    if rounds < 3 {
-        let _ = writeln!(
-            report,
-            "**Quick run: {rounds} round(s), fewer than 3: not for quoting.**\n"
-        );
-    }
-    let _ = writeln!(report, "- date: {}", m.date);
-    let _ = writeln!(
-        report,
-        "- machine: nproc {}; CPU {}; {:.1} GiB RAM; Linux {}; load average (1, 5, 15 min) \
-         {load_before} at the start, {} at the end: other processes share these cores",
-        m.nproc,
-        m.cpu,
-        m.mem_gib,
-        m.kernel,
-        load_average()
+    let mut report = report_head(
+        "small_uploads",
+        rounds,
+        3,
+        &load_before,
+        &knobs_prefix(),
+        &root,
     );
-    let _ = writeln!(
-        report,
-        "- command: `{}cargo bench --bench small_uploads`",
-        knobs_prefix()
-    );
-    let _ = writeln!(report, "- source: {}", source_state(&root));
     let mut versions: Vec<String> = Vec::new();
     for v in contenders.iter().map(|c| version_of(*c)) {
         if !v.is_empty() && !versions.contains(&v) {

@@ -290,6 +290,50 @@ fn read_through(path: &Path, block: &mut [u8]) -> io::Result<u64> {
     }
 }
 
+/// The first three fields of `/proc/loadavg`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The head every bench report starts with: its title, a warning when fewer than `quotable`
+/// rounds ran, the date, the machine with the load average at the start (`load_before`) and now,
+/// the command (`cargo bench --bench NAME` after the knobs set, `knobs`), and the source.
+pub fn report_head(
+    name: &str,
+    rounds: usize,
+    quotable: usize,
+    load_before: &str,
+    knobs: &str,
+    root: &Path,
+) -> String {
+    use std::fmt::Write as _;
+    let m = Machine::detect();
+    let mut report = String::new();
+    let _ = writeln!(report, "## {name}\n");
+    if rounds < quotable {
+        let _ = writeln!(
+            report,
+            "**Quick run: {rounds} round(s), fewer than {quotable}: not for quoting.**\n"
+        );
+    }
+    let _ = writeln!(report, "- date: {}", m.date);
+    let _ = writeln!(
+        report,
+        "- machine: nproc {}; CPU {}; {:.1} GiB RAM; Linux {}; load average (1, 5, 15 min) \
+         {load_before} at the start, {} at the end: other processes share these cores",
+        m.nproc,
+        m.cpu,
+        m.mem_gib,
+        m.kernel,
+        load_average()
+    );
+    let _ = writeln!(report, "- command: `{knobs}cargo bench --bench {name}`");
+    let _ = writeln!(report, "- source: {}", source_state(root));
+    report
+}
+
 /// The commit the binaries were built from, and whether `src/`, `sink/` or `cli/` had changes
 /// not committed.
 pub fn source_state(root: &Path) -> String {
